@@ -1,0 +1,3 @@
+from orchestree.cli import main
+
+raise SystemExit(main())

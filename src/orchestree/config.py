@@ -1,0 +1,143 @@
+"""`orchestree.toml` → Config (DESIGN.md §10). Every key has a default.
+
+An unknown key, a wrong type or an unknown agent is an error naming the key and the
+file, before anything runs.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from orchestree.errors import UserError
+
+CONFIG_FILE = "orchestree.toml"
+PRESETS = ("claude", "codex", "aider", "gemini", "shell")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Defaults(_Section):
+    agent: str = "claude"
+    max_parallel: int = Field(default=4, ge=1, le=256)
+    timeout_s: float = Field(default=3600, gt=0)
+    max_attempts: int = Field(default=1, ge=1)
+    base_branch: str | None = None
+
+
+class AgentConfig(_Section):
+    """A custom agent, or overrides of a preset of the same name."""
+
+    command: list[str] | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    permission_mode: str | None = None
+    model: str | None = None
+    args: list[str] = Field(default_factory=list)
+
+    @field_validator("command")
+    @classmethod
+    def _non_empty(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("must name a program")
+        return value
+
+
+class WorktreeConfig(_Section):
+    root: str = ".worktrees"
+    setup: str = ""
+    ports: tuple[int, int] = (20000, 20999)
+
+    @field_validator("ports")
+    @classmethod
+    def _range(cls, value: tuple[int, int]) -> tuple[int, int]:
+        low, high = value
+        if not 1024 <= low <= high <= 65535:
+            raise ValueError("must be [low, high] with 1024 <= low <= high <= 65535")
+        return value
+
+
+class ProbeConfig(_Section):
+    builtin: str | None = None
+    agent: str | None = None
+    prompt: str | None = None
+    command: str | None = None
+    priority: Literal["high", "medium", "low"] = "medium"
+    timeout_s: float | None = Field(default=None, gt=0)
+
+
+class PlanConfig(_Section):
+    agent: str | None = None
+    group_by: Literal["gap", "file", "probe"] = "gap"
+
+
+class MergeConfig(_Section):
+    verify: str = ""
+    verify_timeout_s: float = Field(default=1800, gt=0)
+
+
+class MonitorConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=5555, ge=1, le=65535)
+
+
+class ExecutorConfig(_Section):
+    kind: Literal["local", "dask"] = "local"
+    scheduler: str = ""
+    workers: int = Field(default=2, ge=1)
+    remote: str = "origin"
+
+
+class Config(_Section):
+    defaults: Defaults = Field(default_factory=Defaults)
+    agents: dict[str, AgentConfig] = Field(default_factory=dict)
+    worktree: WorktreeConfig = Field(default_factory=WorktreeConfig)
+    probes: dict[str, ProbeConfig] = Field(default_factory=dict)
+    plan: PlanConfig = Field(default_factory=PlanConfig)
+    merge: MergeConfig = Field(default_factory=MergeConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+
+    def agent_names(self) -> set[str]:
+        return set(PRESETS) | set(self.agents)
+
+    def check_agent(self, name: str, where: str) -> None:
+        if name not in self.agent_names():
+            known = ", ".join(sorted(self.agent_names()))
+            raise UserError(
+                f"{where}: agent {name!r} is neither a preset nor defined in "
+                f"{CONFIG_FILE} [agents.{name}] (known: {known})"
+            )
+
+
+def load_config(repo_root: Path) -> Config:
+    """Read `orchestree.toml` at the repository root; defaults when there is none."""
+    path = repo_root / CONFIG_FILE
+    if not path.exists():
+        return Config()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid TOML ({exc}); fix the file") from None
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            raise UserError(f"{path}: unknown key {key!r}; remove it or check its spelling") from None
+        raise UserError(f"{path}: key {key!r} {err['msg'].lower()}") from None
+    for name, agent in config.agents.items():
+        if name not in PRESETS and agent.command is None:
+            raise UserError(f"{path}: [agents.{name}] needs `command`, a list of strings")
+    config.check_agent(config.defaults.agent, f"{path}: [defaults] agent")
+    for probe_id, probe in config.probes.items():
+        if probe.agent is not None:
+            config.check_agent(probe.agent, f"{path}: [probes.{probe_id}]")
+    if config.plan.agent is not None:
+        config.check_agent(config.plan.agent, f"{path}: [plan]")
+    return config

@@ -1,0 +1,112 @@
+"""The only module that runs git. Small typed functions, each named for its question.
+
+Every call goes through `run()`: an argument list (never a shell), the inherited
+`GIT_*` variables stripped so a caller's environment cannot point us at another
+repository, and a `GitError(cmd, code, stderr)` on failure.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from orchestree.errors import EnvironmentRefused, GitError
+
+# Variables that would make git act on another repository or index than the one asked.
+_STRIPPED = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_PREFIX")
+# Parallel lanes must not race a background gc (DESIGN.md §5-§6).
+NO_GC = (("gc.auto", "0"), ("maintenance.auto", "false"))
+
+
+def git_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _STRIPPED}
+    env.update(config_env(NO_GC))
+    if extra:
+        env.update(extra)
+    return env
+
+
+def config_env(pairs: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """`GIT_CONFIG_COUNT/KEY/VALUE` settings for every git that inherits this env."""
+    env = {"GIT_CONFIG_COUNT": str(len(pairs))}
+    for i, (key, value) in enumerate(pairs):
+        env[f"GIT_CONFIG_KEY_{i}"] = key
+        env[f"GIT_CONFIG_VALUE_{i}"] = value
+    return env
+
+
+def run(
+    *args: str,
+    cwd: Path,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+    input: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    cmd = ("git", *args)
+    proc = subprocess.run(
+        cmd,
+        cwd=cwd,
+        env=git_env(env),
+        input=input,
+        capture_output=True,
+        text=True,
+        stdin=None if input is not None else subprocess.DEVNULL,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        raise GitError(cmd, proc.returncode, proc.stderr or proc.stdout)
+    return proc
+
+
+def out(*args: str, cwd: Path) -> str:
+    return run(*args, cwd=cwd).stdout.strip()
+
+
+def repo_root(path: Path) -> Path:
+    """The top of the working tree that holds `path`; exit 3 outside a repository."""
+    if not path.exists():
+        raise EnvironmentRefused(f"{path} does not exist; pass an existing repository folder")
+    proc = run("rev-parse", "--show-toplevel", cwd=path, check=False)
+    if proc.returncode != 0 or not proc.stdout.strip():
+        raise EnvironmentRefused(
+            f"{path} is not inside a git repository; run orchestree in one (or `git init` first)"
+        )
+    return Path(proc.stdout.strip())
+
+
+def common_dir(root: Path) -> Path:
+    """The `.git` folder shared by every worktree of this repository."""
+    return Path(out("rev-parse", "--path-format=absolute", "--git-common-dir", cwd=root))
+
+
+def head_commit(root: Path, rev: str = "HEAD") -> str | None:
+    proc = run("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", cwd=root, check=False)
+    return proc.stdout.strip() or None
+
+
+def current_branch(root: Path) -> str | None:
+    """The branch checked out in `root`, or None when HEAD is detached."""
+    proc = run("symbolic-ref", "--quiet", "--short", "HEAD", cwd=root, check=False)
+    return proc.stdout.strip() or None
+
+
+def add_excludes(root: Path, patterns: list[str]) -> list[str]:
+    """Add patterns to the shared `info/exclude` once; returns the ones added."""
+    exclude = common_dir(root) / "info" / "exclude"
+    exclude.parent.mkdir(parents=True, exist_ok=True)
+    present = exclude.read_text(encoding="utf-8").splitlines() if exclude.exists() else []
+    missing = [p for p in patterns if p not in present]
+    if missing:
+        with exclude.open("a", encoding="utf-8") as fh:
+            if present and present[-1] != "":
+                fh.write("\n")
+            fh.write("# orchestree\n" if "# orchestree" not in present else "")
+            fh.writelines(f"{p}\n" for p in missing)
+    return missing
+
+
+def ls_files(root: Path) -> list[str]:
+    """Tracked files plus untracked ones that are not ignored, relative to `root`."""
+    raw = run("ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=root).stdout
+    return sorted({p for p in raw.split("\0") if p})

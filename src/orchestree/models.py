@@ -1,0 +1,207 @@
+"""Validated types for the tracker and the lane state machine (DESIGN.md §3).
+
+The tracker keeps the seed's shape (`version`, `phase`, `status`, `agents`, `lanes`)
+and adds fields; nothing of the seed is renamed. Every field is validated except a
+lane's `progress` and `data`, which belong to the agent.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from orchestree.access_tracker import AGENT_STATUSES, LANE_TRANSITIONS, now_iso
+from orchestree.errors import UserError
+
+__all__ = [
+    "AGENT_STATUSES",
+    "LANE_TRANSITIONS",
+    "PRIORITY_RANK",
+    "TRACKER_VERSION",
+    "Agent",
+    "Lane",
+    "LaneInput",
+    "LaneMerge",
+    "Tracker",
+    "check_graph",
+    "check_lane_id",
+    "describe_validation_error",
+]
+
+TRACKER_VERSION = "1.0.0"
+
+LaneStatus = Literal[
+    "pending",
+    "running",
+    "completed",
+    "failed",
+    "cancelled",
+    "blocked",
+    "merged",
+    "conflict",
+    "verify_failed",
+]
+AgentStatus = Literal["created", "running", "completed", "failed"]
+Priority = Literal["high", "medium", "low"]
+LaneKind = Literal["lane", "probe"]
+TrackerStatus = Literal["initialized", "running", "completed", "failed", "cancelled"]
+MergeStatus = Literal["merged", "conflict", "verify_failed", "skipped"]
+
+PRIORITY_RANK: dict[str, int] = {"high": 0, "medium": 1, "low": 2}
+FINISHED = frozenset({"completed", "merged", "conflict", "verify_failed"})
+DONE_OK = frozenset({"completed", "merged"})
+
+_LANE_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+
+
+def check_lane_id(lane_id: str) -> str:
+    """Refuse an id that could escape a folder or make a bad branch name."""
+    problem = None
+    if not lane_id:
+        problem = "is empty"
+    elif lane_id.startswith("-"):
+        problem = "starts with '-'"
+    elif "/" in lane_id or "\\" in lane_id:
+        problem = "contains a slash"
+    elif ".." in lane_id:
+        problem = "contains '..'"
+    elif lane_id.endswith(".lock"):
+        problem = "ends in '.lock'"
+    elif len(lane_id) > 63:
+        problem = f"is {len(lane_id)} characters long (at most 63)"
+    elif not _LANE_ID.match(lane_id):
+        problem = "may hold only lowercase letters, digits, '.', '_' and '-'"
+    if problem:
+        raise UserError(
+            f"lane id {lane_id!r} {problem}; use lowercase letters, digits, '.', '_' "
+            "or '-', starting with a letter or digit (e.g. db-projection)"
+        )
+    return lane_id
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LaneMerge(_Strict):
+    status: MergeStatus | None = None
+    commit: str | None = None
+    conflicts: list[str] = Field(default_factory=list)
+
+
+class LaneInput(_Strict):
+    """What a user or a plan may say about a lane (the seed's lane JSON, extended)."""
+
+    name: str = ""
+    tasks: list[str] = Field(default_factory=list)
+    results: list[str] = Field(default_factory=list)
+    priority: Priority = "medium"
+    parallel: bool = True
+    depends_on: list[str] = Field(default_factory=list)
+    agent: str | None = None
+    kind: LaneKind = "lane"
+    prompt: str | None = None
+    timeout_s: float | None = Field(default=None, gt=0)
+    max_attempts: int | None = Field(default=None, ge=1)
+    budget_usd: float | None = Field(default=None, gt=0)
+
+    @field_validator("depends_on")
+    @classmethod
+    def _ids(cls, value: list[str]) -> list[str]:
+        for dep in value:
+            check_lane_id(dep)
+        if len(set(value)) != len(value):
+            raise ValueError("lists a dependency twice")
+        return value
+
+
+class Lane(LaneInput):
+    """A lane as the tracker holds it: the input plus what orchestree recorded."""
+
+    status: LaneStatus = "pending"
+    order: int = 0
+    attempts: int = Field(default=0, ge=0)
+    progress: Any = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+    head_commit: str | None = None
+    start_commit: str | None = None
+    changed_files: list[str] = Field(default_factory=list)
+    no_changes: bool = False
+    started_at: str | None = None
+    finished_at: str | None = None
+    session_id: str | None = None
+    num_turns: int | None = None
+    cost_usd: float | None = None
+    host: str | None = None
+    merge: LaneMerge = Field(default_factory=LaneMerge)
+
+
+class Agent(_Strict):
+    worktree: str
+    lane: str
+    status: AgentStatus = "created"
+    branch: str
+    agent: str | None = None
+    pid: int | None = None
+    pid_started: float | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    exit_code: int | None = None
+    log: str | None = None
+    host: str | None = None
+
+
+class Tracker(_Strict):
+    version: str = TRACKER_VERSION
+    phase: int = Field(default=0, ge=0, le=4)
+    status: TrackerStatus = "initialized"
+    repo: str
+    base_branch: str
+    base_commit: str
+    created_at: str = Field(default_factory=now_iso)
+    updated_at: str = Field(default_factory=now_iso)
+    agents: dict[str, Agent] = Field(default_factory=dict)
+    lanes: dict[str, Lane] = Field(default_factory=dict)
+
+    @field_validator("lanes")
+    @classmethod
+    def _lane_ids(cls, value: dict[str, Lane]) -> dict[str, Lane]:
+        for lane_id in value:
+            check_lane_id(lane_id)
+        check_graph({k: lane.depends_on for k, lane in value.items()})
+        return value
+
+
+def check_graph(deps: dict[str, list[str]]) -> None:
+    """Every dependency names a known lane, none its own, and there is no cycle."""
+    for lane_id, needs in deps.items():
+        for dep in needs:
+            if dep == lane_id:
+                raise UserError(f"lane {lane_id!r} depends on itself; remove it from depends_on")
+            if dep not in deps:
+                raise UserError(
+                    f"lane {lane_id!r} depends on {dep!r}, which is not a lane; "
+                    "add that lane first or fix depends_on"
+                )
+    try:
+        graphlib.TopologicalSorter(deps).prepare()
+    except graphlib.CycleError as exc:
+        cycle = " -> ".join(exc.args[1])
+        raise UserError(f"lane dependencies form a cycle ({cycle}); break it") from None
+
+
+def describe_validation_error(exc: ValidationError, what: str) -> str:
+    """One line for the first problem pydantic found, naming the field."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        return f"{what}: unknown field {loc!r}"
+    if err["type"] == "value_error" and isinstance(err.get("ctx", {}).get("error"), UserError):
+        return str(err["ctx"]["error"])
+    value = err.get("input")
+    shown = repr(value) if not isinstance(value, dict | list) or len(repr(value)) < 60 else "..."
+    return f"{what}: field {loc!r} {err['msg'].lower()} (got {shown})"
