@@ -193,7 +193,8 @@ def check_statuses(old: dict[str, Any], new: dict[str, Any]) -> None:
         status = agent.get("status") if isinstance(agent, dict) else None
         if status not in AGENT_STATUSES:
             raise InvalidUpdateError(
-                f"agent {name!r}: status {status!r} is not one of {', '.join(sorted(AGENT_STATUSES))}"
+                f"agent {name!r}: status {status!r} is not one of "
+                f"{', '.join(sorted(AGENT_STATUSES))}"
             )
 
 

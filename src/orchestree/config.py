@@ -129,7 +129,9 @@ def load_config(repo_root: Path) -> Config:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
-            raise UserError(f"{path}: unknown key {key!r}; remove it or check its spelling") from None
+            raise UserError(
+                f"{path}: unknown key {key!r}; remove it or check its spelling"
+            ) from None
         raise UserError(f"{path}: key {key!r} {err['msg'].lower()}") from None
     for name, agent in config.agents.items():
         if name not in PRESETS and agent.command is None:
