@@ -205,6 +205,119 @@ def tracker_update(
     _out("tracker updated")
 
 
+def _reporter() -> Any:
+    return _out
+
+
+@app.command()
+def execute(
+    max_parallel: Annotated[
+        int | None,
+        typer.Option("--max-parallel", min=1, help="Lanes running at once (default: config)."),
+    ] = None,
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Run every pending lane: dependencies first, independent lanes side by side.
+
+    Resumable: run it again after a crash and finished lanes stay done.
+    Exit 0 when every lane completed, 1 when one failed or was blocked.
+
+    Example: orchestree execute --max-parallel 2
+    """
+    from orchestree import execution, orchestrator
+
+    summary = execution.execute(orchestrator.open_repo(repo), None, max_parallel, _reporter())
+    _finish_run(summary)
+
+
+@app.command("exec-lane")
+def exec_lane(
+    lane_id: Annotated[str, typer.Argument(help="The lane to run now.")],
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Run one lane now (its dependencies must have completed).
+
+    Example: orchestree exec-lane db-projection
+    """
+    from orchestree import execution, orchestrator
+
+    state = orchestrator.open_repo(repo)
+    orchestrator.require_lane(state, lane_id, {"pending"}, "run")
+    summary = execution.execute(state, {lane_id}, None, _reporter(), kind=_kind(state, lane_id))
+    _finish_run(summary)
+
+
+@app.command()
+def retry(
+    lane_id: Annotated[str, typer.Argument(help="A failed, cancelled or blocked lane.")],
+    no_run: Annotated[
+        bool, typer.Option("--no-run", help="Only mark it pending; run it later.")
+    ] = False,
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Give a failed, cancelled, blocked or conflicted lane another attempt, and run it.
+
+    Lanes blocked only because of it become pending again.
+
+    Example: orchestree retry db-projection
+    """
+    from orchestree import execution, orchestrator
+
+    state = orchestrator.open_repo(repo)
+    freed = orchestrator.retry_lane(state, lane_id)
+    _out(f"{lane_id} is pending again" + (f"; unblocked: {', '.join(freed)}" if freed else ""))
+    if not no_run:
+        summary = execution.execute(state, {lane_id}, None, _reporter(), kind=_kind(state, lane_id))
+        _finish_run(summary)
+
+
+@app.command()
+def cancel(
+    lane_id: Annotated[str, typer.Argument(help="A pending or running lane.")],
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Cancel a lane: a running agent is stopped (its worktree is kept).
+
+    Example: orchestree cancel db-projection
+    """
+    from orchestree import orchestrator
+
+    _out(orchestrator.cancel_lane(orchestrator.open_repo(repo), lane_id))
+
+
+@app.command()
+def logs(
+    lane_id: Annotated[str, typer.Argument(help="The lane whose agent log to show.")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing while the lane runs.")
+    ] = False,
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Print a lane's agent log (stdout and stderr of every attempt).
+
+    Example: orchestree logs db-projection --follow
+    """
+    from orchestree import orchestrator
+
+    orchestrator.show_log(orchestrator.open_repo(repo), lane_id, follow, sys.stdout)
+
+
+def _kind(state: Any, lane_id: str) -> str:
+    return str(state.store.read().lanes[lane_id].kind)
+
+
+def _finish_run(summary: Any) -> None:
+    for message in summary.held.values():
+        _err(message)
+    counts: dict[str, int] = {}
+    for status in summary.statuses.values():
+        counts[status] = counts.get(status, 0) + 1
+    if counts:
+        _out("lanes: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    if summary.exit_code:
+        raise typer.Exit(summary.exit_code)
+
+
 def main(argv: list[str] | None = None) -> int:
     import click
 
