@@ -6,8 +6,10 @@ commands that need them, so `orchestree status --json` starts about as fast as T
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -205,8 +207,16 @@ def tracker_update(
     _out("tracker updated")
 
 
-def _reporter() -> Any:
-    return _out
+@contextlib.contextmanager
+def _progress(state: Any, kind: str = "lane") -> Iterator[Callable[[str], None]]:
+    """A live progress line on a TTY; one plain line per state change otherwise."""
+    if not sys.stdout.isatty():
+        yield _out
+        return
+    from orchestree.report import LiveProgress
+
+    with LiveProgress(state.store.read, kind) as live:
+        yield live
 
 
 @app.command()
@@ -226,7 +236,9 @@ def execute(
     """
     from orchestree import execution, orchestrator
 
-    summary = execution.execute(orchestrator.open_repo(repo), None, max_parallel, _reporter())
+    state = orchestrator.open_repo(repo)
+    with _progress(state) as report:
+        summary = execution.execute(state, None, max_parallel, report)
     _finish_run(summary)
 
 
@@ -243,7 +255,9 @@ def exec_lane(
 
     state = orchestrator.open_repo(repo)
     orchestrator.require_lane(state, lane_id, {"pending"}, "run")
-    summary = execution.execute(state, {lane_id}, None, _reporter(), kind=_kind(state, lane_id))
+    kind = _kind(state, lane_id)
+    with _progress(state, kind) as report:
+        summary = execution.execute(state, {lane_id}, None, report, kind=kind)
     _finish_run(summary)
 
 
@@ -267,7 +281,9 @@ def retry(
     freed = orchestrator.retry_lane(state, lane_id)
     _out(f"{lane_id} is pending again" + (f"; unblocked: {', '.join(freed)}" if freed else ""))
     if not no_run:
-        summary = execution.execute(state, {lane_id}, None, _reporter(), kind=_kind(state, lane_id))
+        kind = _kind(state, lane_id)
+        with _progress(state, kind) as report:
+            summary = execution.execute(state, {lane_id}, None, report, kind=kind)
         _finish_run(summary)
 
 
