@@ -165,7 +165,13 @@ def launch(
         lane_id, lane, prompt, prompt_file, worktree, branch(lane_id), layout.tracker.resolve()
     )
     call = agent.invocation(ctx)
-    env = {**os.environ, **agents.agent_env(ctx), **call.env, "ORCHESTREE_PORT": str(port)}
+    env = {
+        **os.environ,
+        **agents.agent_env(ctx),
+        **call.env,
+        "ORCHESTREE_PORT": str(port),
+        "ORCHESTREE_ATTEMPT": str(attempt),
+    }
     log = layout.log(lane_id)
     log.parent.mkdir(parents=True, exist_ok=True)
     offset = log.stat().st_size if log.exists() else 0
