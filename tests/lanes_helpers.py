@@ -35,7 +35,9 @@ def set_identity() -> None:
 def sh(cwd: Path, *args: str) -> str:
     """Run git in `cwd` (test side: plain subprocess, fixed identity); its stdout."""
     env = {**os.environ, **IDENTITY}
-    proc = subprocess.run(("git", *args), cwd=cwd, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        ("git", *args), cwd=cwd, env=env, capture_output=True, text=True, check=False
+    )
     if proc.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed: {proc.stderr}")
     return proc.stdout.strip()
@@ -130,6 +132,7 @@ def lane_status(root: Path, lane_id: str) -> str:
 
 def is_clean(root: Path) -> bool:
     """No uncommitted change to a tracked file, no merge in progress."""
-    return not sh(root, "status", "--porcelain", "--untracked-files=no") and not (
-        root / ".git" / "MERGE_HEAD"
-    ).exists()
+    return (
+        not sh(root, "status", "--porcelain", "--untracked-files=no")
+        and not (root / ".git" / "MERGE_HEAD").exists()
+    )

@@ -133,6 +133,19 @@ def recover(layout: Layout, root: Path) -> str | None:
     ):
         clear_journal(layout)
         return f"an interrupted merge of {journal.branch} was found, but the branch moved since"
+    ref_lock = git.git_path(worktree, f"{ref}.lock")
+    if ref_lock.exists():
+        # git writes the new value into the lock before it commits the ref update: a
+        # lock holding our candidate was left by the killed fast-forward, no one else's.
+        if ref_lock.read_text(errors="replace").strip() != journal.new:
+            raise EnvironmentRefused(
+                f"{ref_lock} exists: a git command is moving {journal.branch}, or was "
+                "killed doing it; when none is running, remove it and merge again"
+            )
+        head_lock = git.git_path(worktree, "HEAD.lock")  # held (empty) as HEAD points at ref
+        if head_lock.exists() and head_lock.stat().st_size == 0:
+            head_lock.unlink()
+        ref_lock.unlink()
     lock = git.git_path(worktree, "index.lock")
     if lock.exists():
         raise EnvironmentRefused(
