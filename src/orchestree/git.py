@@ -369,3 +369,9 @@ def restore_files(path: Path, files: list[str]) -> None:
 def git_path(path: Path, name: str) -> Path:
     """Where the worktree at `path` keeps its own `name` (e.g. `index.lock`)."""
     return (path / out("rev-parse", "--git-path", name, cwd=path)).resolve()
+
+
+def ref_heads(root: Path, pattern: str) -> dict[str, str]:
+    """Short name -> commit of every ref matching `pattern`, in one call."""
+    raw = run("for-each-ref", "--format=%(refname:short) %(objectname)", pattern, cwd=root).stdout
+    return dict(line.split(" ", 1) for line in raw.splitlines() if line)

@@ -174,13 +174,14 @@ def _plan(
         report.notes.append(_nothing_to_do(tracker, lane_id))
         return report
     in_base = git.refs_merged_into(root, old, "refs/heads/lane-*")
+    branches = git.ref_heads(root, "refs/heads/lane-*")
     merges: dict[str, str] | None = None
     failed: dict[str, str] = {}  # lane -> its outcome, for lanes that were not merged
     with verifier(repo) as verify:
         for lid in order:
             lane = tracker.lanes[lid]
             outcome = _skip_reason(tracker, lid, failed, set(order))
-            head, on_branch = _lane_head(root, lid, lane)
+            head, on_branch = _lane_head(root, branches.get(branch(lid)), lane)
             if outcome is None and head is None:
                 outcome = Outcome(lid, "skipped", reason=f"{branch(lid)} and its head are gone")
             if outcome is not None:
@@ -213,11 +214,10 @@ def _skip_reason(
     return None
 
 
-def _lane_head(root: Path, lane_id: str, lane: Lane) -> tuple[str | None, bool]:
+def _lane_head(root: Path, on_branch: str | None, lane: Lane) -> tuple[str | None, bool]:
     """The lane's branch head, else its recorded head commit; and whether it is the branch."""
-    head = git.head_commit(root, f"refs/heads/{branch(lane_id)}")
-    if head is not None:
-        return head, True
+    if on_branch is not None:
+        return on_branch, True
     return (git.head_commit(root, lane.head_commit) if lane.head_commit else None), False
 
 
