@@ -175,29 +175,32 @@ def _plan(
         return report
     in_base = git.refs_merged_into(root, old, "refs/heads/lane-*")
     branches = git.ref_heads(root, "refs/heads/lane-*")
-    merges: dict[str, str] | None = None
+    merges: dict[str, str] = {}  # second parent -> merge commit, read when first needed
     failed: dict[str, str] = {}  # lane -> its outcome, for lanes that were not merged
+    planned = set(order)
+
+    def decide(lid: str, verify: Verifier | None) -> Outcome:
+        lane = tracker.lanes[lid]
+        skipped = _skip_reason(tracker, lid, failed, planned)
+        if skipped is not None:
+            return skipped
+        head, on_branch = _lane_head(root, branches.get(branch(lid)), lane)
+        if head is None:
+            return Outcome(lid, "skipped", reason=f"{branch(lid)} and its head are gone")
+        if branch(lid) in in_base if on_branch else git.is_ancestor(root, head, old):
+            if not merges:
+                merges.update(git.merges_by_second_parent(root, old, tracker.base_commit))
+            return Outcome(lid, "merged", merges.get(head, head), reason=f"already in {base}")
+        if lane.depends_on and git.is_ancestor(root, head, report.new):
+            return Outcome(lid, "merged", report.new, reason="brought in by its dependencies")
+        outcome = _merge_one(root, lid, lane, head, report.new, verify)
+        if outcome.status == "merged" and outcome.commit:
+            report.new = outcome.commit
+        return outcome
+
     with verifier(repo) as verify:
         for lid in order:
-            lane = tracker.lanes[lid]
-            outcome = _skip_reason(tracker, lid, failed, set(order))
-            head, on_branch = _lane_head(root, branches.get(branch(lid)), lane)
-            if outcome is None and head is None:
-                outcome = Outcome(lid, "skipped", reason=f"{branch(lid)} and its head are gone")
-            if outcome is not None:
-                pass
-            elif branch(lid) in in_base if on_branch else git.is_ancestor(root, str(head), old):
-                merges = merges or git.merges_by_second_parent(root, old, tracker.base_commit)
-                commit = merges.get(str(head), str(head))
-                outcome = Outcome(lid, "merged", commit, reason=f"already in {base}")
-            elif lane.depends_on and git.is_ancestor(root, str(head), report.new):
-                outcome = Outcome(
-                    lid, "merged", report.new, reason="brought in by its dependencies"
-                )
-            else:
-                outcome = _merge_one(root, lid, lane, str(head), report.new, verify)
-                if outcome.status == "merged" and outcome.commit:
-                    report.new = outcome.commit
+            outcome = decide(lid, verify)
             if outcome.status != "merged":
                 failed[lid] = outcome.status
             report.outcomes.append(outcome)
