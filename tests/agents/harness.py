@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,7 +62,9 @@ def sandbox() -> Iterator[Sandbox]:
         home, repo = root / "home", root / "repo"
         for folder in (home, repo, root / "tmp"):
             folder.mkdir()
-        (home / ".gitconfig").write_text("[user]\n\tname = Lane Tester\n\temail = lane@example.com\n")
+        (home / ".gitconfig").write_text(
+            "[user]\n\tname = Lane Tester\n\temail = lane@example.com\n"
+        )
         env = {"HOME": str(home), "PATH": SYSTEM_PATH}
         _git(repo, env, "init", "-q", "-b", "main")
         (repo / "README.md").write_text("# demo\n")
@@ -170,10 +172,8 @@ def run_real(
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
+    with suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def version_of(program: str, env: dict[str, str], cwd: Path) -> str:
