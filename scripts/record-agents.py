@@ -14,6 +14,7 @@ are replaced by <tmp> so a re-recording only shows what the programs changed.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -37,10 +38,13 @@ class Case:
     model: str | None = None
     args: list[str] = field(default_factory=list)
     budget_usd: float | None = None
+    permission_mode: str | None = None
 
 
 CASES = [
     Case("claude-not-logged-in", "claude", 60, model="sonnet", budget_usd=0.5),
+    # Run as root (as here, and in many containers), Claude Code refuses this mode.
+    Case("claude-bypass-permissions", "claude", 60, permission_mode="bypassPermissions"),
     # Codex retries for ever without network; we keep what it says in 20 s.
     Case("codex-no-network", "codex", 20),
     Case("gemini-no-key", "gemini", 60),
@@ -52,7 +56,9 @@ CASES = [
 
 
 def record(case: Case) -> dict[str, object]:
-    preset = harness.preset_for(case.cli, model=case.model, args=case.args)
+    preset = harness.preset_for(
+        case.cli, model=case.model, args=case.args, permission_mode=case.permission_mode
+    )
     with harness.sandbox() as box:
         run = harness.run_real(box, preset, timeout_s=case.timeout_s, budget_usd=case.budget_usd)
 
@@ -73,6 +79,7 @@ def record(case: Case) -> dict[str, object]:
             "duration_s": run.duration_s,
             "timeout_s": case.timeout_s,
             "leftovers": [scrub(line) for line in run.leftovers],
+            "as_root": os.geteuid() == 0,
             "recorded_on": datetime.now(UTC).date().isoformat(),
             "recorded_by": "scripts/record-agents.py",
         }

@@ -334,6 +334,19 @@ def test_claudes_is_error_decides_whatever_the_exit_code() -> None:
     )  # fmt: skip
 
 
+def test_claude_refusing_bypass_permissions_as_root_says_why() -> None:
+    output, code, meta = recorded("claude-bypass-permissions")
+    assert meta["as_root"]
+    assert code == 1
+    outcome = get_agent("claude", Config()).classify(output, code)
+    assert not outcome.ok
+    assert not outcome.auth_failure
+    assert outcome.error == (
+        "exited with code 1: --dangerously-skip-permissions cannot be used with root/sudo "
+        "privileges for security reasons"
+    )
+
+
 def test_codex_without_network_fails_with_its_own_message() -> None:
     output, code, meta = recorded("codex-no-network")
     assert code is None

@@ -97,8 +97,13 @@ class Run:
     version: str = ""
 
 
-def preset_for(cli: str, model: str | None = None, args: list[str] | None = None) -> AgentPreset:
-    settings = AgentConfig(model=model, args=args or [])
+def preset_for(
+    cli: str,
+    model: str | None = None,
+    args: list[str] | None = None,
+    permission_mode: str | None = None,
+) -> AgentPreset:
+    settings = AgentConfig(model=model, args=args or [], permission_mode=permission_mode)
     return get_agent(cli, Config(agents={cli: settings}))
 
 
@@ -154,6 +159,8 @@ def run_real(
         _kill_group(proc)
         proc.wait()
     reader.join(timeout=5)
+    if proc.stdout is not None:
+        proc.stdout.close()
     duration = time.monotonic() - start
     killed = proc.returncode < 0
     ended = (fatal[0] if fatal else f"timeout after {timeout_s:g} s") if killed else None
