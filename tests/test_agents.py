@@ -405,6 +405,17 @@ def test_aider_with_a_model_and_no_key_fails_although_it_exits_0() -> None:
     }  # fmt: skip
 
 
+def test_an_aider_error_it_retries_is_not_a_failure() -> None:
+    """Aider prints "Retrying in N seconds..." (coders/base_coder.py) after an error it
+    tries again; only an error it gives up on fails the lane."""
+    output, _, _ = recorded("aider-model-no-key")
+    retried = output.replace(
+        "Check your API key.\n", "Check your API key.\nRetrying in 0.2 seconds...\n"
+    )
+    assert retried != output
+    assert get_agent("aider", Config()).classify(retried, 0).ok
+
+
 def test_aider_without_a_model_is_stopped_at_its_browser_login_offer() -> None:
     output, code, meta = recorded("aider-no-model")
     preset = get_agent("aider", Config())

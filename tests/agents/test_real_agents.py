@@ -94,6 +94,20 @@ def test_codex_waits_for_the_network_and_says_so(box: harness.Sandbox) -> None:
     assert any(p.startswith(("reconnecting", "waiting for network")) for p in progress)
 
 
+def test_codex_sandbox_writes_the_worktree_but_cannot_commit(box: harness.Sandbox) -> None:
+    """Codex's workspace-write sandbox (tried with `codex sandbox`, the same policy
+    `exec` applies) keeps every `.git` read-only, a worktree's included: Codex cannot
+    commit, so the runner's auto-commit is what lands its work."""
+    script = "echo hi > made-in-sandbox.txt && git add made-in-sandbox.txt"
+    proc = subprocess.run(
+        ["codex", "sandbox", "-c", 'sandbox_mode="workspace-write"', "--", "sh", "-c", script],
+        cwd=box.worktree, env=box.env({}), capture_output=True, text=True, check=False,
+        stdin=subprocess.DEVNULL, timeout=60,
+    )  # fmt: skip
+    assert (box.worktree / "made-in-sandbox.txt").read_text() == "hi\n"
+    assert "index.lock': Read-only file system" in proc.stdout + proc.stderr
+
+
 def test_codex_takes_a_model_and_a_sandbox_mode(box: harness.Sandbox) -> None:
     settings = AgentConfig(model="gpt-5-codex", permission_mode="read-only")
     preset = get_agent("codex", Config(agents={"codex": settings}))

@@ -67,9 +67,10 @@ AGENT_EXCLUDES = (".aider*",)
 _NO_PERMISSION_MODE = frozenset({"aider", "shell"})
 
 
-def get_agent(name: str, config: Config) -> AgentPreset:
-    """The preset or custom agent called `name`, bound to its `[agents.NAME]` settings."""
-    config.check_agent(name, "agent")
+def get_agent(name: str, config: Config, where: str = "orchestree") -> AgentPreset:
+    """The preset or custom agent called `name`, bound to its `[agents.NAME]` settings.
+    `where` names who asked for it in the error (e.g. "lane 'db-projection'")."""
+    config.check_agent(name, where)
     settings = config.agents.get(name, AgentConfig())
     if settings.permission_mode is not None and name in _NO_PERMISSION_MODE:
         raise UserError(

@@ -26,6 +26,16 @@ def _paragraph(lines: list[str], start: int) -> list[str]:
     return [line.strip() for line in lines[start:end]]
 
 
+def _retried(following: list[str]) -> bool:
+    """Aider prints "Retrying in N seconds..." after an error it will try again."""
+    for line in following:
+        if _LITELLM_ERROR.match(line.strip()):
+            return False
+        if line.strip().startswith("Retrying in "):
+            return True
+    return False
+
+
 class Aider(Preset):
     program = "aider"
     install = "pipx install aider-chat (or pip install aider-chat)"
@@ -51,6 +61,7 @@ class Aider(Preset):
                 error=f"{NO_MODEL} (Aider offered a browser login and waited for it)",
                 auth_failure=True,
             )
+        failure: Outcome | None = None
         for i, line in enumerate(lines):
             match = _LITELLM_ERROR.match(line.strip())
             if not match:
@@ -59,11 +70,15 @@ class Aider(Preset):
             rest = next((j for j in range(i + len(said), len(lines)) if lines[j].strip()), None)
             if rest is not None and not _LITELLM_ERROR.match(lines[rest].strip()):
                 said += _paragraph(lines, rest)
-            return Outcome(
+            if _retried(lines[i + 1 : i + 12]):
+                continue  # Aider tries again; only an error it gives up on counts
+            failure = Outcome(
                 ok=False,
                 error=" ".join(said),
                 auth_failure=match.group(1) == "AuthenticationError",
             )
+        if failure is not None:
+            return failure
         return by_exit_code(output, exit_code)
 
     def fatal_from_line(self, line: str) -> str | None:

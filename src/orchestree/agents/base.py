@@ -14,12 +14,14 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from orchestree import git
 from orchestree.config import AgentConfig
 from orchestree.layout import agent_name, results_dir
-from orchestree.models import Lane
+
+if TYPE_CHECKING:
+    from orchestree.models import Lane
 
 # What the real CLIs' argument parsers print for an option they do not know:
 # claude "error: unknown option", gemini "Unknown argument", aider "unrecognized
