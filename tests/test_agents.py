@@ -219,6 +219,13 @@ def test_shell_stops_at_the_first_failure_with_its_exit_code(
     )
 
 
+def test_a_task_that_only_mentions_an_unknown_option_still_succeeds(
+    ctx: LaunchContext,
+) -> None:
+    output, code = run_shell(ctx, ["echo 'warning: unknown option --foo ignored'"])
+    assert get_agent("shell", Config()).classify(output, code).ok
+
+
 # --- the prompt -------------------------------------------------------------------------
 
 

@@ -148,16 +148,14 @@ def json_objects(output: str) -> list[dict[str, Any]]:
 
 
 def by_exit_code(output: str, exit_code: int) -> Outcome:
-    """The fallback for output with nothing structured: the exit code decides, and
-    the message is an argument-parser complaint if there is one, else the last line."""
-    complaint = next(
-        (ln.strip() for ln in output.splitlines() if PARSER_COMPLAINT.search(ln)), None
-    )
-    if exit_code == 0 and complaint is None:
+    """The fallback for output with nothing structured: the exit code decides, and the
+    message is an argument-parser complaint if there is one, else the last line."""
+    if exit_code == 0:
         return Outcome(ok=True)
-    said = complaint or last_line(output)
-    error = f"exited with code {exit_code}" + (f": {said}" if said else "")
-    return Outcome(ok=False, error=error)
+    lines = output.splitlines()
+    said = next((ln.strip() for ln in lines if PARSER_COMPLAINT.search(ln)), None)
+    said = said or last_line(output)
+    return Outcome(ok=False, error=f"exited with code {exit_code}" + (f": {said}" if said else ""))
 
 
 @dataclass
