@@ -35,6 +35,9 @@ Reporter = Callable[[str], None]
 class Running:
     attempt: int
     launched: runner.Launched
+    preset: agents.AgentPreset | None = None
+    read_to: int = 0  # how far the log has been read for live signs
+    fatal: str | None = None  # why we ended an agent that waits for a person
 
 
 @dataclass
@@ -125,6 +128,36 @@ class Execution:
                     self._record(lane_id, run)
                     return
             time.sleep(POLL_S)
+        for lane_id, run in list(self.running.items()):
+            self._watch_output(lane_id, run)
+
+    def _watch_output(self, lane_id: str, run: Running) -> None:
+        """Read what the agent printed since last time: live progress, fatal signs."""
+        if run.preset is None:
+            return
+        log = self.repo.layout.log(lane_id)
+        try:
+            with log.open("rb") as fh:
+                fh.seek(max(run.read_to, run.launched.log_offset))
+                chunk = fh.read(256 * 1024)
+        except FileNotFoundError:
+            return
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        run.read_to = max(run.read_to, run.launched.log_offset) + len(complete)
+        progress = None
+        for raw in complete.decode("utf-8", "replace").splitlines():
+            progress = run.preset.progress_from_line(raw) or progress
+            fatal = run.preset.fatal_from_line(raw)
+            if fatal and run.fatal is None:
+                run.fatal = fatal
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(run.launched.pid, signal.SIGTERM)
+        if progress is not None:
+
+            def change(t: Tracker) -> None:
+                t.lanes[lane_id].progress = progress
+
+            self.repo.store.update(change, "progress", lane=lane_id)
 
     @staticmethod
     def _finished(run: Running) -> bool:
@@ -185,7 +218,8 @@ class Execution:
             message = str(exc) if isinstance(exc, OrchestreeError) else repr(exc)
             self._settle(lane_id, attempt, "failed", {"error": message}, None)
             return
-        self.running[lane_id] = Running(attempt, launched)
+        preset = agents.get_agent(lane.agent or repo.config.defaults.agent, repo.config)
+        self.running[lane_id] = Running(attempt, launched, preset)
 
         def started(t: Tracker) -> None:
             agent = t.agents[agent_name(lane_id)]
@@ -215,7 +249,9 @@ class Execution:
             "error": "the lane's supervisor ended without an outcome",
         }
         lane = self.repo.store.read().lanes[lane_id]
-        got = runner.collect(self.repo, lane_id, lane, result, run.launched.log_offset)
+        got = runner.collect(
+            self.repo, lane_id, lane, result, run.launched.log_offset, fatal=run.fatal
+        )
         fields: dict[str, Any] = {
             "error": got.error,
             "head_commit": got.head,
@@ -228,7 +264,7 @@ class Execution:
         }
         if got.ok:
             status = "completed"
-        elif got.reason in ("cancelled", "interrupted") or self._stop:
+        elif run.fatal is None and (got.reason in ("cancelled", "interrupted") or self._stop):
             status = "cancelled"
         elif got.auth_failure:
             status = "failed"
@@ -282,7 +318,7 @@ class Execution:
 
     def _hold_agent(self, lane_id: str, agent: str, error: str | None) -> None:
         """An authentication failure holds every other pending lane of that agent."""
-        hint = agents.login_hint(agent, self.repo.config)
+        hint = agents.get_agent(agent, self.repo.config).login_hint
         why = f"held: agent {agent!r} is not logged in ({error}); {hint}"
         self.summary.held[agent] = why
         tracker = self.repo.store.read()

@@ -156,27 +156,29 @@ def launch(
     runs.mkdir(parents=True, exist_ok=True)
     prompt_file = runs / f"{lane_id}.prompt.md"
     agent_name = lane.agent or config.defaults.agent
-    agent = agents.get_agent(agent_name, config)
-    prompt = lane.prompt or agents.build_prompt(
-        lane_id, lane, worktree, branch(lane_id), layout.tracker.resolve(), helper
-    )
-    prompt_file.write_text(prompt, encoding="utf-8")
+    agent = agents.get_agent(agent_name, config, where=f"lane {lane_id!r}")
     ctx = agents.LaunchContext(
-        lane_id, lane, prompt, prompt_file, worktree, branch(lane_id), layout.tracker.resolve()
+        lane_id,
+        lane,
+        worktree,
+        branch(lane_id),
+        layout.tracker.resolve(),
+        prompt_file.resolve(),
+        helper_in_worktree=helper == "access_tracker.py",
     )
-    call = agent.invocation(ctx)
+    prompt = lane.prompt or agents.build_prompt(ctx)
+    prompt_file.write_text(prompt, encoding="utf-8")
+    call = agent.invocation(ctx, prompt)
     env = {
-        **os.environ,
-        **agents.agent_env(ctx),
-        **call.env,
+        **git.git_env(call.env),
         "ORCHESTREE_PORT": str(port),
         "ORCHESTREE_ATTEMPT": str(attempt),
     }
     log = layout.log(lane_id)
     log.parent.mkdir(parents=True, exist_ok=True)
-    offset = log.stat().st_size if log.exists() else 0
     with log.open("ab") as fh:
         fh.write(f"--- orchestree: lane {lane_id} attempt {attempt}: {call.argv[0]}\n".encode())
+        offset = fh.tell()  # the agent's own output starts here
     result = runs / f"{lane_id}.{attempt}.result.json"
     with contextlib.suppress(FileNotFoundError):
         result.unlink()
@@ -227,7 +229,12 @@ def read_result(path: Path) -> dict[str, Any] | None:
 
 
 def collect(
-    repo: Repo, lane_id: str, lane: Lane, result: dict[str, Any], log_offset: int
+    repo: Repo,
+    lane_id: str,
+    lane: Lane,
+    result: dict[str, Any],
+    log_offset: int,
+    fatal: str | None = None,
 ) -> Collected:
     """Commit what the agent left, then decide the attempt's outcome."""
     worktree = repo.layout.worktree(lane_id)
@@ -246,26 +253,37 @@ def collect(
     reason = str(result.get("reason", "error"))
     code = result.get("exit_code")
     base = Collected(False, reason, code, None, False, head, changed, results)
+    agent = agents.get_agent(lane.agent or repo.config.defaults.agent, repo.config)
+    output = _log_since(repo.layout.log(lane_id), log_offset)
+    if fatal is not None:  # we ended an agent that waited for a person: its output decides
+        outcome = agent.classify(output, -15 if code is None else int(code))
+        error = outcome.error or fatal
+        return _outcome(base, False, error, outcome)
     if reason == "timeout":
         timeout = lane.timeout_s or repo.config.defaults.timeout_s
-        return _with(base, error=f"timed out after {timeout:g} s; the agent's tree was ended")
+        outcome = agent.classify(output, -15 if code is None else int(code))
+        said = f": {outcome.error}" if outcome.error else ""
+        return _outcome(base, False, f"timed out after {timeout:g} s{said}", outcome)
     if reason in ("cancelled", "interrupted", "parent-died"):
         return _with(base, error=f"cancelled ({reason})")
     if reason == "setup-failed":
         return _with(base, error=f"worktree setup failed (exit {code}); see the log")
     if reason != "exited" or code is None:
         return _with(base, error=str(result.get("error") or "the supervisor failed"))
-    agent = agents.get_agent(lane.agent or repo.config.defaults.agent, repo.config)
-    outcome = agent.classify(_log_since(repo.layout.log(lane_id), log_offset), int(code))
+    outcome = agent.classify(output, int(code))
+    return _outcome(base, outcome.ok, outcome.error, outcome)
+
+
+def _outcome(base: Collected, ok: bool, error: str | None, outcome: agents.Outcome) -> Collected:
     return Collected(
-        outcome.ok,
-        reason,
-        int(code),
-        outcome.error,
+        ok,
+        base.reason,
+        base.exit_code,
+        error,
         outcome.auth_failure,
-        head,
-        changed,
-        results,
+        base.head,
+        base.changed,
+        base.results,
         outcome.session_id,
         outcome.num_turns,
         outcome.cost_usd,
@@ -283,6 +301,10 @@ def _log_since(log: Path, offset: int) -> str:
         with log.open("rb") as fh:
             size = fh.seek(0, os.SEEK_END)
             fh.seek(max(offset, size - 4 * LOG_TAIL_BYTES))
-            return fh.read().decode("utf-8", "replace")
+            text = fh.read().decode("utf-8", "replace")
     except FileNotFoundError:
         return ""
+    # Leave out what the supervisor itself wrote: only the agent's words are classified.
+    return "".join(
+        line for line in text.splitlines(keepends=True) if not line.startswith("orchestree: ")
+    )
