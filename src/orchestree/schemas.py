@@ -1,7 +1,7 @@
 """The published JSON Schemas (`docs/schemas/`), generated from the pydantic models.
 
-    python -m orchestree.schemas            # write docs/schemas/*.schema.json
-    python -m orchestree.schemas --check    # exit 1 when a file differs from the models
+python -m orchestree.schemas            # write docs/schemas/*.schema.json
+python -m orchestree.schemas --check    # exit 1 when a file differs from the models
 """
 
 from __future__ import annotations

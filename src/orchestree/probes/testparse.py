@@ -51,6 +51,8 @@ def _junit_name(case: ET.Element, root: Path) -> tuple[str, str]:
         file = guess if (root / guess).is_file() else ""
         return (file or name or classname, file)
     module = file.removesuffix(".py").replace("/", ".")
+    if name == module and not classname:  # the module itself failed to import
+        return file, file
     cls = classname[len(module) + 1 :] if classname.startswith(module + ".") else ""
     parts = [file, *(cls.split(".") if cls else []), name]
     node = "::".join(part for part in parts if part)

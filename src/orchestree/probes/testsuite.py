@@ -9,6 +9,7 @@ bytecode behind (the runner commits whatever a lane leaves).
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import tempfile
 import tomllib
@@ -107,15 +108,21 @@ def probe_tests(root: Path, options: ProbeOptions) -> ProbeResult:
     return _result(options, run)
 
 
-def _env(options: ProbeOptions) -> dict[str, str]:
+def _env(options: ProbeOptions, scratch: Path) -> dict[str, str]:
+    """Keep build output out of the worktree: the runner commits what a probe leaves."""
     env = {"PYTHONDONTWRITEBYTECODE": "1", **options.env}
+    if "CARGO_TARGET_DIR" not in os.environ:
+        env["CARGO_TARGET_DIR"] = str(scratch / "cargo-target")
     if options.path is not None:
         env["PATH"] = options.path
     return env
 
 
 def _pytest_args(junit: Path) -> list[str]:
-    return ["-p", "no:cacheprovider", f"--junitxml={junit}", "-o", "junit_family=xunit1"]
+    return [
+        *("-p", "no:cacheprovider", "--continue-on-collection-errors"),
+        *(f"--junitxml={junit}", "-o", "junit_family=xunit1"),
+    ]
 
 
 def _run_detected(runner: str, root: Path, options: ProbeOptions, junit: Path) -> _Run:
@@ -132,7 +139,8 @@ def _run_detected(runner: str, root: Path, options: ProbeOptions, junit: Path) -
         "go": [tool, "test", "-json", "./..."],
         "cargo": [tool, "test", "--no-fail-fast"],
     }[runner]
-    result = run_command(argv, cwd=root, timeout_s=options.timeout_s, env=_env(options))
+    env = _env(options, junit.parent)
+    result = run_command(argv, cwd=root, timeout_s=options.timeout_s, env=env)
     return _Run(runner, result, _report(runner, result, root, junit))
 
 
@@ -143,7 +151,8 @@ def _run_configured(root: Path, options: ProbeOptions, junit: Path) -> _Run:
         argv, runner = [*words, *_pytest_args(junit)], "pytest"
     else:
         argv, runner = ["/bin/sh", "-c", command], "command"
-    result = run_command(argv, cwd=root, timeout_s=options.timeout_s, env=_env(options))
+    env = _env(options, junit.parent)
+    result = run_command(argv, cwd=root, timeout_s=options.timeout_s, env=env)
     if runner == "pytest" and not junit.exists():
         runner = "command"
     return _Run(runner, result, _report(runner, result, root, junit))
