@@ -1,16 +1,21 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from _probe_repos import make_repo, run_probe
+from _probe_repos import GIT_ENV, make_repo, probe_output, run_probe
+from orchestree.errors import UserError
 from orchestree.models import Gap, ProbeResult, lane_id_from, unique_lane_id
 from orchestree.probes import (
     ProbeOutputError,
     agent_probe_prompt,
+    check_builtin,
     load_probe_output,
+    probe_argv,
     write_probe_output,
 )
 
@@ -157,3 +162,21 @@ def test_entry_point_outside_a_repository_fails_with_one_line(tmp_path: Path) ->
     assert proc.returncode == 1
     assert proc.stderr.startswith("probe markers (markers) failed: `git")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_probe_argv_is_what_the_runner_launches(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"a.py": "x = 1  # XXX: why one\n"})
+    argv = probe_argv("markers", "todo", timeout_s=30)
+    assert argv[1:] == [
+        *("-m", "orchestree.probes", "markers", "--root", "."),
+        *("--out", "docs/_generated/todo", "--probe-id", "todo", "--timeout-s", "30"),
+    ]
+    subprocess.run(argv, cwd=repo, check=True, env={**os.environ, **GIT_ENV})
+    assert probe_output(repo, "todo").metrics["by_marker"]["XXX"] == 1
+
+
+def test_unknown_builtin_and_bad_probe_id_are_user_errors() -> None:
+    with pytest.raises(UserError, match=r"unknown built-in probe 'coverage' \(known: inventory"):
+        check_builtin("coverage", "orchestree.toml: [probes.cov]")
+    with pytest.raises(UserError, match="lane id 'My Probe'"):
+        probe_argv("lint", "My Probe")

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from orchestree.errors import OrchestreeError
 
@@ -64,11 +64,11 @@ def excluded_globs() -> tuple[str, ...]:
 
 
 def is_vendored(path: str) -> bool:
-    return any(part in VENDORED_DIRS for part in PurePosixPath(path).parts[:-1])
+    return "/" in path and any(part in VENDORED_DIRS for part in path.split("/")[:-1])
 
 
 def is_generated_name(path: str) -> bool:
-    name = PurePosixPath(path).name
+    name = path.rpartition("/")[2]
     return (
         path.startswith(GENERATED_PREFIX)
         or name in GENERATED_NAMES

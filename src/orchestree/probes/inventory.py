@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import stat
 from collections import defaultdict
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from orchestree import git
 from orchestree.models import Gap, ProbeResult, lane_id_from
@@ -25,8 +25,11 @@ from orchestree.probes.languages import (
     TESTABLE,
     UNTESTED_DIRS,
     covered,
+    folder_of,
+    folders_above,
     is_test_file,
     language,
+    module_name,
     tested_names,
 )
 
@@ -37,20 +40,27 @@ LARGEST_SHOWN = 10
 def probe_inventory(root: Path, options: ProbeOptions) -> ProbeResult:
     files = git.ls_files(root)
     counts = git.line_counts(root, excluded_globs())
-    skipped = [p for p in files if is_vendored(p) or is_generated_name(p)]
-    analysed = [p for p in files if not (is_vendored(p) or is_generated_name(p))]
-    sizes = {p: _size(root / p) for p in analysed}
+    skipped: list[str] = []
+    analysed: list[str] = []
+    for path in files:
+        (skipped if is_vendored(path) or is_generated_name(path) else analysed).append(path)
+    top_dir = str(root)
+    sizes = {p: _size(os.path.join(top_dir, p)) for p in analysed}
     analysed = [p for p in analysed if sizes[p] is not None]
     binary = [p for p in analysed if p not in counts and sizes[p]]
     text = [p for p in analysed if p in counts or not sizes[p]]
 
     by_language: dict[str, dict[str, int]] = defaultdict(lambda: {"files": 0, "lines": 0})
+    tests, sources = [], []
     for path in text:
-        entry = by_language[language(path)]
+        lang = language(path)
+        entry = by_language[lang]
         entry["files"] += 1
         entry["lines"] += counts.get(path, 0)
-    tests = [p for p in text if is_test_file(p)]
-    sources = [p for p in text if language(p) in TESTABLE and not is_test_file(p)]
+        if is_test_file(path):
+            tests.append(path)
+        elif lang in TESTABLE:
+            sources.append(path)
     largest = sorted(text, key=lambda p: (-counts.get(p, 0), p))[:LARGEST_SHOWN]
     large = [
         p
@@ -93,23 +103,22 @@ def untested_folders(sources: list[str], tests: list[str]) -> dict[str, list[str
     """Folder → its source files, for each folder with source files that no test touches."""
     with_tests: set[str] = set()
     for test in tests:
-        with_tests.update(str(parent) for parent in PurePosixPath(test).parents)
+        with_tests.update(folders_above(test))
     names = tested_names(tests)
     by_folder: dict[str, list[str]] = defaultdict(list)
     for source in sources:
-        by_folder[str(PurePosixPath(source).parent)].append(source)
+        by_folder[folder_of(source)].append(source)
     untested: dict[str, list[str]] = {}
     for folder, modules in sorted(by_folder.items()):
-        parts = PurePosixPath(folder).parts
-        if folder in with_tests or any(part in UNTESTED_DIRS for part in parts):
+        if folder in with_tests or any(part in UNTESTED_DIRS for part in folder.split("/")):
             continue
-        behaviour = [m for m in modules if PurePosixPath(m).stem.lower() not in BOILERPLATE]
+        behaviour = [m for m in modules if module_name(m) not in BOILERPLATE]
         if behaviour and not any(covered(names, m) for m in behaviour):
             untested[folder] = behaviour
     return untested
 
 
-def _size(file: Path) -> int | None:
+def _size(file: str) -> int | None:
     try:
         st = os.lstat(file)
     except OSError:  # listed by git but deleted from the working tree
@@ -132,7 +141,7 @@ def _large_gap(probe_id: str, path: str, lines: int) -> Gap:
 
 def _untested_gap(probe_id: str, folder: str, modules: list[str]) -> Gap:
     where = "the repository root" if folder == "." else f"{folder}/"
-    listed = ", ".join(PurePosixPath(m).name for m in modules[:8])
+    listed = ", ".join(m.rpartition("/")[2] for m in modules[:8])
     if len(modules) > 8:
         listed += f" and {len(modules) - 8} more"
     return Gap(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import PurePosixPath
 
 LANGUAGES: dict[str, str] = {
     ".py": "Python", ".pyi": "Python", ".pyx": "Python",
@@ -41,16 +40,37 @@ BOILERPLATE = frozenset(
 UNTESTED_DIRS = frozenset({"docs", "doc", "examples", "example", "samples", "migrations"})
 
 
+def _name_stem_suffix(path: str) -> tuple[str, str, str]:
+    # String operations, not PurePosixPath: this runs for every file of the repository.
+    name = path.rpartition("/")[2]
+    dot = name.rfind(".")
+    return (name, name[:dot], name[dot:].lower()) if dot > 0 else (name, name, "")
+
+
+def folder_of(path: str) -> str:
+    return path.rpartition("/")[0] or "."
+
+
+def folders_above(path: str) -> list[str]:
+    """Every folder holding `path`, nearest first, ending with the root `.`."""
+    folders = []
+    while "/" in path:
+        path = path.rpartition("/")[0]
+        folders.append(path)
+    folders.append(".")
+    return folders
+
+
 def language(path: str) -> str:
-    pure = PurePosixPath(path)
-    return FILENAMES.get(pure.name) or LANGUAGES.get(pure.suffix.lower(), "Other")
+    name, _, suffix = _name_stem_suffix(path)
+    return FILENAMES.get(name) or LANGUAGES.get(suffix, "Other")
 
 
 def is_test_file(path: str) -> bool:
-    pure = PurePosixPath(path)
     if language(path) not in TESTABLE:
         return False
-    return bool(_TEST_NAME.match(pure.stem)) or any(p in TEST_DIRS for p in pure.parts[:-1])
+    stem = _name_stem_suffix(path)[1]
+    return bool(_TEST_NAME.match(stem)) or any(p in TEST_DIRS for p in path.split("/")[:-1])
 
 
 def _norm(name: str) -> str:
@@ -62,7 +82,8 @@ def tested_names(test_paths: list[str]) -> set[str]:
     `probes`, `git` and `probes_git` (each run of `_`-separated parts of its name)."""
     names: set[str] = set()
     for path in test_paths:
-        parts = [p for p in _norm(_TEST_AFFIX.sub("", PurePosixPath(path).stem)).split("_") if p]
+        stem = _name_stem_suffix(path)[1]
+        parts = [p for p in _norm(_TEST_AFFIX.sub("", stem)).split("_") if p]
         for i in range(len(parts)):
             for j in range(i + 1, min(len(parts), i + 6) + 1):
                 names.add("_".join(parts[i:j]))
@@ -71,4 +92,9 @@ def tested_names(test_paths: list[str]) -> set[str]:
 
 def covered(names: set[str], module_path: str) -> bool:
     """Whether a test file's name mentions this source file's module name."""
-    return _norm(PurePosixPath(module_path).stem) in names
+    return _norm(_name_stem_suffix(module_path)[1]) in names
+
+
+def module_name(path: str) -> str:
+    """`pkg/Git.py` → `git`."""
+    return _name_stem_suffix(path)[1].lower()

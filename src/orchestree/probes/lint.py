@@ -103,11 +103,9 @@ def _from_ruff(item: dict[str, Any], root: Path) -> dict[str, Any]:
 
 
 def _relative(path: str, root: Path) -> str:
-    full = Path(path) if os.path.isabs(path) else root / path
-    try:
-        return full.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return path
+    full = path if os.path.isabs(path) else os.path.join(root, path)
+    relative = os.path.relpath(os.path.realpath(full), os.path.realpath(root))
+    return path if relative.startswith("..") else Path(relative).as_posix()
 
 
 def _result(

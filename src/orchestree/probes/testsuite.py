@@ -51,7 +51,7 @@ class _Run:
 
 def detect_runner(root: Path, files: list[str]) -> str | None:
     """`pytest`, `npm`, `go`, `cargo`, or None: the first that the repository uses."""
-    names = {PurePosixPath(f).name for f in files if not is_vendored(f)}
+    names = {f.rpartition("/")[2] for f in files if not is_vendored(f)}
     if names & {"conftest.py", "pytest.ini"} or _pytest_configured(root):
         return "pytest"
     if any(n.endswith(".py") and (n.startswith("test_") or n.endswith("_test.py")) for n in names):
