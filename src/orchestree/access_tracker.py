@@ -35,7 +35,7 @@ LOCK_TIMEOUT_S = 30.0
 # this file check it too, so an agent cannot put a lane into a state that does not exist.
 LANE_TRANSITIONS: dict[str, frozenset[str]] = {
     "pending": frozenset({"running", "blocked", "cancelled"}),
-    "running": frozenset({"completed", "failed", "cancelled"}),
+    "running": frozenset({"completed", "failed", "cancelled", "pending"}),  # pending: retry
     "completed": frozenset({"merged", "conflict", "verify_failed"}),
     "failed": frozenset({"pending", "blocked"}),
     "cancelled": frozenset({"pending"}),

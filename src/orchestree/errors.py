@@ -9,6 +9,7 @@ EXIT_OK = 0
 EXIT_LANES_FAILED = 1
 EXIT_USAGE = 2
 EXIT_ENVIRONMENT = 3
+EXIT_INTERNAL = 70  # a bug in orchestree: the message says to rerun with --debug
 
 
 class OrchestreeError(Exception):

@@ -7,8 +7,12 @@ repository, and a `GitError(cmd, code, stderr)` on failure.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from orchestree.errors import EnvironmentRefused, GitError
@@ -110,6 +114,178 @@ def ls_files(root: Path) -> list[str]:
     """Tracked files plus untracked ones that are not ignored, relative to `root`."""
     raw = run("ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=root).stdout
     return sorted({p for p in raw.split("\0") if p})
+
+
+# --- Worktree and branch administration -------------------------------------------
+# Parallel `git worktree add` in one repository races on `.git/worktrees/<id>/` files
+# (DESIGN.md §6: 2 failures in 60 at 12-way), so every administration step takes one
+# lock keyed on the common git dir, held only for that step. Populating a worktree
+# (`reset --hard`) runs outside it, in parallel.
+
+_TRANSIENT = ("commondir", "config.lock", ".lock': File exists", "unable to create", "gitdir")
+
+
+@contextlib.contextmanager
+def admin_lock(root: Path) -> Iterator[None]:
+    lock = common_dir(root) / "orchestree-admin.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def branch_exists(root: Path, branch: str) -> bool:
+    return head_commit(root, f"refs/heads/{branch}") is not None
+
+
+@dataclass(frozen=True)
+class Worktree:
+    path: Path
+    head: str | None
+    branch: str | None
+    prunable: bool
+
+
+def worktree_list(root: Path) -> list[Worktree]:
+    raw = run("worktree", "list", "--porcelain", "-z", cwd=root).stdout
+    found: list[Worktree] = []
+    fields: dict[str, str] = {}
+    for item in [*raw.split("\0"), ""]:
+        if item:
+            key, _, value = item.partition(" ")
+            fields[key] = value
+            continue
+        if "worktree" in fields:
+            branch = fields.get("branch", "")
+            found.append(
+                Worktree(
+                    path=Path(fields["worktree"]),
+                    head=fields.get("HEAD"),
+                    branch=branch.removeprefix("refs/heads/") or None,
+                    prunable="prunable" in fields,
+                )
+            )
+        fields = {}
+    return found
+
+
+def worktree_add(root: Path, path: Path, branch: str, start: str) -> None:
+    """Create `path` on a new `branch` at commit `start`, populated.
+
+    The administration runs under the lock; the checkout runs outside it. A known
+    transient failure is retried once its leftovers are undone; any other is raised.
+    """
+    for attempt in range(3):
+        try:
+            with admin_lock(root):
+                run("worktree", "add", "--no-checkout", "--no-track", "-b", branch,
+                    str(path), start, cwd=root)  # fmt: skip
+            break
+        except GitError as exc:
+            if attempt == 2 or not any(sign in exc.stderr for sign in _TRANSIENT):
+                raise
+            with admin_lock(root):
+                _undo_add(root, path, branch, start)
+    run("reset", "-q", "--hard", start, cwd=path)
+
+
+def _undo_add(root: Path, path: Path, branch: str, start: str) -> None:
+    # Undo only what the failed attempt made: a branch still at `start`, our folder.
+    if head_commit(root, f"refs/heads/{branch}") == start:
+        run("branch", "-D", branch, cwd=root, check=False)
+    run("worktree", "remove", "--force", str(path), cwd=root, check=False)
+    run("worktree", "prune", cwd=root, check=False)
+
+
+def worktree_remove(root: Path, path: Path, force: bool = False) -> None:
+    with admin_lock(root):
+        run("worktree", "remove", *(["--force"] if force else []), str(path), cwd=root)
+
+
+def worktree_prune(root: Path) -> None:
+    with admin_lock(root):
+        run("worktree", "prune", cwd=root)
+
+
+def branch_delete(root: Path, branch: str, force: bool = False) -> None:
+    with admin_lock(root):
+        run("branch", "-D" if force else "-d", branch, cwd=root)
+
+
+def is_ancestor(root: Path, older: str, newer: str) -> bool:
+    return run("merge-base", "--is-ancestor", older, newer, cwd=root, check=False).returncode == 0
+
+
+def dirty_files(path: Path, untracked: bool = True) -> list[str]:
+    """Files with uncommitted changes in the worktree at `path` (tracked ones first)."""
+    mode = "--untracked-files=all" if untracked else "--untracked-files=no"
+    raw = run("status", "--porcelain", "-z", mode, cwd=path).stdout
+    files: list[str] = []
+    items = iter(raw.split("\0"))
+    for item in items:
+        if not item:
+            continue
+        files.append(item[3:])
+        if item[0] in "RC":
+            next(items, None)  # the rename's source path follows
+    return files
+
+
+def commit_all(path: Path, message: str) -> str | None:
+    """Commit everything uncommitted in `path` (respecting ignores); the new sha or None."""
+    if not dirty_files(path):
+        return None
+    run("add", "-A", cwd=path)
+    if run("diff", "--cached", "--quiet", cwd=path, check=False).returncode == 0:
+        return None
+    run("commit", "-q", "--no-verify", "-m", message, cwd=path)
+    return head_commit(path)
+
+
+def changed_files(root: Path, old: str, new: str) -> list[str]:
+    raw = run("diff", "--name-only", "-z", "--no-renames", old, new, cwd=root).stdout
+    return [p for p in raw.split("\0") if p]
+
+
+# --- Merges computed without a working tree (DESIGN.md §8) -------------------------
+
+
+@dataclass(frozen=True)
+class TreeMerge:
+    tree: str | None  # the merged tree, or None on conflict
+    conflicts: list[str]
+
+
+def merge_tree(root: Path, ours: str, theirs: str) -> TreeMerge:
+    """Merge two commits in memory; touches no ref, index or file."""
+    proc = run("merge-tree", "--write-tree", "--name-only", "-z", ours, theirs,
+               cwd=root, check=False)  # fmt: skip
+    if proc.returncode not in (0, 1):
+        raise GitError(("git", "merge-tree", ours, theirs), proc.returncode, proc.stderr)
+    # -z output: <tree>\0<file>\0...\0\0<messages>; with --name-only one name per file.
+    head, _, rest = proc.stdout.partition("\0")
+    if proc.returncode == 0:
+        return TreeMerge(head.strip(), [])
+    names, _, _messages = rest.partition("\0\0")
+    return TreeMerge(None, sorted({n for n in names.split("\0") if n}))
+
+
+def commit_tree(root: Path, tree: str, parents: list[str], message: str) -> str:
+    args = ["commit-tree", tree]
+    for parent in parents:
+        args += ["-p", parent]
+    return run(*args, "-F", "-", cwd=root, input=message).stdout.strip()
+
+
+def update_ref(root: Path, ref: str, new: str, old: str) -> bool:
+    """Move `ref` from `old` to `new` only if it is still at `old` (compare-and-swap)."""
+    proc = run("update-ref", ref, new, old, cwd=root, check=False)
+    return proc.returncode == 0
 
 
 # --- Searching the working tree (the probes) -------------------------------------

@@ -137,6 +137,7 @@ class Lane(LaneInput):
     num_turns: int | None = None
     cost_usd: float | None = None
     host: str | None = None
+    port: int | None = None
     merge: LaneMerge = Field(default_factory=LaneMerge)
 
 

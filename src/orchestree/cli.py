@@ -1,0 +1,361 @@
+"""The `orchestree` command: parse, print, map errors to exit codes. No logic here.
+
+Heavy modules (pydantic, rich, starlette, the phases) are imported inside the
+commands that need them, so `orchestree status --json` starts about as fast as Typer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from orchestree.errors import EXIT_INTERNAL, EXIT_USAGE, OrchestreeError
+
+app = typer.Typer(
+    name="orchestree",
+    help=(
+        "Run many coding agents on one git repository: each lane gets its own worktree "
+        "and branch, one tracker records everything, finished lanes merge back in "
+        "dependency order.\n\n"
+        'Example: orchestree init && orchestree add-lane docs \'{"tasks": ["Write docs"]}\''
+        " && orchestree execute && orchestree merge"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+tracker_app = typer.Typer(
+    help="Read or update the tracker directly (what agents do through access_tracker.py).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(tracker_app, name="tracker")
+
+RepoOpt = Annotated[
+    Path,
+    typer.Option("--repo", help="The repository (any folder inside it).", show_default=False),
+]
+_DEBUG = {"on": False}
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text if text.endswith("\n") else text + "\n")
+
+
+def _dump_json(data: Any) -> None:
+    _out(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    _DEBUG["on"] = debug
+
+
+@app.command()
+def init(repo: RepoOpt = Path(".")) -> None:
+    """Create .orchestration/ with an empty tracker in this repository. Safe to repeat.
+
+    Example: orchestree init --repo ~/src/myproject
+    """
+    from orchestree import orchestrator
+
+    result = orchestrator.init(repo)
+    tracker = result.repo.layout.tracker
+    if result.created:
+        _out(f"initialised orchestree in {result.repo.root} (tracker: {tracker})")
+    else:
+        lanes = len(result.repo.store.read().lanes)
+        _out(f"already initialised in {result.repo.root}: {lanes} lane(s) kept ({tracker})")
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the tracker as JSON.")] = False,
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Show the tracker: phase, lanes and agents.
+
+    Example: orchestree status --json | jq '.lanes | map_values(.status)'
+    """
+    if as_json:
+        from orchestree import access_tracker, git
+        from orchestree.errors import TrackerError, UserError
+
+        root = git.repo_root(repo.resolve())
+        path = root / ".orchestration" / "tracker.json"
+        if not path.exists():
+            raise UserError(f"{root} is not initialised; run `orchestree init` there first")
+        try:
+            _dump_json(access_tracker.read(str(path)))
+        except access_tracker.TrackerFileError as exc:
+            raise TrackerError(str(exc)) from None
+        return
+    from orchestree import orchestrator
+    from orchestree.report import render_status
+
+    state = orchestrator.open_repo(repo)
+    render_status(state.store.read(), state.layout)
+
+
+@app.command("add-lane")
+def add_lane(
+    lane_id: Annotated[str | None, typer.Argument(help="The lane id, e.g. db-projection.")] = None,
+    lane_json: Annotated[
+        str | None, typer.Argument(help="The lane as JSON: name, tasks, priority, ...")
+    ] = None,
+    from_file: Annotated[
+        str | None,
+        typer.Option("--from", help="A JSON object of id -> lane; '-' reads stdin."),
+    ] = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Redefine a lane that has not started.")
+    ] = False,
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Add a lane by hand (the seed's lane JSON), or many at once with --from.
+
+    Fields: name, tasks, priority (high|medium|low), parallel, depends_on, agent,
+    timeout_s, max_attempts, results, budget_usd.
+
+    Example: orchestree add-lane docs '{"name": "Docs", "tasks": ["Write the README"],
+    "priority": "high", "depends_on": ["api"]}'
+    """
+    from orchestree import orchestrator
+    from orchestree.errors import UserError
+
+    if from_file is not None:
+        if lane_id is not None:
+            raise UserError("give either <id> <json> or --from FILE, not both")
+        try:
+            text = sys.stdin.read() if from_file == "-" else Path(from_file).read_text("utf-8")
+        except OSError as exc:
+            raise UserError(f"cannot read {from_file}: {exc.strerror}") from None
+        lanes = orchestrator.parse_lane_json(text, f"--from {from_file}")
+    else:
+        if lane_id is None or lane_json is None:
+            raise UserError("add-lane needs <id> and <json> (or --from FILE); see --help")
+        lanes = {lane_id: orchestrator.parse_lane_json(lane_json, f"lane {lane_id!r} JSON")}
+    added = orchestrator.add_lanes(orchestrator.open_repo(repo), lanes, replace=replace)
+    _out(f"{'replaced' if replace else 'added'} {len(added)} lane(s): {', '.join(added)}")
+
+
+@app.command()
+def reset(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Archive the tracker to .orchestration/archive/ and start a fresh one.
+
+    Example: orchestree reset --yes
+    """
+    from orchestree import orchestrator
+
+    state = orchestrator.open_repo(repo)
+    state.store.read()  # refuse a torn tracker before asking anything
+    if not yes and not typer.confirm(
+        f"Archive the tracker of {state.root} and start over?", default=False
+    ):
+        _err("reset cancelled; nothing changed")
+        raise typer.Exit(1)
+    archived = orchestrator.reset(state)
+    _out(f"tracker archived to {archived}; a fresh tracker is in place")
+
+
+@tracker_app.command("get")
+def tracker_get(
+    key_path: Annotated[
+        str | None, typer.Argument(help="A dotted path, e.g. lanes.docs.status.")
+    ] = None,
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Print the tracker, or one value of it, as JSON.
+
+    Example: orchestree tracker get lanes.docs.progress
+    """
+    from orchestree import orchestrator
+
+    _dump_json(orchestrator.tracker_get(orchestrator.open_repo(repo), key_path))
+
+
+@tracker_app.command("update")
+def tracker_update(
+    update_json: Annotated[str, typer.Argument(help="A JSON object deep-merged into the tracker.")],
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Deep-merge a JSON update into the tracker under the lock, validated.
+
+    Example: orchestree tracker update '{"lanes": {"docs": {"progress": "50% complete"}}}'
+    """
+    from orchestree import orchestrator
+
+    changes = orchestrator.parse_lane_json(update_json, "the update")
+    orchestrator.open_repo(repo).store.merge(changes, actor="cli")
+    _out("tracker updated")
+
+
+@contextlib.contextmanager
+def _progress(state: Any, kind: str = "lane") -> Iterator[Callable[[str], None]]:
+    """A live progress line on a TTY; one plain line per state change otherwise."""
+    if not sys.stdout.isatty():
+        yield _out
+        return
+    from orchestree.report import LiveProgress
+
+    with LiveProgress(state.store.read, kind) as live:
+        yield live
+
+
+@app.command()
+def execute(
+    max_parallel: Annotated[
+        int | None,
+        typer.Option("--max-parallel", min=1, help="Lanes running at once (default: config)."),
+    ] = None,
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Run every pending lane: dependencies first, independent lanes side by side.
+
+    Resumable: run it again after a crash and finished lanes stay done.
+    Exit 0 when every lane completed, 1 when one failed or was blocked.
+
+    Example: orchestree execute --max-parallel 2
+    """
+    from orchestree import execution, orchestrator
+
+    state = orchestrator.open_repo(repo)
+    with _progress(state) as report:
+        summary = execution.execute(state, None, max_parallel, report)
+    _finish_run(summary)
+
+
+@app.command("exec-lane")
+def exec_lane(
+    lane_id: Annotated[str, typer.Argument(help="The lane to run now.")],
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Run one lane now (its dependencies must have completed).
+
+    Example: orchestree exec-lane db-projection
+    """
+    from orchestree import execution, orchestrator
+
+    state = orchestrator.open_repo(repo)
+    orchestrator.require_lane(state, lane_id, {"pending"}, "run")
+    kind = _kind(state, lane_id)
+    with _progress(state, kind) as report:
+        summary = execution.execute(state, {lane_id}, None, report, kind=kind)
+    _finish_run(summary)
+
+
+@app.command()
+def retry(
+    lane_id: Annotated[str, typer.Argument(help="A failed, cancelled or blocked lane.")],
+    no_run: Annotated[
+        bool, typer.Option("--no-run", help="Only mark it pending; run it later.")
+    ] = False,
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Give a failed, cancelled, blocked or conflicted lane another attempt, and run it.
+
+    Lanes blocked only because of it become pending again.
+
+    Example: orchestree retry db-projection
+    """
+    from orchestree import execution, orchestrator
+
+    state = orchestrator.open_repo(repo)
+    freed = orchestrator.retry_lane(state, lane_id)
+    _out(f"{lane_id} is pending again" + (f"; unblocked: {', '.join(freed)}" if freed else ""))
+    if not no_run:
+        kind = _kind(state, lane_id)
+        with _progress(state, kind) as report:
+            summary = execution.execute(state, {lane_id}, None, report, kind=kind)
+        _finish_run(summary)
+
+
+@app.command()
+def cancel(
+    lane_id: Annotated[str, typer.Argument(help="A pending or running lane.")],
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Cancel a lane: a running agent is stopped (its worktree is kept).
+
+    Example: orchestree cancel db-projection
+    """
+    from orchestree import orchestrator
+
+    _out(orchestrator.cancel_lane(orchestrator.open_repo(repo), lane_id))
+
+
+@app.command()
+def logs(
+    lane_id: Annotated[str, typer.Argument(help="The lane whose agent log to show.")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing while the lane runs.")
+    ] = False,
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Print a lane's agent log (stdout and stderr of every attempt).
+
+    Example: orchestree logs db-projection --follow
+    """
+    from orchestree import orchestrator
+
+    orchestrator.show_log(orchestrator.open_repo(repo), lane_id, follow, sys.stdout)
+
+
+def _kind(state: Any, lane_id: str) -> str:
+    return str(state.store.read().lanes[lane_id].kind)
+
+
+def _finish_run(summary: Any) -> None:
+    for message in summary.held.values():
+        _err(message)
+    counts: dict[str, int] = {}
+    for status in summary.statuses.values():
+        counts[status] = counts.get(status, 0) + 1
+    if counts:
+        _out("lanes: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    if summary.exit_code:
+        raise typer.Exit(summary.exit_code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import click
+
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        result = app(args=args, prog_name="orchestree", standalone_mode=False)
+    except OrchestreeError as exc:
+        if _DEBUG["on"]:
+            raise
+        _err(f"orchestree: {exc}")
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_USAGE
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        _err("orchestree: interrupted")
+        return 130
+    except Exception as exc:
+        if _DEBUG["on"]:
+            raise
+        _err(f"orchestree: internal error: {exc!r}; run again with --debug for the traceback")
+        return EXIT_INTERNAL
+    return result if isinstance(result, int) else 0

@@ -1,0 +1,153 @@
+"""The one owner of tracker.json: locked, atomic, validated read-modify-write.
+
+Built on the stdlib store in `access_tracker.py` (the same code agents run), with
+pydantic validation of the whole tracker on every write. Nobody else opens the
+tracker for writing.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from orchestree import access_tracker as store
+from orchestree.errors import LockTimeout, TrackerError, UserError
+from orchestree.models import Tracker, describe_validation_error
+
+
+def _say_waiting(holder: int | None) -> None:
+    who = f"process {holder}" if holder else "another process"
+    print(f"orchestree: waiting for the tracker lock held by {who}...", file=sys.stderr)
+
+
+def _validated(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    try:
+        model = Tracker.model_validate(new)
+    except ValidationError as exc:
+        raise UserError(describe_validation_error(exc, "tracker update")) from None
+    return model.model_dump(mode="json")
+
+
+class TrackerStore:
+    """Read and write one tracker file. Every write is one locked transaction."""
+
+    def __init__(self, path: Path, lock_timeout: float = store.LOCK_TIMEOUT_S) -> None:
+        self.path = path
+        self.lock_timeout = lock_timeout
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def read_raw(self) -> dict[str, Any]:
+        """The tracker as JSON, checked for tears and versions but not validated."""
+        try:
+            return store.read(str(self.path))
+        except store.TrackerFileError as exc:
+            raise TrackerError(str(exc)) from None
+
+    def read(self) -> Tracker:
+        data = self.read_raw()
+        try:
+            return Tracker.model_validate(data)
+        except ValidationError as exc:
+            raise TrackerError(
+                f"{self.path} is not a valid tracker "
+                f"({describe_validation_error(exc, 'tracker')}); "
+                f"the last good copy is {self.path}.bak"
+            ) from None
+
+    def create(self, tracker: Tracker) -> None:
+        """Write a new tracker; the caller checked that none exists."""
+        self._write_whole(tracker, "init")
+
+    def update(self, change: Callable[[Tracker], None], event: str, **detail: Any) -> Tracker:
+        """Apply `change` to the validated tracker under the lock; write it if valid."""
+
+        def apply(data: dict[str, Any]) -> dict[str, Any]:
+            model = Tracker.model_validate(data)
+            change(model)
+            return model.model_dump(mode="json")
+
+        written = self._transact(apply, {"actor": "orchestree", "event": event, **detail})
+        return Tracker.model_validate(written)
+
+    def merge(self, changes: dict[str, Any], actor: str = "cli") -> Tracker:
+        """Deep-merge a JSON update (the seed's contract), validated as a whole."""
+        if not isinstance(changes, dict):
+            raise UserError("a tracker update must be a JSON object, e.g. '{\"lanes\": {...}}'")
+        written = self._transact(
+            lambda data: store.deep_merge(data, changes),
+            {"actor": actor, "event": "update", "update": changes},
+        )
+        return Tracker.model_validate(written)
+
+    def archive(self, folder: Path, stamp: str) -> Path:
+        """Copy the current tracker to `folder/<stamp>.json` (the tracker stays)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        dest = folder / f"{stamp}.json"
+        n = 1
+        while dest.exists():
+            dest = folder / f"{stamp}-{n}.json"
+            n += 1
+        data = self.read_raw()
+        dest.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        return dest
+
+    def replace(self, tracker: Tracker, event: str) -> None:
+        """Start over with `tracker` (used by reset, after archiving)."""
+        self._write_whole(tracker, event)
+
+    def _write_whole(self, tracker: Tracker, event: str) -> None:
+        lock_path, events_path = store.paths(str(self.path))
+        data = tracker.model_dump(mode="json")
+        try:
+            with store.locked(lock_path, self.lock_timeout, _say_waiting):
+                store.write_atomic(str(self.path), data)
+                store.append_event(events_path, {"actor": "orchestree", "event": event})
+        except store.LockTimeoutError as exc:
+            raise LockTimeout(str(exc)) from None
+
+    def _transact(
+        self, change: Callable[[dict[str, Any]], dict[str, Any]], event: dict[str, Any]
+    ) -> dict[str, Any]:
+        try:
+            return store.transact(
+                str(self.path),
+                change,
+                event,
+                validate=_validated,
+                timeout=self.lock_timeout,
+                on_wait=_say_waiting,
+            )
+        except store.InvalidUpdateError as exc:
+            raise UserError(f"{exc}; nothing was written") from None
+        except store.LockTimeoutError as exc:
+            raise LockTimeout(str(exc)) from None
+        except store.TrackerFileError as exc:
+            raise TrackerError(str(exc)) from None
+
+
+def process_start_time(pid: int) -> float | None:
+    """When `pid` started (psutil's create_time), or None if there is no such process."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return float(proc.create_time())
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
+        return None
+
+
+def is_our_process(pid: int | None, started: float | None) -> bool:
+    """True when `pid` is alive and is the very process we recorded (pids are reused)."""
+    if not pid or started is None:
+        return False
+    now = process_start_time(pid)
+    return now is not None and abs(now - started) < 0.05
