@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from _probe_repos import BUGGY, make_repo, run_probe
 from orchestree.errors import UserError
-from orchestree.models import Gap, ProbeResult
+from orchestree.models import Gap, Priority, ProbeResult
 from orchestree.planner import (
+    GroupBy,
     dependencies,
     load_results,
     make_plan,
@@ -21,12 +22,14 @@ from orchestree.planner import (
 )
 
 
-def result(probe: str, *gaps: tuple[str, str, list[str]], agent: str | None = None) -> ProbeResult:
+def result(
+    probe: str, *gaps: tuple[str, Priority, list[str]], agent: str | None = None
+) -> ProbeResult:
     return ProbeResult(
         probe=probe,
         summary="",
         gaps=[
-            Gap(id=gid, title=f"fix {gid}", priority=prio, paths=paths, agent=agent)  # type: ignore[arg-type]
+            Gap(id=gid, title=f"fix {gid}", priority=prio, paths=paths, agent=agent)
             for gid, prio, paths in gaps
         ],
     )
@@ -189,7 +192,9 @@ def _overlap(a: list[str], b: list[str]) -> bool:
 
 
 @given(LANES)
-def test_dependencies_are_a_dag_that_orders_every_overlap(lanes: list) -> None:  # type: ignore[type-arg]
+def test_dependencies_are_a_dag_that_orders_every_overlap(
+    lanes: list[tuple[Priority, list[str]]],
+) -> None:
     needs = dependencies(lanes)
     reach = _reaches(needs)  # static_order raises CycleError unless it is a DAG
     rank = {"high": 0, "medium": 1, "low": 2}
@@ -218,9 +223,11 @@ GAPS = st.lists(
 
 
 @given(st.lists(GAPS, min_size=1, max_size=3), st.sampled_from(["gap", "file", "probe"]))
-def test_make_plan_is_always_a_valid_dag(groups: list, group_by: str) -> None:  # type: ignore[type-arg]
+def test_make_plan_is_always_a_valid_dag(
+    groups: list[list[tuple[str, Priority, list[str]]]], group_by: GroupBy
+) -> None:
     results = [result(f"p{n}", *gaps) for n, gaps in enumerate(groups)]
-    plan = make_plan(results, default_agent="claude", group_by=group_by, reserved=["p0"])  # type: ignore[arg-type]
+    plan = make_plan(results, default_agent="claude", group_by=group_by, reserved=["p0"])
     graphlib.TopologicalSorter({k: v.depends_on for k, v in plan.lanes.items()}).prepare()
     assert "p0" not in plan.lanes
     if group_by == "gap":

@@ -13,8 +13,8 @@ from orchestree.probes.testparse import go_module_path, parse_go_json
 from orchestree.probes.testsuite import detect_runner, probe_tests
 
 
-def options(**kwargs: object) -> ProbeOptions:
-    return ProbeOptions(probe_id="tests", path=TOOLS_PATH, **kwargs)  # type: ignore[arg-type]
+def options(command: str | None = None, timeout_s: float = 60) -> ProbeOptions:
+    return ProbeOptions(probe_id="tests", path=TOOLS_PATH, command=command, timeout_s=timeout_s)
 
 
 def test_finds_the_failing_pytest_test_and_leaves_the_worktree_clean(tmp_path: Path) -> None:
