@@ -14,7 +14,7 @@ import os
 from collections import defaultdict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Literal
 
 from pydantic import ValidationError
@@ -219,9 +219,11 @@ def dependencies(lanes: list[tuple[Priority, list[str]]]) -> list[list[int]]:
 
 def _folders(path: str) -> list[str]:
     """The folders holding `path`, the repository root (`.`) included."""
-    if path == ROOT:
-        return []
-    return [str(parent) for parent in PurePosixPath(path).parents]
+    folders = []
+    while "/" in path:
+        path = path.rpartition("/")[0]
+        folders.append(path)
+    return [*folders, ROOT] if path != ROOT else []
 
 
 def write_plan(path: Path, plan: Plan) -> None:
