@@ -29,6 +29,8 @@ def test_finds_the_failing_pytest_test_and_leaves_the_worktree_clean(tmp_path: P
         ("tests-tests-test_app.py", ["tests/test_app.py"], "high")
     ]
     assert result.gaps[0].tasks[0] == "Make tests/test_app.py::test_add_negative pass"
+    assert result.gaps[0].tasks[-1].startswith("Check with `pytest -q`;")
+    assert result.summary == "`pytest -q` failed (exit code 1): 1 passed, 1 failed."
     # No cache, bytecode or report left behind for the runner to commit.
     assert git(repo, "status", "--porcelain", "--untracked-files=all").split() == [
         "??",
@@ -64,6 +66,7 @@ def test_configured_shell_command_that_fails(tmp_path: Path) -> None:
     result = probe_tests(repo, options(command="echo boom && exit 3"))
     assert result.metrics["runner"] == "command"
     assert result.metrics["exit_code"] == 3
+    assert result.metrics["command"] == "echo boom && exit 3"
     assert [g.id for g in result.gaps] == ["tests-failing"]
     assert "boom" in result.gaps[0].tasks[-1]
     passing = probe_tests(repo, options(command="true"))

@@ -45,8 +45,17 @@ TAIL_LINES = 20
 @dataclass
 class _Run:
     runner: str
+    shown: str  # the command as the user would type it (no report options, no paths)
     result: CommandResult
     report: SuiteReport
+
+
+DETECTED_COMMANDS = {
+    "pytest": "pytest -q",
+    "npm": "npm test",
+    "go": "go test ./...",
+    "cargo": "cargo test --no-fail-fast",
+}
 
 
 def detect_runner(root: Path, files: list[str]) -> str | None:
@@ -141,7 +150,7 @@ def _run_detected(runner: str, root: Path, options: ProbeOptions, junit: Path) -
     }[runner]
     env = _env(options, junit.parent)
     result = run_command(argv, cwd=root, timeout_s=options.timeout_s, env=env)
-    return _Run(runner, result, _report(runner, result, root, junit))
+    return _Run(runner, DETECTED_COMMANDS[runner], result, _report(runner, result, root, junit))
 
 
 def _run_configured(root: Path, options: ProbeOptions, junit: Path) -> _Run:
@@ -155,7 +164,7 @@ def _run_configured(root: Path, options: ProbeOptions, junit: Path) -> _Run:
     result = run_command(argv, cwd=root, timeout_s=options.timeout_s, env=env)
     if runner == "pytest" and not junit.exists():
         runner = "command"
-    return _Run(runner, result, _report(runner, result, root, junit))
+    return _Run(runner, command, result, _report(runner, result, root, junit))
 
 
 def _runs_pytest(words: list[str]) -> bool:
@@ -186,8 +195,7 @@ def _report(runner: str, result: CommandResult, root: Path, junit: Path) -> Suit
 
 
 def _result(options: ProbeOptions, run: _Run) -> ProbeResult:
-    result, report = run.result, run.report
-    shown = shlex.join(result.argv[2:] if result.argv[:2] == ("/bin/sh", "-c") else result.argv)
+    result, report, shown = run.result, run.report, run.shown
     metrics: dict[str, object] = {
         "runner": run.runner,
         "command": shown,
@@ -202,7 +210,7 @@ def _result(options: ProbeOptions, run: _Run) -> ProbeResult:
         "output_tail": result.tail(TAIL_LINES),
     }
     no_tests = run.runner == "pytest" and result.exit_code == PYTEST_NO_TESTS
-    gaps = [] if no_tests else _gaps(options, run, shown)
+    gaps = [] if no_tests else _gaps(options, run)
     if no_tests:
         summary = f"`{shown}` collected no tests."
     elif result.timed_out:
@@ -223,8 +231,8 @@ def _result(options: ProbeOptions, run: _Run) -> ProbeResult:
     return ProbeResult(probe=options.probe_id, summary=summary, metrics=metrics, gaps=gaps)
 
 
-def _gaps(options: ProbeOptions, run: _Run, shown: str) -> list[Gap]:
-    result, report = run.result, run.report
+def _gaps(options: ProbeOptions, run: _Run) -> list[Gap]:
+    result, report, shown = run.result, run.report, run.shown
     if result.timed_out:
         return [
             Gap(
