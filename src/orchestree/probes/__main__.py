@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe-id", help="the probe's id (default: the built-in's name)")
     parser.add_argument("--command", help="the command to run (tests, lint)")
     parser.add_argument("--timeout-s", type=float, default=1200.0, help="limit for a command")
+    parser.add_argument("--debug", action="store_true", help="a traceback for unexpected errors")
     args = parser.parse_args(argv)
     probe_id = args.probe_id or args.builtin
     try:
@@ -43,6 +44,15 @@ def main(argv: list[str] | None = None) -> int:
         write_probe_output(out, result)
     except (OrchestreeError, OSError) as exc:
         print(f"probe {probe_id} ({args.builtin}) failed: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(
+            f"probe {probe_id} ({args.builtin}) failed: a bug in orchestree "
+            f"({type(exc).__name__}: {exc}); rerun with --debug for the traceback",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
