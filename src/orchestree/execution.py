@@ -1,6 +1,6 @@
 """Phase 3, execute: run pending lanes in DAG order, in parallel, resumably.
 
-One orchestrator at a time holds `.orchestration/run.lock`. The loop asks the
+One orchestrator at a time holds `.orchestration/run.lock` (runlock.py). The loop asks the
 scheduler which lanes may start, starts their supervisors, and records each outcome.
 After a crash, `execute` again resumes: a lane whose supervisor still runs is adopted,
 one that finished meanwhile is collected, one whose process is gone is failed as
@@ -11,13 +11,11 @@ interrupted and retried if attempts remain. Ctrl-C ends the agents, marks their 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from orchestree import agents, git, runner, scheduler
@@ -26,35 +24,11 @@ from orchestree.errors import EnvironmentRefused, OrchestreeError, UserError
 from orchestree.layout import agent_name, branch
 from orchestree.models import Agent, Tracker
 from orchestree.orchestrator import Repo
+from orchestree.runlock import run_lock
 from orchestree.tracker import is_our_process
 
 POLL_S = 0.02
 Reporter = Callable[[str], None]
-
-
-@contextlib.contextmanager
-def run_lock(path: Path) -> Iterator[None]:
-    """Hold the one-orchestrator lock; refuse (exit 3) naming the holder's pid."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise EnvironmentRefused(
-                f"another orchestree (pid {holder}) is running in this repository; "
-                "wait for it to finish or stop it"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        try:
-            yield
-        finally:
-            os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
 
 
 @dataclass
@@ -98,7 +72,7 @@ class Execution:
     # --- the loop -------------------------------------------------------------------
 
     def run(self) -> Summary:
-        with run_lock(self.repo.layout.run_lock):
+        with run_lock(self.repo.layout, "execute"):
             tracker = self._begin()
             self._recover(tracker)
             self._preflight(self.repo.store.read())
