@@ -1,0 +1,337 @@
+"""The tracker → what both monitors show, as one pure function (DESIGN.md §9).
+
+`build_snapshot` reads a raw tracker dict, not a validated `models.Tracker`: agents
+write into the tracker too, and a monitor that refused to show a tracker with one odd
+field would go blind exactly when something is wrong. So every field is read
+defensively here, and nothing in this module does I/O; the clock and the process
+table come in as arguments, which keeps the tests deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from orchestree.access_tracker import LANE_TRANSITIONS
+from orchestree.monitor.views import (
+    AgentView,
+    LaneView,
+    LaneWarning,
+    Snapshot,
+    Statistics,
+)
+
+PHASES = ("init", "probes", "plan", "execute", "merge")
+LANE_STATUSES = tuple(LANE_TRANSITIONS)
+AGENT_SYMBOLS = {"created": "○", "running": "→", "completed": "✓", "failed": "✗"}
+# Lanes that have stopped running, whatever the outcome.
+SETTLED = frozenset(LANE_STATUSES) - {"pending", "running"}
+MERGE_DECIDED = frozenset({"merged", "conflict", "verify_failed"})
+MERGE_CANDIDATES = MERGE_DECIDED | {"completed"}
+# The order the views list lanes in: what needs a look first.
+_LISTING = "running failed conflict verify_failed blocked pending cancelled completed merged"
+STATUS_ORDER = {status: i for i, status in enumerate(_LISTING.split())}
+PRIORITY_ORDER = {"high": 0, "medium": 1, "low": 2}
+PROGRESS_MAX = 200
+# psutil derives create_time from boot time and clock ticks: stable for one process,
+# so any real difference means the pid now belongs to someone else.
+PID_START_TOLERANCE_S = 1.0
+
+ProcessStart = Callable[[int], float | None]
+"""pid → the process's create time as psutil gives it, None when there is no such
+process, NaN when it lives but its start time cannot be read (not ours to judge)."""
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An ISO time from the tracker (Z or offset), or None for anything else."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def _seconds(start: Any, end: Any, now: datetime, running: bool) -> float | None:
+    began = parse_time(start)
+    if began is None:
+        return None
+    ended = now if running else parse_time(end)
+    if ended is None:
+        return None
+    return max(0.0, (ended - began).total_seconds())
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """42s, 3m05s, 1h02m: what a person reads at a glance; "-" for unknown."""
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def progress_text(value: Any) -> str:
+    """An agent's free-form progress as one short line."""
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = " ".join(text.split())
+    return text if len(text) <= PROGRESS_MAX else text[: PROGRESS_MAX - 1] + "…"
+
+
+def _str(value: Any, default: str = "") -> str:
+    return value if isinstance(value, str) else default
+
+
+def _opt_str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _strs(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _dict(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _agent_of(lane_id: str, agents: Mapping[str, Any]) -> Mapping[str, Any]:
+    found = agents.get(f"agent-{lane_id}")
+    if isinstance(found, Mapping):
+        return found
+    for agent in agents.values():
+        if isinstance(agent, Mapping) and agent.get("lane") == lane_id:
+            return agent
+    return {}
+
+
+def _pid_warning(
+    lane: LaneView, agent: Mapping[str, Any], this_host: str | None, process_start: ProcessStart
+) -> LaneWarning | None:
+    lane_id = lane.id
+    pid = _int(agent.get("pid"))
+    host = lane.host
+    if pid is None or (host is not None and this_host is not None and host != this_host):
+        return None  # not started yet, or on another machine: its pid means nothing here
+    started = process_start(pid)
+    if started is None:
+        return LaneWarning(
+            "dead_pid",
+            lane_id,
+            f"lane {lane_id} is marked running but its process {pid} is gone; "
+            "run `orchestree execute` to resume it",
+        )
+    recorded = _num(agent.get("pid_started"))
+    if recorded is not None and abs(started - recorded) > PID_START_TOLERANCE_S:
+        return LaneWarning(
+            "pid_reused",
+            lane_id,
+            f"lane {lane_id} is marked running but pid {pid} now belongs to another "
+            "process; its agent is gone; run `orchestree execute` to resume it",
+        )
+    return None
+
+
+def _lane_warnings(lane: LaneView, timeout_s: float) -> list[LaneWarning]:
+    out: list[LaneWarning] = []
+    lid = lane.id
+    if lane.status == "running" and lane.duration_s is not None and lane.duration_s > timeout_s:
+        out.append(
+            LaneWarning(
+                "timeout",
+                lid,
+                f"lane {lid} has run {fmt_duration(lane.duration_s)}, over its timeout of "
+                f"{fmt_duration(timeout_s)}",
+            )
+        )
+    if lane.status == "conflict" or lane.merge_status == "conflict":
+        files = ", ".join(lane.conflicts) or "files not recorded"
+        out.append(LaneWarning("conflict", lid, f"lane {lid} conflicts with the base in: {files}"))
+    if lane.status == "failed":
+        why = f": {lane.error}" if lane.error else ""
+        out.append(LaneWarning("failed", lid, f"lane {lid} failed{why}; log: {lane.log}"))
+    if lane.status == "verify_failed":
+        why = f": {lane.error}" if lane.error else ""
+        out.append(LaneWarning("verify_failed", lid, f"lane {lid} failed merge verification{why}"))
+    if lane.status == "blocked":
+        why = lane.error or "a dependency did not succeed"
+        out.append(LaneWarning("blocked", lid, f"lane {lid} is blocked: {why}"))
+    if lane.no_changes and lane.status in MERGE_CANDIDATES:
+        out.append(LaneWarning("no_changes", lid, f"lane {lid} finished without changing any file"))
+    return out
+
+
+def _lane_view(
+    lane_id: str, raw: Mapping[str, Any], agent: Mapping[str, Any], now: datetime
+) -> LaneView:
+    status = _str(raw.get("status"), "pending")
+    merge = _dict(raw.get("merge"))
+    log = _opt_str(agent.get("log")) or f".orchestration/logs/agent-{lane_id}.log"
+    return LaneView(
+        id=lane_id,
+        name=_str(raw.get("name")) or lane_id,
+        kind=_str(raw.get("kind"), "lane"),
+        status=status,
+        priority=_str(raw.get("priority"), "medium"),
+        progress=progress_text(raw.get("progress")),
+        results=_strs(raw.get("results")),
+        attempts=_int(raw.get("attempts")) or 0,
+        max_attempts=_int(raw.get("max_attempts")),
+        duration_s=_seconds(
+            raw.get("started_at"), raw.get("finished_at"), now, status == "running"
+        ),
+        cost_usd=_num(raw.get("cost_usd")),
+        host=_opt_str(raw.get("host")) or _opt_str(agent.get("host")),
+        error=_opt_str(raw.get("error")),
+        depends_on=_strs(raw.get("depends_on")),
+        merge_status=_opt_str(merge.get("status")),
+        conflicts=_strs(merge.get("conflicts")),
+        changed_files=len(_strs(raw.get("changed_files"))),
+        no_changes=raw.get("no_changes") is True,
+        log=log,
+    )
+
+
+def _phase_progress(phase: int, status: str, lanes: list[LaneView]) -> float:
+    if status == "completed":
+        return 1.0
+    probes = [lane for lane in lanes if lane.kind == "probe"]
+    work = [lane for lane in lanes if lane.kind != "probe"]
+    if phase == 0:
+        return 1.0
+    if phase == 1:
+        return _share(sum(lane.status in SETTLED for lane in probes), len(probes))
+    if phase == 2:
+        return 1.0 if work else 0.0
+    if phase == 3:
+        return _share(sum(lane.status in SETTLED for lane in work), len(work))
+    candidates = [lane for lane in lanes if lane.status in MERGE_CANDIDATES]
+    return _share(sum(lane.status in MERGE_DECIDED for lane in candidates), len(candidates))
+
+
+def _share(part: int, whole: int) -> float:
+    return part / whole if whole else 0.0
+
+
+def _elapsed(lanes_raw: Mapping[str, Any], now: datetime, any_running: bool) -> float | None:
+    starts = [t for t in (parse_time(_dict(v).get("started_at")) for v in lanes_raw.values()) if t]
+    if not starts:
+        return None
+    ends = [t for t in (parse_time(_dict(v).get("finished_at")) for v in lanes_raw.values()) if t]
+    end = now if any_running or not ends else max(ends)
+    return max(0.0, (end - min(starts)).total_seconds())
+
+
+def lane_sort_key(lane: LaneView) -> tuple[int, int, str]:
+    return (
+        STATUS_ORDER.get(lane.status, len(STATUS_ORDER)),
+        PRIORITY_ORDER.get(lane.priority, 3),
+        lane.id,
+    )
+
+
+def build_snapshot(
+    tracker: Mapping[str, Any],
+    *,
+    now: datetime,
+    process_start: ProcessStart,
+    default_timeout_s: float = 3600.0,
+    this_host: str | None = None,
+) -> Snapshot:
+    """What the monitors show for `tracker` at time `now` (timezone-aware).
+
+    `process_start(pid)` answers for the pids of running lanes (see `ProcessStart`);
+    `this_host` is this machine's name, so pids of lanes run elsewhere are not checked.
+    """
+    lanes_raw = _dict(tracker.get("lanes"))
+    agents_raw = _dict(tracker.get("agents"))
+    lanes: list[LaneView] = []
+    warnings: list[LaneWarning] = []
+    for lane_id, raw_lane in lanes_raw.items():
+        raw = _dict(raw_lane)
+        agent = _agent_of(str(lane_id), agents_raw)
+        lane = _lane_view(str(lane_id), raw, agent, now)
+        lanes.append(lane)
+        if lane.status == "running":
+            found = _pid_warning(lane, agent, this_host, process_start)
+            if found:
+                warnings.append(found)
+        timeout = _num(raw.get("timeout_s")) or default_timeout_s
+        warnings.extend(_lane_warnings(lane, timeout))
+    lanes.sort(key=lane_sort_key)
+
+    agents = []
+    for name, raw_agent in agents_raw.items():
+        raw = _dict(raw_agent)
+        status = _str(raw.get("status"), "created")
+        agents.append(
+            AgentView(
+                name=str(name),
+                lane=_str(raw.get("lane")),
+                status=status,
+                symbol=AGENT_SYMBOLS.get(status, "?"),
+                pid=_int(raw.get("pid")),
+                host=_opt_str(raw.get("host")),
+                exit_code=_int(raw.get("exit_code")),
+                log=_opt_str(raw.get("log")),
+                duration_s=_seconds(
+                    raw.get("started_at"), raw.get("finished_at"), now, status == "running"
+                ),
+            )
+        )
+
+    by_status = dict.fromkeys(LANE_STATUSES, 0)
+    for lane in lanes:
+        by_status[lane.status] = by_status.get(lane.status, 0) + 1
+    agents_by_status = dict.fromkeys(AGENT_SYMBOLS, 0)
+    for agent_view in agents:
+        agents_by_status[agent_view.status] = agents_by_status.get(agent_view.status, 0) + 1
+    stats = Statistics(
+        total=len(lanes),
+        by_status=by_status,
+        agents_by_status=agents_by_status,
+        running=by_status["running"],
+        merged=by_status["merged"],
+        conflicts=by_status["conflict"],
+        failed=by_status["failed"],
+        elapsed_s=_elapsed(lanes_raw, now, by_status["running"] > 0),
+        agent_time_s=sum(lane.duration_s or 0.0 for lane in lanes),
+        cost_usd=sum(lane.cost_usd or 0.0 for lane in lanes),
+    )
+
+    phase = _int(tracker.get("phase")) or 0
+    phase = min(max(phase, 0), len(PHASES) - 1)
+    status = _str(tracker.get("status"), "initialized")
+    updated = parse_time(tracker.get("updated_at"))
+    return Snapshot(
+        status=status,
+        phase=phase,
+        phase_name=PHASES[phase],
+        phase_progress=_phase_progress(phase, status, lanes),
+        completion=_share(sum(lane.status in SETTLED for lane in lanes), len(lanes)),
+        repo=_str(tracker.get("repo")),
+        base_branch=_str(tracker.get("base_branch")),
+        updated_at=_opt_str(tracker.get("updated_at")),
+        updated_ago_s=max(0.0, (now - updated).total_seconds()) if updated else None,
+        agents=agents,
+        lanes=lanes,
+        statistics=stats,
+        warnings=warnings,
+    )
