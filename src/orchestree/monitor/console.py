@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO
 
 from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
@@ -61,29 +61,26 @@ def _more(hidden: int, what: str) -> Text:
 
 
 def render(snap: Snapshot, notice: str | None = None, height: int | None = None) -> RenderableType:
-    """One frame. With `height`, rows are cut so the frame fits the screen, keeping the
-    lanes that need a look (they sort first) and saying how many are hidden."""
+    """One frame. With `height` (live mode), every line is one screen row and rows are
+    cut so the frame fits, keeping what needs a look (it sorts first) and saying how
+    many rows are hidden. Without it (`--once`, plain text), everything is shown."""
+    fit = height is not None
     st = snap.statistics
-    parts: list[RenderableType] = []
     updated = (
-        f"updated {fmt_duration(snap.updated_ago_s)} ago" if snap.updated_ago_s is not None else ""
+        f"  updated {fmt_duration(snap.updated_ago_s)} ago"
+        if snap.updated_ago_s is not None
+        else ""
     )
-    parts.append(
-        Text.assemble(
-            ("orchestree ", "bold"),
-            (snap.repo, ""),
-            (f" ({snap.base_branch})" if snap.base_branch else "", "dim"),
-            "  status: ",
-            (snap.status, STATUS_STYLE.get(snap.status, "bold")),
-            f"  {updated}",
-        )
+    header = Text.assemble(
+        ("orchestree ", "bold"),
+        snap.repo,
+        (f" ({snap.base_branch})" if snap.base_branch else "", "dim"),
+        "  status: ",
+        (snap.status, STATUS_STYLE.get(snap.status, "bold")),
+        updated,
     )
     phase_label = f"phase {snap.phase}/{len(PHASES) - 1} {snap.phase_name}"
-    parts.append(_bar(phase_label, snap.phase_progress, f"{snap.phase_progress:.0%}"))
     settled = round(snap.completion * st.total)
-    parts.append(
-        _bar("lanes finished", snap.completion, f"{snap.completion:.0%} ({settled}/{st.total})")
-    )
     counts = Text()
     for status, n in st.by_status.items():
         if n:
@@ -91,28 +88,38 @@ def render(snap: Snapshot, notice: str | None = None, height: int | None = None)
             counts.append("  ")
     counts.append(f"time {fmt_duration(st.elapsed_s)}  agent time {fmt_duration(st.agent_time_s)}")
     counts.append(f"  cost ${st.cost_usd:.2f}")
-    parts.append(counts)
+    lines: list[Text] = [header, counts]
     if notice:
-        parts.append(Text(f"! {notice}", style="bold yellow"))
+        lines.append(Text(f"! {notice}", style="bold yellow"))
+    warnings = snap.warnings
+    shown = warnings[: max(1, min(MAX_WARNINGS, (height or 0) // 5))] if fit else warnings
+    if warnings:
+        lines.append(Text(f"Warnings ({len(warnings)})", style="bold red"))
+        lines.extend(Text(f"  ! {w.message}", style="red") for w in shown)
+        if len(warnings) > len(shown):
+            lines.append(_more(len(warnings) - len(shown), "warnings"))
+    for line in lines:
+        line.no_wrap, line.overflow = fit, "ellipsis"
+    if notice:
+        lines[2].no_wrap = False  # what went wrong matters more than a lane row
 
-    used = len(parts) + 2
-    if snap.warnings:
-        shown = snap.warnings[:MAX_WARNINGS]
-        parts.append(Text(f"Warnings ({len(snap.warnings)})", style="bold red"))
-        parts.extend(Text(f"  ! {w.message}", style="red") for w in shown)
-        if len(snap.warnings) > len(shown):
-            parts.append(_more(len(snap.warnings) - len(shown), "warnings"))
-        used += len(shown) + 2
-
-    budget = None if height is None else max(height - used, 6)
-    agent_rows = None if budget is None else max(budget // 4, 1)
-    parts.append(_agents_table(snap, agent_rows))
+    agent_rows = lane_rows = None
+    if height is not None:
+        # Each table costs 3 rows (title, header, rule) plus one for "… and N more".
+        left = height - len(lines) - 2 - (1 if notice else 0)
+        agent_rows = min(len(snap.agents), max(1, left // 4))
+        left -= 3 + agent_rows + (len(snap.agents) > agent_rows)
+        lane_rows = max(1, left - 4)
+    parts: list[RenderableType] = [
+        lines[0],
+        _bar(phase_label, snap.phase_progress, f"{snap.phase_progress:.0%}"),
+        _bar("lanes finished", snap.completion, f"{snap.completion:.0%} ({settled}/{st.total})"),
+        *lines[1:],
+        _agents_table(snap, agent_rows),
+    ]
     if agent_rows is not None and len(snap.agents) > agent_rows:
         parts.append(_more(len(snap.agents) - agent_rows, "agents"))
-    lane_rows = (
-        None if budget is None else max(budget - min(len(snap.agents), agent_rows or 0) - 8, 1)
-    )
-    parts.append(_lanes_table(snap, lane_rows))
+    parts.append(_LanesTable(snap, lane_rows))
     if lane_rows is not None and len(snap.lanes) > lane_rows:
         parts.append(_more(len(snap.lanes) - lane_rows, "lanes"))
     return Group(*parts)
@@ -123,6 +130,7 @@ def _agents_table(snap: Snapshot, rows: int | None) -> Table:
         title="Agents  ✓ completed  ✗ failed  → running  ○ created",
         title_justify="left",
         box=box.SIMPLE_HEAD,
+        show_edge=False,
         pad_edge=False,
         expand=False,
     )
@@ -144,34 +152,65 @@ def _agents_table(snap: Snapshot, rows: int | None) -> Table:
     return table
 
 
-def _lanes_table(snap: Snapshot, rows: int | None) -> Table:
-    table = Table(
-        title="Lanes", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, expand=True
-    )
-    table.add_column("status", no_wrap=True)
-    table.add_column("lane", no_wrap=True, max_width=28, overflow="ellipsis")
-    table.add_column("prio", no_wrap=True)
-    table.add_column("progress", no_wrap=True, overflow="ellipsis", ratio=1)
-    table.add_column("try", no_wrap=True)
-    table.add_column("time", no_wrap=True, justify="right")
-    table.add_column("cost", no_wrap=True, justify="right")
-    table.add_column("host", no_wrap=True, max_width=14, overflow="ellipsis")
-    table.add_column("results", no_wrap=True, max_width=30, overflow="ellipsis")
-    for lane in snap.lanes[:rows]:
-        name = lane.id if lane.name == lane.id else f"{lane.id} · {lane.name}"
-        detail = lane.progress or (lane.error or "")
-        table.add_row(
-            Text(lane.status, style=STATUS_STYLE.get(lane.status, "")),
-            Text(name),
-            lane.priority,
-            Text(detail),
-            f"{lane.attempts}/{lane.max_attempts}" if lane.max_attempts else str(lane.attempts),
-            fmt_duration(lane.duration_s),
-            "-" if lane.cost_usd is None else f"${lane.cost_usd:.2f}",
-            lane.host or "-",
-            Text(", ".join(lane.results)),
+class _LanesTable:
+    """The lanes table, laid out for the width it gets: on a narrow terminal the
+    status, lane and progress keep their room and the extra columns go."""
+
+    def __init__(self, snap: Snapshot, rows: int | None) -> None:
+        self.snap, self.rows = snap, rows
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = options.max_width
+        lanes = self.snap.lanes
+        # Cost and host only when some lane has them: the width goes to progress.
+        with_cost = width >= 100 and any(lane.cost_usd is not None for lane in lanes)
+        with_host = width >= 100 and any(lane.host for lane in lanes)
+        with_results = width >= 130
+        table = Table(
+            title="Lanes",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+            pad_edge=False,
+            expand=True,
         )
-    return table
+        table.add_column("status", no_wrap=True, min_width=13)
+        table.add_column("lane", no_wrap=True, max_width=30 if width >= 100 else 20)
+        table.add_column("prio", no_wrap=True, min_width=6)
+        table.add_column("progress", no_wrap=True, ratio=1)
+        table.add_column("try", no_wrap=True)
+        table.add_column("time", no_wrap=True, justify="right", min_width=6)
+        if with_cost:
+            table.add_column("cost", no_wrap=True, justify="right")
+        if with_host:
+            table.add_column("host", no_wrap=True, max_width=14)
+        if with_results:
+            table.add_column("results", no_wrap=True, max_width=24)
+        for lane in lanes[: self.rows]:
+            name = lane.id if lane.name == lane.id else f"{lane.id} · {lane.name}"
+            tries = (
+                f"{lane.attempts}/{lane.max_attempts}" if lane.max_attempts else str(lane.attempts)
+            )
+            cells: list[RenderableType] = [
+                Text(lane.status, style=STATUS_STYLE.get(lane.status, "")),
+                _cell(name),
+                lane.priority,
+                _cell(lane.progress or lane.error or ""),
+                tries,
+                fmt_duration(lane.duration_s),
+            ]
+            if with_cost:
+                cells.append("-" if lane.cost_usd is None else f"${lane.cost_usd:.2f}")
+            if with_host:
+                cells.append(_cell(lane.host or "-"))
+            if with_results:
+                cells.append(_cell(", ".join(lane.results)))
+            table.add_row(*cells)
+        yield table
+
+
+def _cell(text: str) -> Text:
+    return Text(text, no_wrap=True, overflow="ellipsis")
 
 
 @contextlib.contextmanager

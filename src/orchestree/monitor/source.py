@@ -64,8 +64,7 @@ class TrackerReader:
             st = os.stat(self.path)
         except FileNotFoundError:
             return self._failed(
-                f"waiting for {self.path}: it does not exist; run `orchestree init` "
-                "in the repository"
+                f"{self.path} does not exist; run `orchestree init` in the repository"
             )
         except OSError as exc:
             return self._failed(f"cannot read {self.path}: {exc.strerror}")
@@ -84,7 +83,7 @@ class TrackerReader:
 
     def _failed(self, notice: str) -> Reading:
         if self._data is not None:
-            notice += "; showing the last good read"
+            notice = f"showing the last good read: {notice}"
         changed = notice != self._notice
         self._key, self._notice = None, notice
         return Reading(self._data, notice, changed=changed)
