@@ -63,5 +63,9 @@ def run_monitor(
     app = make_app(root, host=host, port=port, default_timeout_s=timeout_s)
     shown = f"[{host}]" if ":" in host else host
     print(f"orchestree monitor: http://{shown}:{port}/ (Ctrl-C to stop)", file=sys.stderr)
-    make_server(app).run(sockets=[sock])
+    try:
+        make_server(app).run(sockets=[sock])
+    except KeyboardInterrupt:
+        # uvicorn shuts down gracefully, then re-raises the Ctrl-C it caught.
+        pass
     return 0
