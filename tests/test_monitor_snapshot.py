@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -9,8 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from _monitor_trackers import agent, lane, tracker
-from orchestree.monitor.snapshot import LANE_STATUSES, build_snapshot, fmt_duration, progress_text
+from _monitor_trackers import agent, big_tracker, lane, tracker
+from orchestree.monitor.snapshot import (
+    LANE_STATUSES,
+    Memo,
+    build_snapshot,
+    fmt_duration,
+    progress_text,
+)
 from orchestree.monitor.views import Snapshot
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -285,6 +292,26 @@ def test_names_default_to_ids_and_text_is_kept_verbatim() -> None:
 )
 def test_durations_read_at_a_glance(seconds: float | None, text: str) -> None:
     assert fmt_duration(seconds) == text
+
+
+def test_a_memo_only_saves_work_and_never_changes_the_result() -> None:
+    memo = Memo()
+    table = {MY_PID: MY_START}
+    first = big_tracker(60, running_pid=MY_PID)
+    for item in first["agents"].values():
+        item["pid_started"] = MY_START
+    assert snap(first, table, memo=memo) == snap(first, table)
+    assert memo.lanes, "finished lanes were kept"
+    assert all(view.status != "running" for _, _, view, _ in memo.lanes.values())
+    # Same tracker again, the process now gone: running lanes are judged anew.
+    assert snap(first, {}, memo=memo) == snap(first, {})
+    # A new tracker (as the reader parses one per change) with lanes changed and gone.
+    second = copy.deepcopy(first)
+    second["lanes"]["lane-0001"]["status"] = "merged"
+    second["lanes"]["lane-0002"]["progress"] = "changed"
+    del second["lanes"]["lane-0003"]
+    assert snap(second, table, memo=memo) == snap(second, table)
+    assert "lane-0003" not in memo.lanes
 
 
 def test_the_snapshot_is_plain_json() -> None:

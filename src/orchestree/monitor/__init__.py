@@ -7,6 +7,7 @@ the function, so that other commands never pay for them.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -63,9 +64,7 @@ def run_monitor(
     app = make_app(root, host=host, port=port, default_timeout_s=timeout_s)
     shown = f"[{host}]" if ":" in host else host
     print(f"orchestree monitor: http://{shown}:{port}/ (Ctrl-C to stop)", file=sys.stderr)
-    try:
+    # uvicorn shuts down gracefully on Ctrl-C, then re-raises the signal it caught.
+    with contextlib.suppress(KeyboardInterrupt):
         make_server(app).run(sockets=[sock])
-    except KeyboardInterrupt:
-        # uvicorn shuts down gracefully, then re-raises the Ctrl-C it caught.
-        pass
     return 0

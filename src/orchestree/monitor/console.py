@@ -27,7 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestree.errors import TrackerError
-from orchestree.monitor.snapshot import PHASES, fmt_duration
+from orchestree.monitor.snapshot import PHASES, Memo, fmt_duration
 from orchestree.monitor.source import Reading, TrackerReader, snapshot_now
 from orchestree.monitor.views import Snapshot
 
@@ -281,10 +281,13 @@ def run_console(
     return 0
 
 
-def _frame(reading: Reading, default_timeout_s: float, height: int | None) -> RenderableType:
+def _frame(
+    reading: Reading, default_timeout_s: float, height: int | None, memo: Memo | None = None
+) -> RenderableType:
     if reading.tracker is None:
         return Text(f"orchestree monitor\n\n! {reading.notice}", style="bold yellow")
-    return render(snapshot_now(reading.tracker, default_timeout_s), reading.notice, height)
+    snap = snapshot_now(reading.tracker, default_timeout_s, memo)
+    return render(snap, reading.notice, height)
 
 
 def _live_loop(
@@ -298,10 +301,12 @@ def _live_loop(
         redirect_stdout=False,
         redirect_stderr=False,
     )
+    memo = Memo()
     with _keys(inp) as key_fd, live:
         fd = key_fd
         while True:
-            live.update(_frame(reader.read(), timeout_s, console.size.height), refresh=True)
+            frame = _frame(reader.read(), timeout_s, console.size.height, memo)
+            live.update(frame, refresh=True)
             quit_now, fd = _wait_for_quit(fd, interval)
             if quit_now:
                 return

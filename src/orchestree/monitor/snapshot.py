@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 from orchestree.access_tracker import LANE_TRANSITIONS
@@ -38,6 +40,8 @@ PROGRESS_MAX = 200
 # psutil derives create_time from boot time and clock ticks: stable for one process,
 # so any real difference means the pid now belongs to someone else.
 PID_START_TOLERANCE_S = 1.0
+
+NO_AGENT: Mapping[str, Any] = MappingProxyType({})
 
 ProcessStart = Callable[[int], float | None]
 """pid → the process's create time as psutil gives it, None when there is no such
@@ -109,17 +113,20 @@ def _strs(value: Any) -> list[str]:
 
 
 def _dict(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    # A tracker comes from json.load: its objects are dicts (and dict is a cheap check).
+    return value if isinstance(value, dict) else {}
 
 
-def _agent_of(lane_id: str, agents: Mapping[str, Any]) -> Mapping[str, Any]:
-    found = agents.get(f"agent-{lane_id}")
-    if isinstance(found, Mapping):
-        return found
+def _agents_by_lane(agents: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """lane id → its agent: `agent-<lane>` first, else an agent naming the lane."""
+    found: dict[str, Mapping[str, Any]] = {}
     for agent in agents.values():
-        if isinstance(agent, Mapping) and agent.get("lane") == lane_id:
-            return agent
-    return {}
+        if isinstance(agent, dict) and isinstance(agent.get("lane"), str):
+            found.setdefault(agent["lane"], agent)
+    for name, agent in agents.items():
+        if isinstance(agent, dict) and isinstance(name, str) and name.startswith("agent-"):
+            found[name[len("agent-") :]] = agent
+    return found
 
 
 def _pid_warning(
@@ -239,12 +246,42 @@ def _elapsed(lanes_raw: Mapping[str, Any], now: datetime, any_running: bool) -> 
     return max(0.0, (end - min(starts)).total_seconds())
 
 
+def _agent_view(name: str, raw: Mapping[str, Any], now: datetime) -> AgentView:
+    status = _str(raw.get("status"), "created")
+    return AgentView(
+        name=name,
+        lane=_str(raw.get("lane")),
+        status=status,
+        symbol=AGENT_SYMBOLS.get(status, "?"),
+        pid=_int(raw.get("pid")),
+        host=_opt_str(raw.get("host")),
+        exit_code=_int(raw.get("exit_code")),
+        log=_opt_str(raw.get("log")),
+        duration_s=_seconds(
+            raw.get("started_at"), raw.get("finished_at"), now, status == "running"
+        ),
+    )
+
+
 def lane_sort_key(lane: LaneView) -> tuple[int, int, str]:
     return (
         STATUS_ORDER.get(lane.status, len(STATUS_ORDER)),
         PRIORITY_ORDER.get(lane.priority, 3),
         lane.id,
     )
+
+
+@dataclass
+class Memo:
+    """Views of lanes and agents that no longer change with time (anything not
+    running), kept between snapshots of the same tracker. Entries hold the raw
+    records they came from and are used only while those very objects come back, so a
+    memo never changes a result, it only skips recomputing it: a monitor re-reads a
+    500-lane tracker every second, and most of it is finished work. The caller must
+    not mutate a tracker it passed with a memo (the reader parses a new one per change)."""
+
+    lanes: dict[str, tuple[Any, Any, LaneView, list[LaneWarning]]] = field(default_factory=dict)
+    agents: dict[str, tuple[Any, AgentView]] = field(default_factory=dict)
 
 
 def build_snapshot(
@@ -254,6 +291,7 @@ def build_snapshot(
     process_start: ProcessStart,
     default_timeout_s: float = 3600.0,
     this_host: str | None = None,
+    memo: Memo | None = None,
 ) -> Snapshot:
     """What the monitors show for `tracker` at time `now` (timezone-aware).
 
@@ -262,40 +300,41 @@ def build_snapshot(
     """
     lanes_raw = _dict(tracker.get("lanes"))
     agents_raw = _dict(tracker.get("agents"))
+    agent_of = _agents_by_lane(agents_raw)
     lanes: list[LaneView] = []
     warnings: list[LaneWarning] = []
-    for lane_id, raw_lane in lanes_raw.items():
+    memo = memo if memo is not None else Memo()
+    lane_memo: dict[str, tuple[Any, Any, LaneView, list[LaneWarning]]] = {}
+    for key, raw_lane in lanes_raw.items():
+        lane_id = str(key)
         raw = _dict(raw_lane)
-        agent = _agent_of(str(lane_id), agents_raw)
-        lane = _lane_view(str(lane_id), raw, agent, now)
-        lanes.append(lane)
+        agent = agent_of.get(lane_id, NO_AGENT)
+        hit = memo.lanes.get(lane_id)
+        if hit is not None and hit[0] is raw and hit[1] is agent:
+            lane, found = hit[2], hit[3]
+        else:
+            lane = _lane_view(lane_id, raw, agent, now)
+            found = _lane_warnings(lane, _num(raw.get("timeout_s")) or default_timeout_s)
         if lane.status == "running":
-            found = _pid_warning(lane, agent, this_host, process_start)
-            if found:
-                warnings.append(found)
-        timeout = _num(raw.get("timeout_s")) or default_timeout_s
-        warnings.extend(_lane_warnings(lane, timeout))
+            dead = _pid_warning(lane, agent, this_host, process_start)
+            found = [dead, *found] if dead else found
+        else:
+            lane_memo[lane_id] = (raw, agent, lane, found)
+        lanes.append(lane)
+        warnings.extend(found)
+    memo.lanes = lane_memo
     lanes.sort(key=lane_sort_key)
 
     agents = []
-    for name, raw_agent in agents_raw.items():
+    agent_memo: dict[str, tuple[Any, AgentView]] = {}
+    for key, raw_agent in agents_raw.items():
         raw = _dict(raw_agent)
-        status = _str(raw.get("status"), "created")
-        agents.append(
-            AgentView(
-                name=str(name),
-                lane=_str(raw.get("lane")),
-                status=status,
-                symbol=AGENT_SYMBOLS.get(status, "?"),
-                pid=_int(raw.get("pid")),
-                host=_opt_str(raw.get("host")),
-                exit_code=_int(raw.get("exit_code")),
-                log=_opt_str(raw.get("log")),
-                duration_s=_seconds(
-                    raw.get("started_at"), raw.get("finished_at"), now, status == "running"
-                ),
-            )
-        )
+        seen = memo.agents.get(str(key))
+        view = seen[1] if seen is not None and seen[0] is raw else _agent_view(str(key), raw, now)
+        if view.status != "running":
+            agent_memo[str(key)] = (raw, view)
+        agents.append(view)
+    memo.agents = agent_memo
 
     by_status = dict.fromkeys(LANE_STATUSES, 0)
     for lane in lanes:

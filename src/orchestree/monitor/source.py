@@ -14,7 +14,7 @@ from typing import Any
 import psutil
 
 from orchestree.access_tracker import TrackerFileError, parse
-from orchestree.monitor.snapshot import build_snapshot
+from orchestree.monitor.snapshot import Memo, build_snapshot
 from orchestree.monitor.views import Snapshot
 
 
@@ -25,9 +25,10 @@ def process_start(pid: int) -> float | None:
     """
     try:
         proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return None
-        return proc.create_time()
+        with proc.oneshot():  # one read of /proc/<pid>/stat for both answers
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+            return proc.create_time()
     except psutil.NoSuchProcess:
         return None
     except psutil.AccessDenied:
@@ -43,6 +44,7 @@ class Reading:
     tracker: dict[str, Any] | None
     notice: str | None
     changed: bool
+    raw: bytes | None = None  # the file as read: valid JSON, so the web view sends it as is
 
 
 class TrackerReader:
@@ -57,6 +59,7 @@ class TrackerReader:
         self.path = path
         self._key: tuple[int, int, int] | None = None
         self._data: dict[str, Any] | None = None
+        self._raw: bytes | None = None
         self._notice: str | None = None
 
     def read(self) -> Reading:
@@ -70,26 +73,28 @@ class TrackerReader:
             return self._failed(f"cannot read {self.path}: {exc.strerror}")
         key = (st.st_ino, st.st_size, st.st_mtime_ns)
         if key == self._key and self._notice is None:
-            return Reading(self._data, None, changed=False)
+            return Reading(self._data, None, changed=False, raw=self._raw)
         try:
-            text = self.path.read_text(encoding="utf-8")
-            data = parse(text, str(self.path))
+            raw = self.path.read_bytes()
+            data = parse(raw.decode("utf-8"), str(self.path))
         except TrackerFileError as exc:
             return self._failed(str(exc))
         except (OSError, UnicodeDecodeError) as exc:
             return self._failed(f"cannot read {self.path}: {exc}")
-        self._key, self._data, self._notice = key, data, None
-        return Reading(data, None, changed=True)
+        self._key, self._data, self._raw, self._notice = key, data, raw, None
+        return Reading(data, None, changed=True, raw=raw)
 
     def _failed(self, notice: str) -> Reading:
         if self._data is not None:
             notice = f"showing the last good read: {notice}"
         changed = notice != self._notice
         self._key, self._notice = None, notice
-        return Reading(self._data, notice, changed=changed)
+        return Reading(self._data, notice, changed=changed, raw=self._raw)
 
 
-def snapshot_now(tracker: dict[str, Any], default_timeout_s: float) -> Snapshot:
+def snapshot_now(
+    tracker: dict[str, Any], default_timeout_s: float, memo: Memo | None = None
+) -> Snapshot:
     """The snapshot of `tracker` at this moment, on this machine."""
     return build_snapshot(
         tracker,
@@ -97,4 +102,5 @@ def snapshot_now(tracker: dict[str, Any], default_timeout_s: float) -> Snapshot:
         process_start=process_start,
         default_timeout_s=default_timeout_s,
         this_host=socket.gethostname(),
+        memo=memo,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -77,3 +78,14 @@ class Snapshot:
     lanes: list[LaneView]
     statistics: Statistics
     warnings: list[LaneWarning] = field(default_factory=list)
+
+
+def to_json_dict(snap: Snapshot) -> dict[str, Any]:
+    """The snapshot as JSON-ready dicts. Shallow views of the frozen records, not
+    copies: `dataclasses.asdict` deep-copies and cost more than the snapshot itself."""
+    out = dict(vars(snap))
+    out["agents"] = [vars(a) for a in snap.agents]
+    out["lanes"] = [vars(lane) for lane in snap.lanes]
+    out["statistics"] = vars(snap.statistics)
+    out["warnings"] = [vars(w) for w in snap.warnings]
+    return out

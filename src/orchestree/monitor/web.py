@@ -19,7 +19,6 @@ import json
 import os
 import socket
 import stat
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from orchestree.errors import EnvironmentRefused, UserError
 from orchestree.layout import Layout
 from orchestree.models import check_lane_id
+from orchestree.monitor.snapshot import Memo
 from orchestree.monitor.source import TrackerReader, snapshot_now
+from orchestree.monitor.views import to_json_dict
 
 STATIC = Path(__file__).parent / "static"
 LOG_TAIL_DEFAULT = 16 * 1024
@@ -143,10 +144,14 @@ def read_tail(path: Path, limit: int) -> tuple[bytes, int]:
         os.close(fd)
 
 
+def _encode(value: Any) -> bytes:
+    # Compact: the dashboard fetches this every second, 500 lanes and all.
+    return json.dumps(value, separators=(",", ":"), default=str).encode()
+
+
 class _Json(JSONResponse):
     def render(self, content: Any) -> bytes:
-        # Compact: the dashboard fetches this every second, 500 lanes and all.
-        return json.dumps(content, separators=(",", ":"), default=str).encode()
+        return _encode(content)
 
 
 def make_app(root: Path, *, host: str, port: int, default_timeout_s: float) -> ASGIApp:
@@ -160,15 +165,19 @@ def make_app(root: Path, *, host: str, port: int, default_timeout_s: float) -> A
     async def no_icon(request: Request) -> Response:
         return Response(status_code=204)  # browsers ask; a 404 would fill the console
 
+    memo = Memo()
+
     async def status(request: Request) -> Response:
         reading = reader.read()
-        if reading.tracker is None:
-            body: dict[str, Any] = {"tracker": None, "snapshot": None, "notice": reading.notice}
-            return _Json(body, status_code=503)
-        snap = snapshot_now(reading.tracker, default_timeout_s)
-        return _Json(
-            {"tracker": reading.tracker, "snapshot": asdict(snap), "notice": reading.notice}
-        )
+        notice = _encode(reading.notice)
+        if reading.tracker is None or reading.raw is None:
+            body = b'{"tracker":null,"snapshot":null,"notice":' + notice + b"}"
+            return Response(body, 503, media_type="application/json")
+        snap = _encode(to_json_dict(snapshot_now(reading.tracker, default_timeout_s, memo)))
+        # The tracker goes out as the very bytes read (they parsed, so they are JSON):
+        # no second encoding of 500 lanes per request.
+        body = b'{"tracker":' + reading.raw + b',"snapshot":' + snap
+        return Response(body + b',"notice":' + notice + b"}", media_type="application/json")
 
     async def log(request: Request) -> Response:
         lane_id = request.path_params["lane_id"]
