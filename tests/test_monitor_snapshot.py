@@ -11,13 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from _monitor_trackers import agent, big_tracker, lane, tracker
-from orchestree.monitor.snapshot import (
-    LANE_STATUSES,
-    Memo,
-    build_snapshot,
-    fmt_duration,
-    progress_text,
-)
+from orchestree.monitor.fields import fmt_duration, progress_text
+from orchestree.monitor.snapshot import LANE_STATUSES, Memo, build_snapshot
 from orchestree.monitor.views import Snapshot
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)

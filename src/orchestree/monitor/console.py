@@ -27,7 +27,8 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestree.errors import TrackerError
-from orchestree.monitor.snapshot import PHASES, Memo, fmt_duration
+from orchestree.monitor.fields import fmt_duration
+from orchestree.monitor.snapshot import PHASES, Memo
 from orchestree.monitor.source import Reading, TrackerReader, snapshot_now
 from orchestree.monitor.views import Snapshot
 

@@ -3,13 +3,12 @@
 `build_snapshot` reads a raw tracker dict, not a validated `models.Tracker`: agents
 write into the tracker too, and a monitor that refused to show a tracker with one odd
 field would go blind exactly when something is wrong. So every field is read
-defensively here, and nothing in this module does I/O; the clock and the process
+defensively (`fields.py`), and nothing in this module does I/O; the clock and the process
 table come in as arguments, which keeps the tests deterministic.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,6 +16,18 @@ from types import MappingProxyType
 from typing import Any
 
 from orchestree.access_tracker import LANE_TRANSITIONS
+from orchestree.monitor.fields import (
+    as_dict,
+    as_int,
+    as_num,
+    as_str,
+    as_strs,
+    fmt_duration,
+    opt_str,
+    parse_time,
+    progress_text,
+    seconds_between,
+)
 from orchestree.monitor.views import (
     AgentView,
     LaneView,
@@ -36,7 +47,6 @@ MERGE_CANDIDATES = MERGE_DECIDED | {"completed"}
 _LISTING = "running failed conflict verify_failed blocked pending cancelled completed merged"
 STATUS_ORDER = {status: i for i, status in enumerate(_LISTING.split())}
 PRIORITY_ORDER = {"high": 0, "medium": 1, "low": 2}
-PROGRESS_MAX = 200
 # psutil derives create_time from boot time and clock ticks: stable for one process,
 # so any real difference means the pid now belongs to someone else.
 PID_START_TOLERANCE_S = 1.0
@@ -46,75 +56,6 @@ NO_AGENT: Mapping[str, Any] = MappingProxyType({})
 ProcessStart = Callable[[int], float | None]
 """pid → the process's create time as psutil gives it, None when there is no such
 process, NaN when it lives but its start time cannot be read (not ours to judge)."""
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An ISO time from the tracker (Z or offset), or None for anything else."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
-
-
-def _seconds(start: Any, end: Any, now: datetime, running: bool) -> float | None:
-    began = parse_time(start)
-    if began is None:
-        return None
-    ended = now if running else parse_time(end)
-    if ended is None:
-        return None
-    return max(0.0, (ended - began).total_seconds())
-
-
-def fmt_duration(seconds: float | None) -> str:
-    """42s, 3m05s, 1h02m: what a person reads at a glance; "-" for unknown."""
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
-
-
-def progress_text(value: Any) -> str:
-    """An agent's free-form progress as one short line."""
-    if value is None:
-        return ""
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    text = " ".join(text.split())
-    return text if len(text) <= PROGRESS_MAX else text[: PROGRESS_MAX - 1] + "…"
-
-
-def _str(value: Any, default: str = "") -> str:
-    return value if isinstance(value, str) else default
-
-
-def _opt_str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _num(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return None
-
-
-def _strs(value: Any) -> list[str]:
-    return [str(v) for v in value] if isinstance(value, list) else []
-
-
-def _dict(value: Any) -> Mapping[str, Any]:
-    # A tracker comes from json.load: its objects are dicts (and dict is a cheap check).
-    return value if isinstance(value, dict) else {}
 
 
 def _agents_by_lane(agents: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
@@ -133,7 +74,7 @@ def _pid_warning(
     lane: LaneView, agent: Mapping[str, Any], this_host: str | None, process_start: ProcessStart
 ) -> LaneWarning | None:
     lane_id = lane.id
-    pid = _int(agent.get("pid"))
+    pid = as_int(agent.get("pid"))
     host = lane.host
     if pid is None or (host is not None and this_host is not None and host != this_host):
         return None  # not started yet, or on another machine: its pid means nothing here
@@ -145,7 +86,7 @@ def _pid_warning(
             f"lane {lane_id} is marked running but its process {pid} is gone; "
             "run `orchestree execute` to resume it",
         )
-    recorded = _num(agent.get("pid_started"))
+    recorded = as_num(agent.get("pid_started"))
     if recorded is not None and abs(started - recorded) > PID_START_TOLERANCE_S:
         return LaneWarning(
             "pid_reused",
@@ -188,29 +129,29 @@ def _lane_warnings(lane: LaneView, timeout_s: float) -> list[LaneWarning]:
 def _lane_view(
     lane_id: str, raw: Mapping[str, Any], agent: Mapping[str, Any], now: datetime
 ) -> LaneView:
-    status = _str(raw.get("status"), "pending")
-    merge = _dict(raw.get("merge"))
-    log = _opt_str(agent.get("log")) or f".orchestration/logs/agent-{lane_id}.log"
+    status = as_str(raw.get("status"), "pending")
+    merge = as_dict(raw.get("merge"))
+    log = opt_str(agent.get("log")) or f".orchestration/logs/agent-{lane_id}.log"
     return LaneView(
         id=lane_id,
-        name=_str(raw.get("name")) or lane_id,
-        kind=_str(raw.get("kind"), "lane"),
+        name=as_str(raw.get("name")) or lane_id,
+        kind=as_str(raw.get("kind"), "lane"),
         status=status,
-        priority=_str(raw.get("priority"), "medium"),
+        priority=as_str(raw.get("priority"), "medium"),
         progress=progress_text(raw.get("progress")),
-        results=_strs(raw.get("results")),
-        attempts=_int(raw.get("attempts")) or 0,
-        max_attempts=_int(raw.get("max_attempts")),
-        duration_s=_seconds(
+        results=as_strs(raw.get("results")),
+        attempts=as_int(raw.get("attempts")) or 0,
+        max_attempts=as_int(raw.get("max_attempts")),
+        duration_s=seconds_between(
             raw.get("started_at"), raw.get("finished_at"), now, status == "running"
         ),
-        cost_usd=_num(raw.get("cost_usd")),
-        host=_opt_str(raw.get("host")) or _opt_str(agent.get("host")),
-        error=_opt_str(raw.get("error")),
-        depends_on=_strs(raw.get("depends_on")),
-        merge_status=_opt_str(merge.get("status")),
-        conflicts=_strs(merge.get("conflicts")),
-        changed_files=len(_strs(raw.get("changed_files"))),
+        cost_usd=as_num(raw.get("cost_usd")),
+        host=opt_str(raw.get("host")) or opt_str(agent.get("host")),
+        error=opt_str(raw.get("error")),
+        depends_on=as_strs(raw.get("depends_on")),
+        merge_status=opt_str(merge.get("status")),
+        conflicts=as_strs(merge.get("conflicts")),
+        changed_files=len(as_strs(raw.get("changed_files"))),
         no_changes=raw.get("no_changes") is True,
         log=log,
     )
@@ -238,26 +179,27 @@ def _share(part: int, whole: int) -> float:
 
 
 def _elapsed(lanes_raw: Mapping[str, Any], now: datetime, any_running: bool) -> float | None:
-    starts = [t for t in (parse_time(_dict(v).get("started_at")) for v in lanes_raw.values()) if t]
+    records = [as_dict(v) for v in lanes_raw.values()]
+    starts = [t for t in (parse_time(r.get("started_at")) for r in records) if t]
     if not starts:
         return None
-    ends = [t for t in (parse_time(_dict(v).get("finished_at")) for v in lanes_raw.values()) if t]
+    ends = [t for t in (parse_time(r.get("finished_at")) for r in records) if t]
     end = now if any_running or not ends else max(ends)
     return max(0.0, (end - min(starts)).total_seconds())
 
 
 def _agent_view(name: str, raw: Mapping[str, Any], now: datetime) -> AgentView:
-    status = _str(raw.get("status"), "created")
+    status = as_str(raw.get("status"), "created")
     return AgentView(
         name=name,
-        lane=_str(raw.get("lane")),
+        lane=as_str(raw.get("lane")),
         status=status,
         symbol=AGENT_SYMBOLS.get(status, "?"),
-        pid=_int(raw.get("pid")),
-        host=_opt_str(raw.get("host")),
-        exit_code=_int(raw.get("exit_code")),
-        log=_opt_str(raw.get("log")),
-        duration_s=_seconds(
+        pid=as_int(raw.get("pid")),
+        host=opt_str(raw.get("host")),
+        exit_code=as_int(raw.get("exit_code")),
+        log=opt_str(raw.get("log")),
+        duration_s=seconds_between(
             raw.get("started_at"), raw.get("finished_at"), now, status == "running"
         ),
     )
@@ -298,8 +240,8 @@ def build_snapshot(
     `process_start(pid)` answers for the pids of running lanes (see `ProcessStart`);
     `this_host` is this machine's name, so pids of lanes run elsewhere are not checked.
     """
-    lanes_raw = _dict(tracker.get("lanes"))
-    agents_raw = _dict(tracker.get("agents"))
+    lanes_raw = as_dict(tracker.get("lanes"))
+    agents_raw = as_dict(tracker.get("agents"))
     agent_of = _agents_by_lane(agents_raw)
     lanes: list[LaneView] = []
     warnings: list[LaneWarning] = []
@@ -307,14 +249,14 @@ def build_snapshot(
     lane_memo: dict[str, tuple[Any, Any, LaneView, list[LaneWarning]]] = {}
     for key, raw_lane in lanes_raw.items():
         lane_id = str(key)
-        raw = _dict(raw_lane)
+        raw = as_dict(raw_lane)
         agent = agent_of.get(lane_id, NO_AGENT)
         hit = memo.lanes.get(lane_id)
         if hit is not None and hit[0] is raw and hit[1] is agent:
             lane, found = hit[2], hit[3]
         else:
             lane = _lane_view(lane_id, raw, agent, now)
-            found = _lane_warnings(lane, _num(raw.get("timeout_s")) or default_timeout_s)
+            found = _lane_warnings(lane, as_num(raw.get("timeout_s")) or default_timeout_s)
         if lane.status == "running":
             dead = _pid_warning(lane, agent, this_host, process_start)
             found = [dead, *found] if dead else found
@@ -328,7 +270,7 @@ def build_snapshot(
     agents = []
     agent_memo: dict[str, tuple[Any, AgentView]] = {}
     for key, raw_agent in agents_raw.items():
-        raw = _dict(raw_agent)
+        raw = as_dict(raw_agent)
         seen = memo.agents.get(str(key))
         view = seen[1] if seen is not None and seen[0] is raw else _agent_view(str(key), raw, now)
         if view.status != "running":
@@ -355,9 +297,9 @@ def build_snapshot(
         cost_usd=sum(lane.cost_usd or 0.0 for lane in lanes),
     )
 
-    phase = _int(tracker.get("phase")) or 0
+    phase = as_int(tracker.get("phase")) or 0
     phase = min(max(phase, 0), len(PHASES) - 1)
-    status = _str(tracker.get("status"), "initialized")
+    status = as_str(tracker.get("status"), "initialized")
     updated = parse_time(tracker.get("updated_at"))
     return Snapshot(
         status=status,
@@ -365,9 +307,9 @@ def build_snapshot(
         phase_name=PHASES[phase],
         phase_progress=_phase_progress(phase, status, lanes),
         completion=_share(sum(lane.status in SETTLED for lane in lanes), len(lanes)),
-        repo=_str(tracker.get("repo")),
-        base_branch=_str(tracker.get("base_branch")),
-        updated_at=_opt_str(tracker.get("updated_at")),
+        repo=as_str(tracker.get("repo")),
+        base_branch=as_str(tracker.get("base_branch")),
+        updated_at=opt_str(tracker.get("updated_at")),
         updated_ago_s=max(0.0, (now - updated).total_seconds()) if updated else None,
         agents=agents,
         lanes=lanes,
