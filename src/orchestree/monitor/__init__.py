@@ -30,7 +30,8 @@ def run_monitor(
     Console: a live view refreshed every `interval` seconds (`q` or Ctrl-C quits), one
     frame with `once`, plain text without a TTY. Web: serve the dashboard on
     `host:port` (None: `[monitor]` in orchestree.toml, default 127.0.0.1:5555) until
-    Ctrl-C. Raises `UserError` for bad options, `EnvironmentRefused` when the port is
+    Ctrl-C; the dashboard polls every second whatever `interval` says. Raises
+    `UserError` for bad options, `EnvironmentRefused` when the port is
     taken and `TrackerError` when `once` finds no readable tracker.
     """
     if interval <= 0:
