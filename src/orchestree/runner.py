@@ -271,7 +271,21 @@ def collect(
     if reason != "exited" or code is None:
         return _with(base, error=str(result.get("error") or "the supervisor failed"))
     outcome = agent.classify(output, int(code))
-    return _outcome(base, outcome.ok, outcome.error, outcome)
+    problem = outcome.error
+    if outcome.ok and lane.kind == "probe":
+        problem = probe_output_problem(worktree / results_dir(lane_id) / "state_probe.json")
+    return _outcome(base, outcome.ok and problem is None, problem, outcome)
+
+
+def probe_output_problem(path: Path) -> str | None:
+    """Why a probe's output is unusable (missing, not JSON, not the schema), or None."""
+    from orchestree.probes import ProbeOutputError, load_probe_output
+
+    try:
+        load_probe_output(path)
+    except ProbeOutputError as exc:
+        return str(exc)
+    return None
 
 
 def _outcome(base: Collected, ok: bool, error: str | None, outcome: agents.Outcome) -> Collected:
