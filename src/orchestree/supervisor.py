@@ -74,10 +74,20 @@ def live_descendants(root: int) -> list[int]:
     return found
 
 
-def _reap() -> None:
-    with contextlib.suppress(ChildProcessError):
-        while os.waitpid(-1, os.WNOHANG)[0] > 0:
-            pass
+def _reap(agent: subprocess.Popen[bytes] | None = None) -> None:
+    """Reap exited children; the agent through its Popen, so its exit status is kept."""
+    while True:
+        try:
+            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return
+        if info is None:
+            return
+        if agent is not None and info.si_pid == agent.pid:
+            agent.poll()
+        else:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(info.si_pid, 0)
 
 
 def _signal_all(pgid: int | None, pids: list[int], sig: int) -> None:
@@ -89,13 +99,18 @@ def _signal_all(pgid: int | None, pids: list[int], sig: int) -> None:
             os.kill(pid, sig)
 
 
-def end_tree(pgid: int | None, grace_s: float) -> None:
-    """TERM the group and every descendant, then KILL whatever is left after `grace_s`."""
+def end_tree(
+    pgid: int | None, grace_s: float, agent: subprocess.Popen[bytes] | None = None
+) -> None:
+    """TERM the group and every descendant, then KILL whatever is left after `grace_s`.
+
+    `agent` (the group leader) is reaped through its Popen so its exit status is kept.
+    """
     me = os.getpid()
     _signal_all(pgid, live_descendants(me), signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
-        _reap()
+        _reap(agent)
         if not live_descendants(me):
             return
         time.sleep(SCAN_S)
@@ -105,7 +120,7 @@ def end_tree(pgid: int | None, grace_s: float) -> None:
             break
         _signal_all(pgid, left, signal.SIGKILL)
         time.sleep(SCAN_S / 5)
-        _reap()
+        _reap(agent)
 
 
 def _write_result(path: str, result: dict[str, Any]) -> None:
@@ -131,7 +146,7 @@ def _run_setup(spec: dict[str, Any], log: Any, deadline: float, grace: float) ->
     try:
         return proc.wait(max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
-        end_tree(proc.pid, grace)
+        end_tree(proc.pid, grace, proc)
         proc.wait()
         return -1
 
@@ -185,7 +200,7 @@ def supervise(spec: dict[str, Any]) -> dict[str, Any]:
                 agent.wait(SCAN_S * 2)
         # Whatever the agent left running (a daemon that called setsid, a background
         # job) ends with it: a finished lane leaves no process behind.
-        end_tree(agent.pid, min(grace, 1.0) if reason == "exited" else grace)
+        end_tree(agent.pid, min(grace, 1.0) if reason == "exited" else grace, agent)
         code = agent.wait()
     return {
         "reason": reason,
