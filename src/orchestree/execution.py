@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestree import agents, git, runner, scheduler
+from orchestree import agents, git, runner, scheduler, supervisor
 from orchestree.access_tracker import now_iso
 from orchestree.errors import EnvironmentRefused, OrchestreeError, UserError
 from orchestree.layout import agent_name, branch
@@ -236,10 +236,16 @@ class Execution:
 
     def _record(self, lane_id: str, run: Running) -> None:
         self.running.pop(lane_id, None)
-        result = runner.read_result(run.launched.result) or {
-            "reason": "interrupted" if self._stop else "error",
-            "error": "the lane's supervisor ended without an outcome",
-        }
+        result = runner.read_result(run.launched.result)
+        if result is None:
+            # The supervisor died (SIGKILL, OOM) without ending its agent: end it now,
+            # so a retry never shares the worktree with the previous attempt's agent.
+            grace = self.repo.config.defaults.kill_grace_s
+            supervisor.end_orphaned_agent(str(run.launched.agent_file), grace)
+            result = {
+                "reason": "interrupted" if self._stop else "error",
+                "error": "the lane's supervisor ended without an outcome",
+            }
         lane = self.repo.store.read().lanes[lane_id]
         got = runner.collect(self.repo, lane_id, lane, result, run.launched.log_offset)
         fields: dict[str, Any] = {
@@ -339,6 +345,8 @@ class Execution:
                 self.running[lane_id] = Running(lane.attempts, launched)
                 self.report(f"→ {lane_id}: adopted from an earlier run (pid {pid})")
                 continue
+            grace = self.repo.config.defaults.kill_grace_s
+            supervisor.end_orphaned_agent(str(result).replace(".result.", ".agent."), grace)
             retry = lane.attempts < (lane.max_attempts or self.repo.config.defaults.max_attempts)
             self._settle(
                 lane_id,

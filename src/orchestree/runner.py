@@ -139,6 +139,11 @@ class Launched:
     log_offset: int
     process: subprocess.Popen[bytes] | None
 
+    @property
+    def agent_file(self) -> Path:
+        """Where the supervisor records the agent's pid, beside the result."""
+        return self.result.with_name(self.result.name.replace(".result.", ".agent."))
+
 
 def launch(
     repo: Repo,
@@ -172,8 +177,10 @@ def launch(
     with log.open("ab") as fh:
         fh.write(f"--- orchestree: lane {lane_id} attempt {attempt}: {call.argv[0]}\n".encode())
     result = runs / f"{lane_id}.{attempt}.result.json"
-    with contextlib.suppress(FileNotFoundError):
-        result.unlink()
+    agent_file = runs / f"{lane_id}.{attempt}.agent.json"
+    for stale in (result, agent_file):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
     spec: dict[str, Any] = {
         "argv": call.argv,
         "env": env,
@@ -182,6 +189,7 @@ def launch(
         "timeout_s": lane.timeout_s or config.defaults.timeout_s,
         "grace_s": config.defaults.kill_grace_s,
         "result": str(result),
+        "agent_file": str(agent_file),
         "setup": config.worktree.setup if run_setup else "",
     }
     spec_file = runs / f"{lane_id}.{attempt}.spec.json"

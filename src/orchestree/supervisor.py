@@ -123,6 +123,60 @@ def end_tree(
         _reap(agent)
 
 
+def start_ticks(pid: int) -> int | None:
+    """When a live `pid` started, in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            raw = fh.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    rest = raw[raw.rfind(")") + 2 :].split()
+    if len(rest) < 20 or rest[0] in ("Z", "X"):
+        return None
+    return int(rest[19])
+
+
+def _group_alive(pgid: int) -> bool:
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                raw = fh.read().decode("ascii", "replace")
+        except OSError:
+            continue
+        rest = raw[raw.rfind(")") + 2 :].split()
+        if len(rest) >= 3 and rest[2] == str(pgid) and rest[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+def end_orphaned_agent(agent_file: str, grace_s: float) -> bool:
+    """End the group of an agent whose supervisor died before it could (SIGKILL, OOM).
+
+    `agent_file` is what the supervisor recorded when it started the agent; the group
+    is signalled only while its leader is that very process (pids are reused).
+    """
+    try:
+        with open(agent_file, encoding="utf-8") as fh:
+            info = json.load(fh)
+        pid, ticks = int(info["pid"]), int(info["start_ticks"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if start_ticks(pid) != ticks:
+        return False
+    _signal_all(pid, [], signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and _group_alive(pid):
+        time.sleep(SCAN_S)
+    for _ in range(100):
+        if not _group_alive(pid):
+            break
+        _signal_all(pid, [], signal.SIGKILL)
+        time.sleep(SCAN_S / 5)
+    return True
+
+
 def _write_result(path: str, result: dict[str, Any]) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
@@ -185,6 +239,10 @@ def supervise(spec: dict[str, Any]) -> dict[str, Any]:
         except OSError as exc:
             log.write(f"orchestree: cannot start {spec['argv'][0]}: {exc}\n".encode())
             return {"reason": "error", "exit_code": None, "error": str(exc), "started_at": started}
+        if spec.get("agent_file"):  # lets the orchestrator end the agent if we are killed
+            _write_result(
+                spec["agent_file"], {"pid": agent.pid, "start_ticks": start_ticks(agent.pid)}
+            )
         reason = "exited"
         while agent.poll() is None:
             if stop["reason"]:
