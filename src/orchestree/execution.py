@@ -99,9 +99,10 @@ class Execution:
 
     def run(self) -> Summary:
         with run_lock(self.repo.layout.run_lock):
+            # Refuse before anything changes: a refusal leaves the tracker as it was.
+            self._preflight(self.repo.store.read())
             tracker = self._begin()
             self._recover(tracker)
-            self._preflight(self.repo.store.read())
             previous = signal.signal(signal.SIGINT, self._on_sigint)
             try:
                 self._loop()
@@ -361,7 +362,7 @@ class Execution:
         todo = {
             k: lane
             for k, lane in tracker.lanes.items()
-            if lane.status == "pending" and self._in_scope(k, lane.kind)
+            if lane.status in ("pending", "running") and self._in_scope(k, lane.kind)
         }
         for name in sorted(
             {lane.agent or self.repo.config.defaults.agent for lane in todo.values()}
