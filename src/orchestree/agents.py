@@ -89,7 +89,10 @@ def check_available(name: str, config: Config) -> None:
     agent = get_agent(name, config)
     program = agent.command[0] if agent.command else "sh"
     if "{" in program or shutil.which(program) is None:
-        raise UserError(f"agent {name!r}: program {program!r} is not on PATH")
+        raise UserError(
+            f"agent {name!r}: program {program!r} is not on PATH; install it, or set "
+            f"[agents.{name}] command in orchestree.toml"
+        )
 
 
 def agent_env(ctx: LaunchContext) -> dict[str, str]:
