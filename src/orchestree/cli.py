@@ -242,7 +242,7 @@ def exec_lane(
     from orchestree import execution, orchestrator
 
     state = orchestrator.open_repo(repo)
-    orchestrator.require_lane(state, lane_id, {"pending"}, "run")
+    orchestrator.require_ready(state, lane_id)
     summary = execution.execute(state, {lane_id}, None, _reporter(), kind=_kind(state, lane_id))
     _finish_run(summary)
 
