@@ -212,3 +212,16 @@ def test_a_lane_prompt_names_its_tasks_and_the_tracker(
     assert str(repo / ".orchestration" / "tracker.json") in prompt
     assert "docs/_generated/docs/" in prompt
     assert "lane-docs" in prompt
+
+
+def test_a_repository_that_tracks_its_own_access_tracker_keeps_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repo(tmp_path, monkeypatch, files={"access_tracker.py": "# the project's own\n"})
+    add_lanes(repo, {"own-helper": {"tasks": ['cp "$ORCHESTREE_PROMPT_FILE" prompt.txt']}})
+    assert cli(repo, "execute").code == 0
+    wt = repo / ".worktrees" / "agent-own-helper"
+    assert (wt / "access_tracker.py").read_text() == "# the project's own\n"
+    assert git(repo, "show", "lane-own-helper:access_tracker.py") == "# the project's own"
+    prompt = git(repo, "show", "lane-own-helper:prompt.txt")
+    assert f"python3 {repo / '.orchestration' / 'access_tracker.py'} " in prompt

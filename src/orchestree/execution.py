@@ -92,6 +92,7 @@ class Execution:
         self.max_parallel = max_parallel or repo.config.defaults.max_parallel
         self.report = report
         self.running: dict[str, Running] = {}
+        self._includes: list[str] | None = None  # .worktreeinclude matches, found once
         self.summary = Summary()
         self._stop = False
 
@@ -207,7 +208,10 @@ class Execution:
         lane = tracker.lanes[lane_id]
         try:
             new = runner.prepare(repo, lane_id, lane, start)
-            launched = runner.launch(repo, lane_id, lane, attempt, port, run_setup=new)
+            if new and self._includes is None:
+                self._includes = runner.include_files(repo.root, repo.layout.worktrees)
+            includes = self._includes or []
+            launched = runner.launch(repo, lane_id, lane, attempt, port, new, includes)
         except Exception as exc:
             message = str(exc) if isinstance(exc, OrchestreeError) else repr(exc)
             self._settle(lane_id, attempt, "failed", {"error": message}, None)

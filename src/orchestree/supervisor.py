@@ -10,7 +10,14 @@ the agent exits, at the deadline, on SIGTERM, or (with `die_with_parent`) when i
 parent goes away. It then writes the outcome to `result` atomically and exits.
 Measured facts behind this: ../shared/research/dask-executor.md, last sections.
 
-Standard library only: it starts in ~50 ms and costs a few MB per lane.
+It also does the lane's own git work, so lanes do it side by side rather than one at
+a time in the orchestrator: before the agent it populates a new worktree (the
+orchestrator only registered it), copies the `.worktreeinclude` files and the tracker
+helper in, and runs `[worktree] setup`; after the agent it commits whatever was left
+uncommitted and records the head and the changed files in the result.
+
+Standard library and `orchestree.git` only: it starts in ~50 ms and costs a few MB
+per lane.
 """
 
 from __future__ import annotations
@@ -19,12 +26,17 @@ import contextlib
 import ctypes
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+from orchestree import git
+from orchestree.errors import GitError
 
 PR_SET_CHILD_SUBREAPER = 36
 SCAN_S = 0.05
@@ -205,8 +217,53 @@ def _run_setup(spec: dict[str, Any], log: Any, deadline: float, grace: float) ->
         return -1
 
 
-def supervise(spec: dict[str, Any]) -> dict[str, Any]:
-    _become_subreaper()
+def _prepare_worktree(spec: dict[str, Any]) -> None:
+    """Populate a newly registered worktree, then copy in includes and the helper."""
+    cwd = Path(spec["cwd"])
+    if spec.get("populate"):
+        git.run("reset", "-q", "--hard", spec["populate"], cwd=cwd)
+    root = Path(spec.get("root", ""))
+    for rel in spec.get("includes", []):
+        target = cwd / rel
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / rel, target)
+    helper = spec.get("helper")
+    if helper and not (cwd / "access_tracker.py").exists():  # a tracked one is kept
+        shutil.copyfile(helper, cwd / "access_tracker.py")
+
+
+def _commit_left_work(spec: dict[str, Any], result: dict[str, Any]) -> None:
+    """Commit what the agent left uncommitted; record the head and the changed files."""
+    cwd = Path(spec["cwd"])
+    if not spec.get("commit_message") or not cwd.is_dir():
+        return
+    try:
+        git.commit_all(cwd, spec["commit_message"])
+        head = git.head_commit(cwd)
+        start = spec.get("start_commit")
+        result["head"] = head
+        result["changed"] = git.changed_files(cwd, start, head) if head and start else []
+    except GitError as exc:
+        result["commit_error"] = str(exc)
+
+
+def run_lane(spec: dict[str, Any]) -> dict[str, Any]:
+    """Prepare the worktree, supervise the agent, commit what it left."""
+    stop = _catch_stop()
+    try:
+        _prepare_worktree(spec)
+    except (OSError, GitError) as exc:
+        with open(spec["log"], "ab") as log:
+            log.write(f"orchestree: cannot prepare the worktree: {exc}\n".encode())
+        return {"reason": "error", "exit_code": None, "error": f"worktree preparation: {exc}"}
+    result = supervise(spec, stop)
+    _commit_left_work(spec, result)
+    return result
+
+
+def _catch_stop() -> dict[str, str]:
+    """From now on SIGTERM/SIGINT only record a stop request, which the loop acts on."""
     stop = {"reason": ""}
 
     def on_term(signum: int, _frame: object) -> None:
@@ -214,6 +271,12 @@ def supervise(spec: dict[str, Any]) -> dict[str, Any]:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
+    return stop
+
+
+def supervise(spec: dict[str, Any], stop: dict[str, str] | None = None) -> dict[str, Any]:
+    _become_subreaper()
+    stop = stop if stop is not None else _catch_stop()
     parent = os.getppid()
     started = _now()
     timeout = float(spec["timeout_s"])
@@ -276,7 +339,7 @@ def main(argv: list[str]) -> int:
     with open(argv[1], encoding="utf-8") as fh:
         spec = json.load(fh)
     try:
-        result = supervise(spec)
+        result = run_lane(spec)
     except Exception as exc:  # the orchestrator must always get an outcome
         result = {"reason": "error", "exit_code": None, "error": repr(exc)}
     _write_result(spec["result"], result)
