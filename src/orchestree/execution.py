@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestree import agents, git, runner, scheduler
+from orchestree import agents, git, runner, scheduler, supervisor
 from orchestree.access_tracker import now_iso
 from orchestree.errors import EnvironmentRefused, OrchestreeError, UserError
 from orchestree.layout import agent_name, branch
@@ -69,6 +69,7 @@ class Execution:
         self.max_parallel = max_parallel or repo.config.defaults.max_parallel
         self.report = report
         self.running: dict[str, Running] = {}
+        self._includes: list[str] | None = None  # .worktreeinclude matches, found once
         self.summary = Summary()
         self._stop = False
 
@@ -76,9 +77,10 @@ class Execution:
 
     def run(self) -> Summary:
         with run_lock(self.repo.layout, "execute"):
+            # Refuse before anything changes: a refusal leaves the tracker as it was.
+            self._preflight(self.repo.store.read())
             tracker = self._begin()
             self._recover(tracker)
-            self._preflight(self.repo.store.read())
             previous = signal.signal(signal.SIGINT, self._on_sigint)
             try:
                 self._loop()
@@ -213,7 +215,10 @@ class Execution:
         lane = tracker.lanes[lane_id]
         try:
             new = runner.prepare(repo, lane_id, lane, start)
-            launched = runner.launch(repo, lane_id, lane, attempt, port, run_setup=new)
+            if new and self._includes is None:
+                self._includes = runner.include_files(repo.root, repo.layout.worktrees)
+            includes = self._includes or []
+            launched = runner.launch(repo, lane_id, lane, attempt, port, new, includes)
         except Exception as exc:
             message = str(exc) if isinstance(exc, OrchestreeError) else repr(exc)
             self._settle(lane_id, attempt, "failed", {"error": message}, None)
@@ -244,10 +249,16 @@ class Execution:
 
     def _record(self, lane_id: str, run: Running) -> None:
         self.running.pop(lane_id, None)
-        result = runner.read_result(run.launched.result) or {
-            "reason": "interrupted" if self._stop else "error",
-            "error": "the lane's supervisor ended without an outcome",
-        }
+        result = runner.read_result(run.launched.result)
+        if result is None:
+            # The supervisor died (SIGKILL, OOM) without ending its agent: end it now,
+            # so a retry never shares the worktree with the previous attempt's agent.
+            grace = self.repo.config.defaults.kill_grace_s
+            supervisor.end_orphaned_agent(str(run.launched.agent_file), grace)
+            result = {
+                "reason": "interrupted" if self._stop else "error",
+                "error": "the lane's supervisor ended without an outcome",
+            }
         lane = self.repo.store.read().lanes[lane_id]
         got = runner.collect(
             self.repo, lane_id, lane, result, run.launched.log_offset, fatal=run.fatal
@@ -349,6 +360,8 @@ class Execution:
                 self.running[lane_id] = Running(lane.attempts, launched)
                 self.report(f"→ {lane_id}: adopted from an earlier run (pid {pid})")
                 continue
+            grace = self.repo.config.defaults.kill_grace_s
+            supervisor.end_orphaned_agent(str(result).replace(".result.", ".agent."), grace)
             retry = lane.attempts < (lane.max_attempts or self.repo.config.defaults.max_attempts)
             self._settle(
                 lane_id,
@@ -363,7 +376,7 @@ class Execution:
         todo = {
             k: lane
             for k, lane in tracker.lanes.items()
-            if lane.status == "pending" and self._in_scope(k, lane.kind)
+            if lane.status in ("pending", "running") and self._in_scope(k, lane.kind)
         }
         for name in sorted(
             {lane.agent or self.repo.config.defaults.agent for lane in todo.values()}
