@@ -66,14 +66,22 @@ class TrackerStore:
         self._write_whole(tracker, "init")
 
     def update(self, change: Callable[[Tracker], None], event: str, **detail: Any) -> Tracker:
-        """Apply `change` to the validated tracker under the lock; write it if valid."""
+        """Apply `change` to the validated tracker under the lock; write it if valid.
+
+        When the tracker's `phase` or `status` changes, the event records the new ones
+        under `tracker`, so events.jsonl tells the run's phases in order.
+        """
+        record: dict[str, Any] = {"actor": "orchestree", "event": event, **detail}
 
         def apply(data: dict[str, Any]) -> dict[str, Any]:
             model = Tracker.model_validate(data)
+            before = (model.phase, model.status)
             change(model)
+            if (model.phase, model.status) != before:
+                record["tracker"] = {"phase": model.phase, "status": model.status}
             return model.model_dump(mode="json")
 
-        written = self._transact(apply, {"actor": "orchestree", "event": event, **detail})
+        written = self._transact(apply, record)
         return Tracker.model_validate(written)
 
     def merge(self, changes: dict[str, Any], actor: str = "cli") -> Tracker:
