@@ -139,8 +139,30 @@ def load_config(repo_root: Path) -> Config:
             raise UserError(f"{path}: [agents.{name}] needs `command`, a list of strings")
     config.check_agent(config.defaults.agent, f"{path}: [defaults] agent")
     for probe_id, probe in config.probes.items():
+        _check_probe(probe_id, probe, f"{path}: [probes.{probe_id}]")
         if probe.agent is not None:
             config.check_agent(probe.agent, f"{path}: [probes.{probe_id}]")
     if config.plan.agent is not None:
         config.check_agent(config.plan.agent, f"{path}: [plan]")
     return config
+
+
+def _check_probe(probe_id: str, probe: ProbeConfig, where: str) -> None:
+    """A probe runs as a lane named by its id: refuse what could not run, before anything does."""
+    from orchestree.models import check_lane_id
+    from orchestree.probes import BUILTIN_PROBES, check_builtin
+
+    try:
+        check_lane_id(probe_id)
+    except UserError as exc:
+        raise UserError(f"{where}: a probe's id is its lane's id, and {exc}") from None
+    known = ", ".join(BUILTIN_PROBES)
+    if probe.builtin is not None:
+        check_builtin(probe.builtin, where)
+        if probe.agent is not None or probe.prompt is not None:
+            raise UserError(f"{where}: give either `builtin` or `agent` and `prompt`, not both")
+    elif probe.prompt is None:
+        raise UserError(
+            f"{where}: needs `builtin` (one of {known}) or `prompt` (and `agent`, "
+            "default: [defaults] agent)"
+        )
