@@ -52,17 +52,27 @@ def probe_lane(repo: Repo, probe_id: str, cfg: ProbeConfig) -> dict[str, Any]:
 
 
 def register_probes(repo: Repo) -> list[str]:
-    """(Re)register the configured probes as pending lanes; a finished probe starts over."""
+    """(Re)register the configured probes as pending lanes; a finished probe starts over.
+
+    Everything is checked before anything changes: a refusal leaves the tracker,
+    worktrees and branches as they were.
+    """
     wanted = {pid: probe_lane(repo, pid, cfg) for pid, cfg in configured_probes(repo).items()}
     tracker = repo.store.read()
+    finished = []
     for probe_id in wanted:
         old = tracker.lanes.get(probe_id)
-        if old is not None and old.kind != "probe":
+        if old is None:
+            continue
+        if old.kind != "probe":
             raise UserError(
                 f"probe id {probe_id!r} is already a lane of the plan; rename the probe"
             )
-        if old is not None and old.status not in ("pending", "running"):
-            _forget_probe(repo, probe_id, tracker)
+        if old.status not in ("pending", "running"):
+            _refuse_unmerged(repo, probe_id, tracker)
+            finished.append(probe_id)
+    for probe_id in finished:
+        _forget_probe(repo, probe_id)
     fresh = {pid: lane for pid, lane in wanted.items() if pid not in _live(repo)}
     if fresh:
         orchestrator.add_lanes(repo, fresh, replace=True)
@@ -74,26 +84,27 @@ def _live(repo: Repo) -> set[str]:
     return {k for k, v in tracker.lanes.items() if v.kind == "probe" and v.status == "running"}
 
 
-def _forget_probe(repo: Repo, probe_id: str, tracker: Tracker) -> None:
-    """Drop a finished probe lane, its worktree and its branch, so it can run afresh.
-
-    A probe's branch holds only its generated results; one not merged into the base
-    is refused rather than deleted, so nothing is lost without the user's word.
-    """
-    root, name = repo.root, branch(probe_id)
-    head = git.head_commit(root, f"refs/heads/{name}")
-    base = git.head_commit(root, f"refs/heads/{tracker.base_branch}")
-    lane = tracker.lanes[probe_id]
-    unmerged = head is not None and base is not None and not git.is_ancestor(root, head, base)
-    if unmerged and lane.status == "completed":
+def _refuse_unmerged(repo: Repo, probe_id: str, tracker: Tracker) -> None:
+    """A completed probe's branch holds only its generated results; one not merged into
+    the base yet is refused rather than deleted, so nothing is lost without the user's word."""
+    name = branch(probe_id)
+    head = git.head_commit(repo.root, f"refs/heads/{name}")
+    base = git.head_commit(repo.root, f"refs/heads/{tracker.base_branch}")
+    unmerged = head is not None and base is not None and not git.is_ancestor(repo.root, head, base)
+    if unmerged and tracker.lanes[probe_id].status == "completed":
         raise UserError(
             f"probe {probe_id!r} has results not merged yet on {name}; run "
             f"`orchestree merge` first (or `git branch -D {name}` to discard them)"
         )
+
+
+def _forget_probe(repo: Repo, probe_id: str) -> None:
+    """Drop a finished probe lane, its worktree and its branch, so it can run afresh."""
+    root, name = repo.root, branch(probe_id)
     path = repo.layout.worktree(probe_id)
     if path.exists():
         git.worktree_remove(root, path, force=True)
-    if head is not None:
+    if git.head_commit(root, f"refs/heads/{name}") is not None:
         git.branch_delete(root, name, force=True)
 
     def change(t: Tracker) -> None:
