@@ -395,11 +395,15 @@ def plan(
     from orchestree import orchestrator, pipeline, planner
 
     state = orchestrator.open_repo(repo)
-    made = planner.read_plan(from_file) if from_file else pipeline.make_plan(state, group_by)
+    if from_file is not None:
+        made, where = planner.read_plan(from_file), str(from_file)
+        pipeline.check_plan(state, made, where)
+    else:
+        made, where = pipeline.make_plan(state, group_by), "the plan"
     if dry_run:
         _dump_json(made.model_dump(mode="json", exclude_defaults=True))
         return
-    added = pipeline.register_plan(state, made)
+    added = pipeline.register_plan(state, made, where)
     _out(f"plan: {len(made.lanes)} lane(s), {len(added)} registered; written to "
          f"{state.layout.plan_file}")  # fmt: skip
     for lane_id, lane in made.lanes.items():

@@ -136,8 +136,7 @@ def run_probes(repo: Repo, max_parallel: int | None, report: Reporter) -> Probes
 
 
 def make_plan(repo: Repo, group_by: str | None = None) -> Plan:
-    """The plan from every probe's results in the base worktree (a planner agent's
-    `execution_plan.json` is validated the same way)."""
+    """The plan from every probe's results in the base worktree."""
     results, problems = planner.load_results(repo.layout.generated)
     if not results:
         why = f" ({'; '.join(problems)})" if problems else ""
@@ -152,21 +151,38 @@ def make_plan(repo: Repo, group_by: str | None = None) -> Plan:
         group_by=group_by or repo.config.plan.group_by,  # type: ignore[arg-type]
         reserved=probe_ids | {r.probe for r in results},
     )
-    for lane_id, lane in plan.lanes.items():
-        if lane.agent is not None:
-            repo.config.check_agent(lane.agent, f"plan lane {lane_id!r}")
+    check_plan(repo, plan, "the plan")
     return plan
 
 
-def register_plan(repo: Repo, plan: Plan) -> list[str]:
-    """Write the plan file and register its lanes (pending ones are redefined)."""
+def check_plan(repo: Repo, plan: Plan, where: str) -> None:
+    """What a plan may not say, here: a lane of another kind, a probe's id, an agent
+    this repository does not know. (Ids, dependencies and cycles: `Plan` itself.)"""
+    lanes = repo.store.read().lanes
+    for lane_id, lane in plan.lanes.items():
+        if lane.kind != "lane":
+            raise UserError(f"{where}: lane {lane_id!r} has kind {lane.kind!r}; plan lanes are "
+                            "of kind 'lane'")  # fmt: skip
+        old = lanes.get(lane_id)
+        if old is not None and old.kind != "lane":
+            raise UserError(f"{where}: lane {lane_id!r} is a probe's id; rename the lane")
+        if lane.agent is not None:
+            repo.config.check_agent(lane.agent, f"{where}: lane {lane_id!r}")
+
+
+def register_plan(repo: Repo, plan: Plan, where: str = "the plan") -> list[str]:
+    """Register the plan's lanes (pending ones are redefined), then write the plan file.
+
+    Refused as a whole, before anything changes, when `check_plan` or `add_lanes` refuse.
+    """
+    check_plan(repo, plan, where)
     tracker = repo.store.read()
     lanes = {k: v.model_dump(exclude_defaults=True) for k, v in plan.lanes.items()}
     started = [k for k in lanes if k in tracker.lanes and tracker.lanes[k].status != "pending"]
     for lane_id in started:  # a lane that ran already keeps its record
         lanes.pop(lane_id)
-    planner.write_plan(repo.layout.plan_file, plan)
     added = orchestrator.add_lanes(repo, lanes, replace=True) if lanes else []
+    planner.write_plan(repo.layout.plan_file, plan)
 
     def change(t: Tracker) -> None:
         t.phase = 2
@@ -181,12 +197,14 @@ class FullResult:
     plan: list[str]
     run: execution.Summary | None
     merge: merger.MergeReport | None
+    plan_error: str | None = None
 
     @property
     def exit_code(self) -> int:
         if self.run is not None and self.run.interrupted:
             return 130
-        bad = bool(self.probes.failed) or (self.run is not None and self.run.exit_code != 0)
+        bad = bool(self.probes.failed or self.plan_error)
+        bad = bad or (self.run is not None and self.run.exit_code != 0)
         return 1 if bad or (self.merge is not None and self.merge.exit_code) else 0
 
 
@@ -202,7 +220,7 @@ def full(
         plan = make_plan(repo, group_by)
     except UserError as exc:
         report(f"plan: {exc}")
-        return repo, FullResult(probed, [], None, None)
+        return repo, FullResult(probed, [], None, None, plan_error=str(exc))
     added = register_plan(repo, plan)
     report(f"plan: {len(plan.lanes)} lane(s) from {', '.join(plan.sources) or 'no probe'}")
     if not plan.lanes:
