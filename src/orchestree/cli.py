@@ -388,7 +388,8 @@ def plan(
     """Turn the probes' gaps into lanes and write docs/_generated/execution_plan.json.
 
     One lane per gap; lanes whose paths overlap are ordered (higher priority first),
-    lanes that share no path are independent.
+    lanes that share no path are independent. With [plan] agent in orchestree.toml, that
+    agent writes the plan instead (run as a probe lane); it is validated the same way.
 
     Example: orchestree plan --dry-run
     """
@@ -399,7 +400,10 @@ def plan(
         made, where = planner.read_plan(from_file), str(from_file)
         pipeline.check_plan(state, made, where)
     else:
-        made, where = pipeline.make_plan(state, group_by), "the plan"
+        # A planner agent's progress; on stderr with --dry-run, whose stdout is the plan.
+        shown = contextlib.nullcontext(_err) if dry_run else _progress(state, "probe")
+        with shown as report:
+            made, where = pipeline.plan_lanes(state, group_by, report), "the plan"
     if dry_run:
         _dump_json(made.model_dump(mode="json", exclude_defaults=True))
         return

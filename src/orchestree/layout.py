@@ -10,6 +10,7 @@ from pathlib import Path
 
 ORCH_DIR = ".orchestration"
 GENERATED_DIR = "docs/_generated"
+PLAN_FILE = f"{GENERATED_DIR}/execution_plan.json"
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class Layout:
 
     @property
     def plan_file(self) -> Path:
-        return self.generated / "execution_plan.json"
+        return self.root / PLAN_FILE
 
     def worktree(self, lane_id: str) -> Path:
         return self.worktrees / f"agent-{lane_id}"

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestree import execution, git, merger, orchestrator, planner, probes
+from orchestree import execution, git, merger, orchestrator, planner, planner_agent, probes
 from orchestree.config import ProbeConfig
 from orchestree.errors import UserError
-from orchestree.layout import GENERATED_DIR, agent_name, branch
-from orchestree.models import Plan, Tracker
+from orchestree.layout import GENERATED_DIR, PLAN_FILE, agent_name, branch
+from orchestree.models import Plan, ProbeResult, Tracker
 from orchestree.orchestrator import Repo
 
 DEFAULT_PROBES = ("inventory", "markers", "tests", "lint")
@@ -64,7 +64,7 @@ def register_probes(repo: Repo) -> list[str]:
         old = tracker.lanes.get(probe_id)
         if old is None:
             continue
-        if old.kind != "probe":
+        if old.kind != "probe" or planner_agent.is_planner_lane(old):
             raise UserError(
                 f"probe id {probe_id!r} is already a lane of the plan; rename the probe"
             )
@@ -135,14 +135,32 @@ def run_probes(repo: Repo, max_parallel: int | None, report: Reporter) -> Probes
     return ProbesResult(run, merged, failed)
 
 
-def make_plan(repo: Repo, group_by: str | None = None) -> Plan:
-    """The plan from every probe's results in the base worktree."""
+def plan_lanes(repo: Repo, group_by: str | None, report: Reporter) -> Plan:
+    """The plan: the planner agent's when `[plan] agent` is set, else the built-in one's."""
+    agent = repo.config.plan.agent
+    if agent is None:
+        return make_plan(repo, group_by)
+    if group_by is not None:
+        raise UserError(
+            f"--group-by is for the built-in planner; the planner agent {agent!r} "
+            "([plan] agent in orchestree.toml) groups as it sees fit"
+        )
+    return plan_by_agent(repo, agent, report)
+
+
+def _probe_results(repo: Repo) -> list[ProbeResult]:
     results, problems = planner.load_results(repo.layout.generated)
     if not results:
         why = f" ({'; '.join(problems)})" if problems else ""
         raise UserError(
             f"no probe results under {repo.layout.generated}{why}; run `orchestree probes` first"
         )
+    return results
+
+
+def make_plan(repo: Repo, group_by: str | None = None) -> Plan:
+    """The built-in planner's plan from every probe's results in the base worktree."""
+    results = _probe_results(repo)
     tracker = repo.store.read()
     probe_ids = {k for k, v in tracker.lanes.items() if v.kind == "probe"}
     plan = planner.make_plan(
@@ -152,6 +170,42 @@ def make_plan(repo: Repo, group_by: str | None = None) -> Plan:
         reserved=probe_ids | {r.probe for r in results},
     )
     check_plan(repo, plan, "the plan")
+    return plan
+
+
+def plan_by_agent(repo: Repo, agent: str, report: Reporter) -> Plan:
+    """Run the planner agent as a probe lane and read the plan it wrote in its worktree.
+
+    The lane is then dropped with its worktree and branch: its one product is the plan,
+    which `register_plan` writes into the base worktree as the built-in planner's is
+    (a completed probe lane left behind would be merged). A failed one stays on record.
+    """
+    sources = [r.probe for r in _probe_results(repo)]
+    lane_id = planner_agent.PLANNER_LANE
+    old = repo.store.read().lanes.get(lane_id)
+    if old is not None:
+        if not planner_agent.is_planner_lane(old):
+            raise UserError(
+                f"lane {lane_id!r} exists and is not the planner agent's; the planner "
+                "agent's lane needs that id: rename that lane or probe"
+            )
+        _forget_probe(repo, lane_id)
+    config = repo.config
+    lane = planner_agent.planner_lane(agent, sources, config.agent_names(), config.defaults.agent)
+    orchestrator.add_lanes(repo, {lane_id: lane})
+    execution.execute(repo, {lane_id}, None, report, kind="probe")
+    done = repo.store.read().lanes[lane_id]
+    if done.status != "completed":
+        log = repo.layout.rel(repo.layout.log(lane_id))
+        raise UserError(
+            f"the planner agent {agent!r} gave no usable plan: {done.error or done.status} "
+            f"(log: {log}); nothing was registered"
+        )
+    try:
+        plan = planner.read_plan(repo.layout.worktree(lane_id) / PLAN_FILE)
+    finally:
+        _forget_probe(repo, lane_id)
+    check_plan(repo, plan, f"the plan of the planner agent {agent!r}")
     return plan
 
 
@@ -217,7 +271,7 @@ def full(
     if probed.run.interrupted:
         return repo, FullResult(probed, [], None, None)
     try:
-        plan = make_plan(repo, group_by)
+        plan = plan_lanes(repo, group_by, report)
     except UserError as exc:
         report(f"plan: {exc}")
         return repo, FullResult(probed, [], None, None, plan_error=str(exc))

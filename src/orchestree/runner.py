@@ -22,7 +22,7 @@ from typing import Any
 
 from orchestree import agents, git
 from orchestree.errors import UserError
-from orchestree.layout import branch, results_dir
+from orchestree.layout import PLAN_FILE, branch, results_dir
 from orchestree.models import Lane
 from orchestree.orchestrator import Repo
 from orchestree.tracker import process_start_time
@@ -295,7 +295,9 @@ def collect(
         return _with(base, error=str(result.get("error") or "the supervisor failed"))
     outcome = agent.classify(output, int(code))
     problem = outcome.error
-    if outcome.ok and lane.kind == "probe":
+    if outcome.ok and lane.kind == "probe" and PLAN_FILE in lane.results:  # a planner agent
+        problem = plan_output_problem(worktree / PLAN_FILE)
+    elif outcome.ok and lane.kind == "probe":
         problem = probe_output_problem(worktree / results_dir(lane_id) / "state_probe.json")
     return _outcome(base, outcome.ok and problem is None, problem, outcome)
 
@@ -307,6 +309,19 @@ def probe_output_problem(path: Path) -> str | None:
     try:
         load_probe_output(path)
     except ProbeOutputError as exc:
+        return str(exc)
+    return None
+
+
+def plan_output_problem(path: Path) -> str | None:
+    """Why a planner agent's plan is unusable (missing, not JSON, not a plan, a cycle)."""
+    from orchestree.planner import read_plan
+
+    if not path.is_file():
+        return f"{path}: missing; the planner agent wrote no plan"
+    try:
+        read_plan(path)
+    except UserError as exc:
         return str(exc)
     return None
 
