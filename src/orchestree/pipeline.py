@@ -161,13 +161,11 @@ def _probe_results(repo: Repo) -> list[ProbeResult]:
 def make_plan(repo: Repo, group_by: str | None = None) -> Plan:
     """The built-in planner's plan from every probe's results in the base worktree."""
     results = _probe_results(repo)
-    tracker = repo.store.read()
-    probe_ids = {k for k, v in tracker.lanes.items() if v.kind == "probe"}
     plan = planner.make_plan(
         results,
         default_agent=repo.config.defaults.agent,
         group_by=group_by or repo.config.plan.group_by,  # type: ignore[arg-type]
-        reserved=probe_ids | {r.probe for r in results},
+        reserved=_probe_ids(repo) | {r.probe for r in results},
     )
     check_plan(repo, plan, "the plan")
     return plan
@@ -209,16 +207,21 @@ def plan_by_agent(repo: Repo, agent: str, report: Reporter) -> Plan:
     return plan
 
 
+def _probe_ids(repo: Repo) -> set[str]:
+    """Ids a plan lane may not take: the probes' lanes, run or configured."""
+    lanes = repo.store.read().lanes
+    return {k for k, v in lanes.items() if v.kind == "probe"} | set(configured_probes(repo))
+
+
 def check_plan(repo: Repo, plan: Plan, where: str) -> None:
     """What a plan may not say, here: a lane of another kind, a probe's id, an agent
     this repository does not know. (Ids, dependencies and cycles: `Plan` itself.)"""
-    lanes = repo.store.read().lanes
+    probe_ids = _probe_ids(repo)
     for lane_id, lane in plan.lanes.items():
         if lane.kind != "lane":
             raise UserError(f"{where}: lane {lane_id!r} has kind {lane.kind!r}; plan lanes are "
                             "of kind 'lane'")  # fmt: skip
-        old = lanes.get(lane_id)
-        if old is not None and old.kind != "lane":
+        if lane_id in probe_ids:
             raise UserError(f"{where}: lane {lane_id!r} is a probe's id; rename the lane")
         if lane.agent is not None:
             repo.config.check_agent(lane.agent, f"{where}: lane {lane_id!r}")
