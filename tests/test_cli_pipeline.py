@@ -75,6 +75,24 @@ def test_a_bad_probe_added_to_the_config_of_an_initialised_repository(
     assert tracker_bytes(repo) == before
 
 
+def test_probes_refuse_a_dirty_base_worktree_before_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = SHELL_DEFAULTS + '\n[probes.markers]\nbuiltin = "markers"\n'
+    repo = pipeline_repo(tmp_path, monkeypatch, {"a.py": "a = 1  # TODO: a\n"}, config)
+    (repo / "a.py").write_text("a = 2  # TODO: a\n")
+    before = tracker_bytes(repo)
+
+    line = one_line_error(cli(repo, "probes"), code=3)
+
+    assert line == (
+        f"orchestree: {repo} has uncommitted changes to tracked files (a.py), where the "
+        "probes' results are merged; commit or stash them, then run the probes again"
+    )
+    assert tracker_bytes(repo) == before
+    assert git(repo, "branch", "--format=%(refname:short)") == "main"
+
+
 def test_plan_without_probe_results_says_to_run_the_probes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

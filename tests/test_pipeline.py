@@ -274,6 +274,7 @@ def test_a_probe_id_clashing_with_a_plan_lane_is_refused_before_any_change(
     (repo / "orchestree.toml").write_text(
         config + '\n[probes.docs]\nprompt = "Find missing docs."\n'
     )
+    git(repo, "commit", "-qam", "a docs probe")
     before = (tracker_bytes(repo), git(repo, "for-each-ref"), git(repo, "worktree", "list"))
 
     line = one_line_error(cli(repo, "probes"))
