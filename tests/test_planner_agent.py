@@ -4,11 +4,12 @@ and its plan is validated the same way (DESIGN.md §7)."""
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import pytest
 
-from exec_helpers import cli, git
+from exec_helpers import cli, git, spawn, wait_for
 from orchestree.models import Plan
 from orchestree.planner import read_plan
 from pipeline_helpers import (
@@ -30,6 +31,8 @@ prompt = Path(os.environ["ORCHESTREE_PROMPT_FILE"]).read_text()
 (Path(os.environ["ORCHESTREE_TRACKER"]).parents[2] / "planner-prompt.md").write_text(prompt)
 if mode == "crash":
     sys.exit("the model is unavailable")
+if mode == "slow":
+    time.sleep(60)
 plan, before = {"sources": [], "lanes": {}}, []
 for found in sorted(Path("docs/_generated").glob("*/state_probe.json")):
     result = json.loads(found.read_text())
@@ -139,6 +142,23 @@ def test_a_plan_naming_an_unknown_agent_is_refused_and_a_fixed_planner_runs_afre
     (repo / "orchestree.toml").write_text(config.replace("unknown-agent", "good"))
     assert cli(repo, "plan").code == 0
     assert sorted(lanes(repo)) == ["do-g1", "do-g2"]
+
+
+def test_ctrl_c_while_the_planner_agent_runs_exits_130(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = _repo(tmp_path, monkeypatch, "slow")
+    proc = spawn(repo, "plan")
+    wait_for((tmp_path / "planner-prompt.md").exists, what="the planner agent to start")
+
+    proc.send_signal(signal.SIGINT)
+
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, out + err
+    assert "✗ planner: cancelled" in out
+    assert "Traceback" not in err
+    assert {k: v["status"] for k, v in lanes(repo).items()} == {"planner": "cancelled"}
+    assert not (repo / "docs/_generated/execution_plan.json").exists()
 
 
 def test_full_with_a_planner_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

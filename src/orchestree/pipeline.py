@@ -211,7 +211,8 @@ def plan_by_agent(repo: Repo, agent: str, report: Reporter) -> Plan:
     config = repo.config
     lane = planner_agent.planner_lane(agent, sources, config.agent_names(), config.defaults.agent)
     orchestrator.add_lanes(repo, {lane_id: lane})
-    execution.execute(repo, {lane_id}, None, report, kind="probe")
+    if execution.execute(repo, {lane_id}, None, report, kind="probe").interrupted:
+        raise KeyboardInterrupt  # Ctrl-C: the lane is cancelled; exit 130 as anywhere
     done = repo.store.read().lanes[lane_id]
     if done.status != "completed":
         log = repo.layout.rel(repo.layout.log(lane_id))
