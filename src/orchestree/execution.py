@@ -1,11 +1,12 @@
 """Phase 3, execute: run pending lanes in DAG order, in parallel, resumably.
 
 One orchestrator at a time holds `.orchestration/run.lock`. The loop asks the
-scheduler which lanes may start, starts their supervisors, and records each outcome.
-After a crash, `execute` again resumes: a lane whose supervisor still runs is adopted,
-one that finished meanwhile is collected, one whose process is gone is failed as
-interrupted and retried if attempts remain. Ctrl-C ends the agents, marks their lanes
-`cancelled` and keeps their worktrees.
+scheduler which lanes may start, submits them to the executor (`executors/`: local
+worktrees or a Dask cluster) and records every update it reports; it is the only
+writer of lane outcomes. After a crash, `execute` again resumes: the executor
+reattaches to attempts that still run or finished meanwhile, and one whose process is
+gone is failed as interrupted and retried if attempts remain. Ctrl-C ends the agents,
+marks their lanes `cancelled` and keeps their worktrees.
 """
 
 from __future__ import annotations
@@ -20,15 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestree import agents, git, runner, scheduler
+from orchestree import agents, executors, git, outcome, runner, scheduler
 from orchestree.access_tracker import now_iso
 from orchestree.errors import EnvironmentRefused, OrchestreeError, UserError
-from orchestree.layout import agent_name, branch
+from orchestree.executors import LaneExecutor, LaneSpec, LaneUpdate
+from orchestree.layout import agent_name, branch, results_dir
 from orchestree.models import Agent, Tracker
 from orchestree.orchestrator import Repo
-from orchestree.tracker import is_our_process
 
-POLL_S = 0.02
+WAIT_S = 0.5
 Reporter = Callable[[str], None]
 
 
@@ -55,12 +56,6 @@ def run_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
-
-
-@dataclass
-class Running:
-    attempt: int
-    launched: runner.Launched
 
 
 @dataclass
@@ -91,26 +86,41 @@ class Execution:
         self.kind = kind
         self.max_parallel = max_parallel or repo.config.defaults.max_parallel
         self.report = report
-        self.running: dict[str, Running] = {}
+        self.running: dict[str, int] = {}  # lane -> attempt
         self.summary = Summary()
         self._stop = False
+        self._executor: LaneExecutor | None = None
+        self._base = ""
+        self._run_id = ""
 
     # --- the loop -------------------------------------------------------------------
 
     def run(self) -> Summary:
         with run_lock(self.repo.layout.run_lock):
             tracker = self._begin()
-            self._recover(tracker)
-            self._preflight(self.repo.store.read())
-            previous = signal.signal(signal.SIGINT, self._on_sigint)
+            self._base = tracker.base_commit
+            self._run_id = executors.run_id(tracker.repo, tracker.created_at)
             try:
-                self._loop()
+                self._recover(tracker)
+                self._preflight(self.repo.store.read())
+                previous = signal.signal(signal.SIGINT, self._on_sigint)
+                try:
+                    self._loop()
+                finally:
+                    signal.signal(signal.SIGINT, previous)
+                    if self._stop:
+                        self._cancel_all()
+                self._finish()
             finally:
-                signal.signal(signal.SIGINT, previous)
-                if self._stop:
-                    self._cancel_all()
-            self._finish()
+                if self._executor is not None:
+                    self._executor.close()
         return self.summary
+
+    def executor(self) -> LaneExecutor:
+        """The executor, opened when first needed (a Dask cluster takes a second)."""
+        if self._executor is None:
+            self._executor = executors.open_executor(self.repo, self._run_id, self._base)
+        return self._executor
 
     def _in_scope(self, lane_id: str, kind: str) -> bool:
         return kind == self.kind and (self.only is None or lane_id in self.only)
@@ -137,6 +147,7 @@ class Execution:
             blocks = {k: v for k, v in decision.block.items() if k in scope}
             if blocks:
                 self._block(blocks)
+            self._take_cancel_requests()
             for lane_id in decision.start:
                 self._start(lane_id)
             if not self.running and not decision.start and not blocks:
@@ -144,22 +155,31 @@ class Execution:
             self._wait()
 
     def _wait(self) -> None:
-        deadline = time.monotonic() + 0.5
-        while not self._stop and time.monotonic() < deadline:
-            for lane_id, run in list(self.running.items()):
-                if self._finished(run):
-                    self._record(lane_id, run)
-                    return
-            time.sleep(POLL_S)
+        if not self.running:
+            return
+        for update in self.executor().poll(WAIT_S):
+            self._apply(update)
 
-    @staticmethod
-    def _finished(run: Running) -> bool:
-        proc = run.launched.process
-        if proc is not None:
-            return proc.poll() is not None
-        if run.launched.result.exists():
-            return True
-        return not is_our_process(run.launched.pid, run.launched.pid_started)
+    def _apply(self, update: LaneUpdate) -> None:
+        """Record one update from the executor; stale ones (an old attempt) are dropped."""
+        if self.running.get(update.lane_id) != update.attempt:
+            return
+        if update.kind == "started":
+            self._started(update)
+        elif update.kind == "output":
+            with self.repo.layout.log(update.lane_id).open("a", encoding="utf-8") as fh:
+                fh.write(update.output)
+        elif update.kind == "progress":
+
+            def change(t: Tracker) -> None:
+                lane = t.lanes[update.lane_id]
+                lane.progress = update.progress
+                if update.data is not None:
+                    lane.data = update.data
+
+            self.repo.store.update(change, "lane-progress", lane=update.lane_id)
+        else:
+            self._record(update)
 
     # --- starting a lane -------------------------------------------------------------
 
@@ -204,25 +224,46 @@ class Execution:
 
         tracker = repo.store.update(claim, "lane-start", lane=lane_id, attempt=attempt)
         lane = tracker.lanes[lane_id]
+        spec = LaneSpec(
+            lane_id=lane_id,
+            attempt=attempt,
+            lane=lane,
+            config=repo.config,
+            base=tracker.base_commit,
+            start=lane.start_commit or start,
+            expected=git.head_commit(repo.root, f"refs/heads/{branch(lane_id)}"),
+            port=port,
+            identity=git.identity(repo.root),
+        )
         try:
-            new = runner.prepare(repo, lane_id, lane, start)
-            launched = runner.launch(repo, lane_id, lane, attempt, port, run_setup=new)
+            handle = self.executor().submit(spec)
         except Exception as exc:
+            if isinstance(exc, EnvironmentRefused):
+                raise  # the executor refuses to run anything: stop, exit 3
             message = str(exc) if isinstance(exc, OrchestreeError) else repr(exc)
             self._settle(lane_id, attempt, "failed", {"error": message}, None)
             return
-        self.running[lane_id] = Running(attempt, launched)
+        self.running[lane_id] = attempt
 
-        def started(t: Tracker) -> None:
+        def submitted(t: Tracker) -> None:
+            t.agents[agent_name(lane_id)].handle = handle
+
+        repo.store.update(submitted, "agent-submit", lane=lane_id, handle=handle)
+
+    def _started(self, update: LaneUpdate) -> None:
+        lane_id = update.lane_id
+
+        def change(t: Tracker) -> None:
             agent = t.agents[agent_name(lane_id)]
-            agent.status, agent.pid, agent.pid_started = (
-                "running",
-                launched.pid,
-                launched.pid_started,
-            )
+            agent.status, agent.pid, agent.pid_started = "running", update.pid, update.pid_started
+            agent.host = update.host
+            lane = t.lanes[lane_id]
+            lane.host, lane.worker = update.host, update.worker
 
-        repo.store.update(started, "agent-start", lane=lane_id, pid=launched.pid)
-        self.report(f"→ {lane_id}: started (attempt {attempt}, pid {launched.pid})")
+        self.repo.store.update(change, "agent-start", lane=lane_id, pid=update.pid,
+                               host=update.host, worker=update.worker)  # fmt: skip
+        where = f"on {update.host} ({update.worker})" if update.host else f"pid {update.pid}"
+        self.report(f"→ {lane_id}: started (attempt {update.attempt}, {where})")
 
     def _free_port(self, tracker: Tracker) -> int:
         low, high = self.repo.config.worktree.ports
@@ -234,36 +275,39 @@ class Execution:
 
     # --- recording outcomes ------------------------------------------------------------
 
-    def _record(self, lane_id: str, run: Running) -> None:
+    def _record(self, update: LaneUpdate) -> None:
+        lane_id, attempt = update.lane_id, update.attempt
         self.running.pop(lane_id, None)
-        result = runner.read_result(run.launched.result) or {
-            "reason": "interrupted" if self._stop else "error",
-            "error": "the lane's supervisor ended without an outcome",
-        }
         lane = self.repo.store.read().lanes[lane_id]
-        got = runner.collect(self.repo, lane_id, lane, result, run.launched.log_offset)
+        head = self.executor().fetch(lane_id) or update.head
+        changed: list[str] = []
+        if head and lane.start_commit:
+            changed = git.changed_files(self.repo.root, lane.start_commit, head)
+        prefix = results_dir(lane_id) + "/"
+        results = sorted({p for p in changed if p.startswith(prefix)} | set(lane.results))
+        got = outcome.judge(self.repo.config, lane, update)
         fields: dict[str, Any] = {
             "error": got.error,
-            "head_commit": got.head,
-            "changed_files": got.changed,
-            "results": got.results,
-            "no_changes": got.ok and not got.changed,
+            "head_commit": head,
+            "changed_files": changed,
+            "results": results,
+            "no_changes": got.ok and not changed,
             "session_id": got.session_id,
             "num_turns": got.num_turns,
             "cost_usd": got.cost_usd,
         }
         if got.ok:
             status = "completed"
-        elif got.reason in ("cancelled", "interrupted") or self._stop:
+        elif update.reason in ("cancelled", "interrupted") or self._stop:
             status = "cancelled"
         elif got.auth_failure:
             status = "failed"
             self._hold_agent(lane_id, lane.agent or self.repo.config.defaults.agent, got.error)
-        elif run.attempt < (lane.max_attempts or self.repo.config.defaults.max_attempts):
+        elif attempt < (lane.max_attempts or self.repo.config.defaults.max_attempts):
             status = "pending"
         else:
             status = "failed"
-        self._settle(lane_id, run.attempt, status, fields, got.exit_code)
+        self._settle(lane_id, attempt, status, fields, update.exit_code)
 
     def _settle(
         self,
@@ -326,27 +370,29 @@ class Execution:
     # --- resume, preflight, stop ---------------------------------------------------------
 
     def _recover(self, tracker: Tracker) -> None:
+        """Follow the attempts an earlier orchestrator left running."""
+        handles: dict[str, str] = {}
+        kind = self.repo.config.executor.kind
         for lane_id, lane in tracker.lanes.items():
             if lane.status != "running":
                 continue
             agent = tracker.agents.get(agent_name(lane_id))
-            result = self.repo.layout.orch / "runs" / f"{lane_id}.{lane.attempts}.result.json"
-            pid = agent.pid if agent else None
-            started = agent.pid_started if agent else None
-            alive = is_our_process(pid, started)
-            if alive or result.exists():
-                launched = runner.Launched(pid or 0, started or 0.0, result, 0, None)
-                self.running[lane_id] = Running(lane.attempts, launched)
-                self.report(f"→ {lane_id}: adopted from an earlier run (pid {pid})")
-                continue
-            retry = lane.attempts < (lane.max_attempts or self.repo.config.defaults.max_attempts)
-            self._settle(
-                lane_id,
-                lane.attempts,
-                "pending" if retry else "failed",
-                {"error": "interrupted: its process is gone (the orchestrator was stopped)"},
-                None,
-            )
+            handle = agent.handle if agent else None
+            self.running[lane_id] = lane.attempts
+            if handle and handle.startswith(f"{kind}:"):
+                handles[lane_id] = handle
+            else:  # never submitted, or by another kind of executor: nothing to follow
+                self._record(LaneUpdate(lane_id, lane.attempts, "finished", reason="gone"))
+        if not handles:
+            return
+        updates = self.executor().reattach(list(handles.values()))
+        for update in updates:
+            self._apply(update)
+        for lane_id, handle in handles.items():
+            if lane_id in self.running:
+                agent = tracker.agents[agent_name(lane_id)]
+                where = f"pid {agent.pid}" if kind == "local" else handle
+                self.report(f"→ {lane_id}: adopted from an earlier run ({where})")
 
     def _preflight(self, tracker: Tracker) -> None:
         """Refuse before anything starts: missing agents, paths or branches not ours."""
@@ -355,10 +401,10 @@ class Execution:
             for k, lane in tracker.lanes.items()
             if lane.status == "pending" and self._in_scope(k, lane.kind)
         }
-        for name in sorted(
-            {lane.agent or self.repo.config.defaults.agent for lane in todo.values()}
-        ):
-            agents.check_available(name, self.repo.config)
+        names = {lane.agent or self.repo.config.defaults.agent for lane in todo.values()}
+        if self.repo.config.executor.kind == "local":  # remote agents are the workers' own
+            for name in sorted(names):
+                agents.check_available(name, self.repo.config)
         for lane_id, lane in todo.items():
             problem = runner.ownership_problem(self.repo, lane_id, lane)
             if problem:
@@ -367,16 +413,27 @@ class Execution:
     def _on_sigint(self, _signum: int, _frame: object) -> None:
         self._stop = True
 
+    def _take_cancel_requests(self) -> None:
+        """`orchestree cancel` on a lane this run follows remotely leaves a request file."""
+        folder = self.repo.layout.cancel_requests
+        if not folder.is_dir():
+            return
+        for request in folder.iterdir():
+            attempt = self.running.get(request.name)
+            if attempt is not None:
+                self.report(f"… {request.name}: cancelling (requested)")
+                self.executor().cancel(request.name, attempt)
+            request.unlink(missing_ok=True)
+
     def _cancel_all(self) -> None:
-        for run in self.running.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(run.launched.pid, signal.SIGTERM)
+        executor = self.executor() if self.running else None
+        for lane_id, attempt in self.running.items():
+            if executor is not None:
+                executor.cancel(lane_id, attempt)
         deadline = time.monotonic() + self.repo.config.defaults.kill_grace_s + 5
-        while self.running and time.monotonic() < deadline:
-            for lane_id, run in list(self.running.items()):
-                if self._finished(run):
-                    self._record(lane_id, run)
-            time.sleep(POLL_S)
+        while executor is not None and self.running and time.monotonic() < deadline:
+            for update in executor.poll(0.2):
+                self._apply(update)
         self.summary.interrupted = True
 
     def _finish(self) -> None:

@@ -1,9 +1,8 @@
 """One attempt of one lane: its worktree, its agent under a supervisor, its outcome.
 
 `prepare` makes (or reuses) the lane's worktree at its start commit; `launch` starts
-the per-lane supervisor that runs the agent; `collect` commits whatever the agent
-left uncommitted (so no work is lost), records head, changed files and results, and
-reads the agent's own verdict from its output.
+the per-lane supervisor that runs the agent; `commit_leftovers` commits whatever the
+agent left uncommitted, so no work is lost. The local executor drives these.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from typing import Any
 
 from orchestree import agents, git
 from orchestree.errors import UserError
-from orchestree.layout import branch, results_dir
+from orchestree.layout import branch
 from orchestree.models import Lane
 from orchestree.orchestrator import Repo
 from orchestree.tracker import process_start_time
@@ -203,21 +202,6 @@ def launch(
     return Launched(proc.pid, started, result, offset, proc)
 
 
-@dataclass(frozen=True)
-class Collected:
-    ok: bool
-    reason: str
-    exit_code: int | None
-    error: str | None
-    auth_failure: bool
-    head: str | None
-    changed: list[str]
-    results: list[str]
-    session_id: str | None = None
-    num_turns: int | None = None
-    cost_usd: float | None = None
-
-
 def read_result(path: Path) -> dict[str, Any] | None:
     try:
         data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
@@ -226,59 +210,18 @@ def read_result(path: Path) -> dict[str, Any] | None:
     return data
 
 
-def collect(
-    repo: Repo, lane_id: str, lane: Lane, result: dict[str, Any], log_offset: int
-) -> Collected:
-    """Commit what the agent left, then decide the attempt's outcome."""
+def commit_leftovers(repo: Repo, lane_id: str, attempt: int) -> str | None:
+    """Commit whatever the agent left uncommitted (so no work is lost); the lane's head."""
     worktree = repo.layout.worktree(lane_id)
-    head: str | None = None
-    changed: list[str] = []
-    if worktree.exists():
-        git.commit_all(
-            worktree,
-            f"orchestree: work left uncommitted by lane {lane_id} (attempt {lane.attempts})",
-        )
-        head = git.head_commit(worktree)
-        if head and lane.start_commit:
-            changed = git.changed_files(repo.root, lane.start_commit, head)
-    prefix = results_dir(lane_id) + "/"
-    results = sorted({p for p in changed if p.startswith(prefix)} | set(lane.results))
-    reason = str(result.get("reason", "error"))
-    code = result.get("exit_code")
-    base = Collected(False, reason, code, None, False, head, changed, results)
-    if reason == "timeout":
-        timeout = lane.timeout_s or repo.config.defaults.timeout_s
-        return _with(base, error=f"timed out after {timeout:g} s; the agent's tree was ended")
-    if reason in ("cancelled", "interrupted", "parent-died"):
-        return _with(base, error=f"cancelled ({reason})")
-    if reason == "setup-failed":
-        return _with(base, error=f"worktree setup failed (exit {code}); see the log")
-    if reason != "exited" or code is None:
-        return _with(base, error=str(result.get("error") or "the supervisor failed"))
-    agent = agents.get_agent(lane.agent or repo.config.defaults.agent, repo.config)
-    outcome = agent.classify(_log_since(repo.layout.log(lane_id), log_offset), int(code))
-    return Collected(
-        outcome.ok,
-        reason,
-        int(code),
-        outcome.error,
-        outcome.auth_failure,
-        head,
-        changed,
-        results,
-        outcome.session_id,
-        outcome.num_turns,
-        outcome.cost_usd,
+    if not worktree.exists():
+        return None
+    git.commit_all(
+        worktree, f"orchestree: work left uncommitted by lane {lane_id} (attempt {attempt})"
     )
+    return git.head_commit(worktree)
 
 
-def _with(base: Collected, error: str) -> Collected:
-    return Collected(
-        False, base.reason, base.exit_code, error, False, base.head, base.changed, base.results
-    )
-
-
-def _log_since(log: Path, offset: int) -> str:
+def log_since(log: Path, offset: int) -> str:
     try:
         with log.open("rb") as fh:
             size = fh.seek(0, os.SEEK_END)
