@@ -8,6 +8,11 @@ process group of its own with stdin from /dev/null and output to the lane's log,
 and ends the whole tree — group and re-parented descendants, zombies ignored — when
 the agent exits, at the deadline, on SIGTERM, or (with `die_with_parent`) when its
 parent goes away. It then writes the outcome to `result` atomically and exits.
+
+`die_with_parent` is for a parent that may die without warning (a Dask worker that is
+SIGKILLed): the parent gives us a pipe as stdin and never writes to it; its end of the
+pipe closes when it dies however it dies, and EOF here ends the agent's tree within a
+poll period. A changed `getppid()` is checked as well.
 Measured facts behind this: ../shared/research/dask-executor.md, last sections.
 
 Standard library only: it starts in ~50 ms and costs a few MB per lane.
@@ -19,6 +24,7 @@ import contextlib
 import ctypes
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -108,6 +114,18 @@ def end_tree(pgid: int | None, grace_s: float) -> None:
         _reap()
 
 
+def _parent_gone(parent: int) -> bool:
+    """Wait one poll period for EOF on stdin (the parent's pipe); True when it came."""
+    if os.getppid() != parent:
+        return True
+    try:
+        readable, _, _ = select.select([0], [], [], SCAN_S * 2)
+        return bool(readable) and os.read(0, 4096) == b""
+    except OSError:  # stdin closed or not a pipe: only getppid tells
+        time.sleep(SCAN_S * 2)
+        return False
+
+
 def _write_result(path: str, result: dict[str, Any]) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
@@ -171,21 +189,25 @@ def supervise(spec: dict[str, Any]) -> dict[str, Any]:
             log.write(f"orchestree: cannot start {spec['argv'][0]}: {exc}\n".encode())
             return {"reason": "error", "exit_code": None, "error": str(exc), "started_at": started}
         reason = "exited"
+        watch_parent = bool(spec.get("die_with_parent"))
         while agent.poll() is None:
             if stop["reason"]:
                 reason = stop["reason"]
             elif time.monotonic() >= deadline:
                 reason = "timeout"
-            elif spec.get("die_with_parent") and os.getppid() != parent:
+            elif watch_parent and _parent_gone(parent):
                 reason = "parent-died"
             if reason != "exited":
                 log.write(f"\norchestree: ending the agent ({reason})\n".encode())
                 break
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                agent.wait(SCAN_S * 2)
+            if not watch_parent:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    agent.wait(SCAN_S * 2)
         # Whatever the agent left running (a daemon that called setsid, a background
-        # job) ends with it: a finished lane leaves no process behind.
-        end_tree(agent.pid, min(grace, 1.0) if reason == "exited" else grace)
+        # job) ends with it: a finished lane leaves no process behind. Nobody waits
+        # for an orphaned lane's agent, so it gets a short grace.
+        quick = reason in ("exited", "parent-died")
+        end_tree(agent.pid, min(grace, 1.0) if quick else grace)
         code = agent.wait()
     return {
         "reason": reason,
