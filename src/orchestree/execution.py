@@ -200,6 +200,7 @@ class Execution:
                 self._block({lane_id: f"its dependencies' branches conflict in: {files}"})
                 return
             start = point.commit
+        executor = self.executor()  # refuses (exit 3) before the lane is marked running
         port = self._free_port(tracker)
         attempt = lane.attempts + 1
 
@@ -236,7 +237,7 @@ class Execution:
             identity=git.identity(repo.root),
         )
         try:
-            handle = self.executor().submit(spec)
+            handle = executor.submit(spec)
         except Exception as exc:
             if isinstance(exc, EnvironmentRefused):
                 raise  # the executor refuses to run anything: stop, exit 3
