@@ -297,6 +297,8 @@ class Execution:
             "num_turns": got.num_turns,
             "cost_usd": got.cost_usd,
         }
+        if update.host:  # its started event may not have arrived (a quick remote lane)
+            fields.update(host=update.host, worker=update.worker)
         if got.ok:
             status = "completed"
         elif update.reason in ("cancelled", "interrupted") or self._stop:
@@ -308,7 +310,7 @@ class Execution:
             status = "pending"
         else:
             status = "failed"
-        self._settle(lane_id, attempt, status, fields, update.exit_code)
+        self._settle(lane_id, attempt, status, fields, update.exit_code, update.timings)
 
     def _settle(
         self,
@@ -317,6 +319,7 @@ class Execution:
         status: str,
         fields: dict[str, Any],
         exit_code: int | None,
+        timings: dict[str, float] | None = None,
     ) -> None:
         def change(t: Tracker) -> None:
             lane = t.lanes[lane_id]
@@ -330,7 +333,10 @@ class Execution:
                 agent.exit_code = exit_code
                 agent.finished_at = lane.finished_at
 
-        self.repo.store.update(change, "lane-end", lane=lane_id, status=status, attempt=attempt)
+        steps = {"timings": timings} if timings else {}  # a remote lane's seconds per step
+        self.repo.store.update(
+            change, "lane-end", lane=lane_id, status=status, attempt=attempt, **steps
+        )
         self.summary.statuses[lane_id] = status
         mark = {"completed": "✓", "pending": "↻"}.get(status, "✗")
         note = fields.get("error")
