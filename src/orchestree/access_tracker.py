@@ -41,7 +41,7 @@ LANE_TRANSITIONS: dict[str, frozenset[str]] = {
     "cancelled": frozenset({"pending"}),
     "blocked": frozenset({"pending", "cancelled"}),
     "merged": frozenset(),
-    "conflict": frozenset({"pending", "merged", "conflict"}),
+    "conflict": frozenset({"pending", "merged", "conflict", "verify_failed"}),
     "verify_failed": frozenset({"pending", "merged", "conflict", "verify_failed"}),
 }
 AGENT_STATUSES = frozenset({"created", "running", "completed", "failed"})

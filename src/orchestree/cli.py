@@ -156,9 +156,15 @@ def add_lane(
 @app.command()
 def reset(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Clean up unmerged branches and uncommitted changes too."),
+    ] = False,
     repo: RepoOpt = Path("."),
 ) -> None:
-    """Archive the tracker to .orchestration/archive/ and start a fresh one.
+    """Clean up (as `cleanup`), archive the tracker to .orchestration/archive/, start afresh.
+
+    Unmerged lane branches and worktrees with uncommitted changes are kept unless --force.
 
     Example: orchestree reset --yes
     """
@@ -171,7 +177,7 @@ def reset(
     ):
         _err("reset cancelled; nothing changed")
         raise typer.Exit(1)
-    archived = orchestrator.reset(state)
+    archived = orchestrator.reset(state, force=force, say=_out)
     _out(f"tracker archived to {archived}; a fresh tracker is in place")
 
 
@@ -332,6 +338,58 @@ def _finish_run(summary: Any) -> None:
         _out("lanes: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     if summary.exit_code:
         raise typer.Exit(summary.exit_code)
+
+
+@app.command()
+def merge(
+    lane: Annotated[
+        str | None, typer.Option("--lane", help="Merge only this lane.", show_default=False)
+    ] = None,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Predict each lane's outcome; change nothing."),
+    ] = False,
+    repo: RepoOpt = Path("."),
+) -> int:
+    """Merge completed lanes into the base branch: dependencies first, then priority.
+
+    Every merge is computed in memory on top of the previous one; a conflicting lane is
+    recorded with its files and its dependents are skipped; with [merge] verify set,
+    a lane whose merge fails it is dropped. The base branch then moves once, by
+    fast-forward. Exit 1 when some lane conflicted, failed verify or was skipped.
+    --check runs the same computation (verify included) and publishes nothing.
+
+    Example: orchestree merge --check && orchestree merge
+    """
+    from orchestree import merger, orchestrator
+
+    report = merger.merge(orchestrator.open_repo(repo), lane_id=lane, check=check)
+    for line in merger.describe(report):
+        _out(line)
+    return report.exit_code
+
+
+@app.command()
+def cleanup(
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Also remove unmerged branches and uncommitted changes."),
+    ] = False,
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Remove lane worktrees and merged lane branches; keep unmerged work unless --force.
+
+    Worktrees deleted by hand are unregistered. A worktree with uncommitted changes and
+    a lane branch not merged into the base branch are kept and named, with how to merge
+    or delete them. --force removes them too, saying what it removes first.
+
+    Example: orchestree cleanup
+    """
+    from orchestree import orchestrator
+    from orchestree.cleanup import cleanup as run_cleanup
+
+    for line in run_cleanup(orchestrator.open_repo(repo), force=force, say=_out).lines():
+        _out(line)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """Phase 3, execute: run pending lanes in DAG order, in parallel, resumably.
 
-One orchestrator at a time holds `.orchestration/run.lock`. The loop asks the
-scheduler which lanes may start, submits them to the executor (`executors/`: local
+One orchestrator at a time holds `.orchestration/run.lock` (runlock.py). The loop asks
+the scheduler which lanes may start, submits them to the executor (`executors/`: local
 worktrees or a Dask cluster) and records every update it reports; it is the only
 writer of lane outcomes. After a crash, `execute` again resumes: the executor
 reattaches to attempts that still run or finished meanwhile, and one whose process is
@@ -11,14 +11,10 @@ marks their lanes `cancelled` and keeps their worktrees.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from orchestree import agents, executors, git, outcome, runner, scheduler
@@ -28,34 +24,10 @@ from orchestree.executors import LaneExecutor, LaneSpec, LaneUpdate
 from orchestree.layout import agent_name, branch, results_dir
 from orchestree.models import Agent, Tracker
 from orchestree.orchestrator import Repo
+from orchestree.runlock import run_lock
 
 WAIT_S = 0.5
 Reporter = Callable[[str], None]
-
-
-@contextlib.contextmanager
-def run_lock(path: Path) -> Iterator[None]:
-    """Hold the one-orchestrator lock; refuse (exit 3) naming the holder's pid."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise EnvironmentRefused(
-                f"another orchestree (pid {holder}) is running in this repository; "
-                "wait for it to finish or stop it"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        try:
-            yield
-        finally:
-            os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
 
 
 @dataclass
@@ -96,7 +68,7 @@ class Execution:
     # --- the loop -------------------------------------------------------------------
 
     def run(self) -> Summary:
-        with run_lock(self.repo.layout.run_lock):
+        with run_lock(self.repo.layout, "execute"):
             tracker = self._begin()
             self._base = tracker.base_commit
             self._run_id = executors.run_id(tracker.repo, tracker.created_at)

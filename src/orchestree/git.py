@@ -296,3 +296,92 @@ def update_ref(root: Path, ref: str, new: str, old: str) -> bool:
     """Move `ref` from `old` to `new` only if it is still at `old` (compare-and-swap)."""
     proc = run("update-ref", ref, new, old, cwd=root, check=False)
     return proc.returncode == 0
+
+
+# --- Publishing merges, repairing an interrupted one, cleaning up (issue 4) ---------
+
+
+def literal(*args: str, cwd: Path, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`run` with paths taken literally (a file named `*.py` means that file)."""
+    return run("--literal-pathspecs", *args, cwd=cwd, input=input)
+
+
+def worktree_add_detached(root: Path, path: Path, commit: str) -> None:
+    """A scratch worktree at `commit` on no branch (for verification)."""
+    with admin_lock(root):
+        run("worktree", "add", "--detach", "--no-checkout", str(path), commit, cwd=root)
+    run("reset", "-q", "--hard", commit, cwd=path)
+
+
+def checkout_clean(path: Path, commit: str) -> None:
+    """Make the worktree at `path` exactly `commit`: tracked files reset, all else removed."""
+    run("reset", "-q", "--hard", commit, cwd=path)
+    run("clean", "-ffdxq", cwd=path)
+
+
+def merge_ff_only(path: Path, commit: str) -> subprocess.CompletedProcess[str]:
+    """Fast-forward the branch checked out at `path` to `commit` (files follow), unchecked."""
+    return run("merge", "--ff-only", "--quiet", "--no-edit", commit, cwd=path, check=False)
+
+
+def refs_merged_into(root: Path, commit: str, pattern: str) -> set[str]:
+    """Short names of the refs matching `pattern` whose head is an ancestor of `commit`."""
+    raw = run("for-each-ref", f"--merged={commit}", "--format=%(refname:short)", pattern,
+              cwd=root).stdout  # fmt: skip
+    return {line for line in raw.splitlines() if line}
+
+
+def merges_by_second_parent(root: Path, tip: str, since: str) -> dict[str, str]:
+    """Merge commits on `tip`'s first-parent line after `since`: second parent -> merge."""
+    raw = run("rev-list", "--first-parent", "--merges", "--parents", tip, f"^{since}",
+              cwd=root).stdout  # fmt: skip
+    found: dict[str, str] = {}
+    for line in raw.splitlines():
+        commit, *parents = line.split()
+        for parent in parents[1:]:
+            found.setdefault(parent, commit)
+    return found
+
+
+def blob_ids(root: Path, commit: str, paths: list[str]) -> dict[str, str]:
+    """The blob each of `paths` has in `commit` (paths absent there are left out)."""
+    if not paths:
+        return {}
+    raw = literal("ls-tree", "-r", "-z", "--full-tree", commit, "--", *paths, cwd=root).stdout
+    found: dict[str, str] = {}
+    for entry in raw.split("\0"):
+        if entry:
+            info, _, path = entry.partition("\t")
+            found[path] = info.split()[2]
+    return found
+
+
+def hash_files(path: Path, files: list[str]) -> dict[str, str]:
+    """The blob id each existing file of `files` in the worktree at `path` would get."""
+    present = [f for f in files if (path / f).is_file() or (path / f).is_symlink()]
+    if not present:
+        return {}
+    raw = run("hash-object", "--stdin-paths", cwd=path, input="\n".join(present) + "\n").stdout
+    return dict(zip(present, raw.split(), strict=True))
+
+
+def reset_index(path: Path) -> None:
+    """Make the index match HEAD; the files in the worktree are left as they are."""
+    run("reset", "-q", cwd=path)
+
+
+def restore_files(path: Path, files: list[str]) -> None:
+    """Write `files` in the worktree at `path` as the index has them."""
+    if files:
+        literal("checkout", "-q", "--", *files, cwd=path)
+
+
+def git_path(path: Path, name: str) -> Path:
+    """Where the worktree at `path` keeps its own `name` (e.g. `index.lock`)."""
+    return (path / out("rev-parse", "--git-path", name, cwd=path)).resolve()
+
+
+def ref_heads(root: Path, pattern: str) -> dict[str, str]:
+    """Short name -> commit of every ref matching `pattern`, in one call."""
+    raw = run("for-each-ref", "--format=%(refname:short) %(objectname)", pattern, cwd=root).stdout
+    return dict(line.split(" ", 1) for line in raw.splitlines() if line)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -177,9 +178,17 @@ def tracker_get(repo: Repo, key_path: str | None) -> Any:
     return data
 
 
-def reset(repo: Repo) -> Path:
-    """Archive the tracker and start a fresh one on the current base branch head."""
+def reset(repo: Repo, force: bool = False, say: Callable[[str], None] = print) -> Path:
+    """Clean up (the same safety rules as `cleanup`), archive the tracker, start afresh.
+
+    Unmerged lane branches and worktrees with uncommitted changes survive unless
+    `force`; the archived tracker still names them. `say` hears what cleanup did.
+    """
+    from orchestree.cleanup import cleanup
+
     old = repo.store.read()
+    for line in cleanup(repo, force=force, say=say).lines():
+        say(line)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     archived = repo.store.archive(repo.layout.archive, stamp)
     base_commit = git.head_commit(repo.root, f"refs/heads/{old.base_branch}") or old.base_commit
