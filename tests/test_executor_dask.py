@@ -47,20 +47,28 @@ EXPECTED = {
 }
 
 
+MERGED = {
+    **EXPECTED,
+    **{k: "merged" for k in ("base", "uses-base", "edit-x", "commits", "report")},
+    "edit-y": "conflict",
+}
+
+
 def run_dag(root: Path, executor: str) -> tuple[Path, dict[str, str], dict[str, str | None]]:
+    """Execute the DAG, then merge it; statuses after both and the trees of the lanes
+    and, under "main", of the base branch after the merge."""
     repo = make_repo(root, executor)
     counter = root / "counter"
     add_lanes(repo, root, dag(counter))
     proc = orchestree(repo, root, "execute")
     assert proc.returncode == 1, proc.stderr  # one lane failed, one blocked
-    got = statuses(repo, root)
+    assert statuses(repo, root) == EXPECTED
     assert runs(counter) == {lane: 1 for lane in EXPECTED if lane != "after-fail"}
-    return repo, got, trees(repo, list(EXPECTED))
-
-
-def conflicts(repo: Path) -> bool:
-    merged = git(repo, "merge-tree", "--write-tree", "--name-only", "lane-edit-x", "lane-edit-y")
-    return "shared.txt" in merged
+    found = trees(repo, list(EXPECTED))
+    merged = orchestree(repo, root, "merge")
+    assert merged.returncode == 1, merged.stderr  # edit-y conflicts with edit-x
+    found["main"] = git(repo, "rev-parse", "main^{tree}")
+    return repo, statuses(repo, root), found
 
 
 def test_dag_on_a_local_cluster_matches_local(tmp_path: Path) -> None:
@@ -68,18 +76,17 @@ def test_dag_on_a_local_cluster_matches_local(tmp_path: Path) -> None:
     dask_repo, dask_status, dask_trees = run_dag(
         tmp_path / "dask", 'kind = "dask"\nworkers = 2\nremote = "origin"'
     )
-    assert local_status == dask_status == EXPECTED
+    assert local_status == dask_status == MERGED
     assert local_trees == dask_trees
+    assert git(dask_repo, "show", "main:used.txt") == "base"
     assert dask_trees["after-fail"] is None
     assert dask_trees["report"] is not None
     lanes = tracker(dask_repo)["lanes"]
     assert lanes["report"]["results"] == ["docs/_generated/report/report.md"]
     assert all(lanes[k]["host"] and lanes[k]["worker"] for k in EXPECTED if k != "after-fail")
-    assert "shared.txt" in git(local_repo, "diff", "--name-only", "main", "lane-edit-x")
-    with pytest.raises(Exception, match="exit status 1"):
-        conflicts(local_repo)
-    with pytest.raises(Exception, match="exit status 1"):
-        conflicts(dask_repo)
+    conflict = tracker(dask_repo)["lanes"]["edit-y"]["merge"]["conflicts"]
+    assert conflict == tracker(local_repo)["lanes"]["edit-y"]["merge"]["conflicts"]
+    assert conflict == ["shared.txt"]
 
 
 def test_dag_on_separate_scheduler_and_workers_matches_local(tmp_path: Path) -> None:
@@ -87,7 +94,7 @@ def test_dag_on_separate_scheduler_and_workers_matches_local(tmp_path: Path) -> 
     with dask_cluster(tmp_path / "cluster") as address:
         executor = f'kind = "dask"\nscheduler = "{address}"\nremote = "origin"'
         dask_repo, dask_status, dask_trees = run_dag(tmp_path / "dask", executor)
-    assert local_status == dask_status == EXPECTED
+    assert local_status == dask_status == MERGED
     assert local_trees == dask_trees
     hosts = {lane["worker"] for lane in tracker(dask_repo)["lanes"].values() if lane["worker"]}
     assert len(hosts) == 2  # both workers ran lanes
