@@ -392,6 +392,38 @@ def cleanup(
         _out(line)
 
 
+@app.command()
+def monitor(
+    once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
+    web: Annotated[bool, typer.Option("--web", help="Serve the web dashboard instead.")] = False,
+    host: Annotated[
+        str | None,
+        typer.Option("--host", help="Address for --web (default 127.0.0.1).", show_default=False),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", help="Port for --web (default 5555).", show_default=False),
+    ] = None,
+    interval: Annotated[
+        float, typer.Option("--interval", help="Seconds between console refreshes.")
+    ] = 1.0,
+    repo: RepoOpt = Path("."),
+) -> int:
+    """Watch the tracker live: a console view, or a web dashboard with --web.
+
+    Both only read the tracker. The console quits on q or Ctrl-C; without a TTY it
+    prints plain text. The dashboard binds 127.0.0.1:5555 unless told otherwise and
+    has a JSON twin at /api/status.
+
+    Example: orchestree monitor --web --port 5555
+    """
+    from orchestree import orchestrator
+    from orchestree.monitor import run_monitor
+
+    root = orchestrator.open_repo(repo).root
+    return run_monitor(root, web=web, once=once, interval=interval, host=host, port=port)
+
+
 def main(argv: list[str] | None = None) -> int:
     import click
 

@@ -31,6 +31,17 @@ Reporter = Callable[[str], None]
 
 
 @dataclass
+class Running:
+    """An attempt this orchestrator follows, and what it read of its output so far."""
+
+    attempt: int
+    preset: agents.AgentPreset | None = None
+    log_offset: int = 0  # where this attempt's output starts in the lane's log
+    read_to: int = 0  # how far the log has been read for live signs
+    fatal: str | None = None  # why we ended an agent that waits for a person
+
+
+@dataclass
 class Summary:
     statuses: dict[str, str] = field(default_factory=dict)
     held: dict[str, str] = field(default_factory=dict)  # agent -> one message
@@ -58,7 +69,7 @@ class Execution:
         self.kind = kind
         self.max_parallel = max_parallel or repo.config.defaults.max_parallel
         self.report = report
-        self.running: dict[str, int] = {}  # lane -> attempt
+        self.running: dict[str, Running] = {}
         self.summary = Summary()
         self._stop = False
         self._executor: LaneExecutor | None = None
@@ -131,10 +142,43 @@ class Execution:
             return
         for update in self.executor().poll(WAIT_S):
             self._apply(update)
+        for lane_id, run in list(self.running.items()):
+            self._watch_output(lane_id, run)
+
+    def _watch_output(self, lane_id: str, run: Running) -> None:
+        """Read what the agent printed since last time: live progress, fatal signs.
+
+        The lane's log is local for both executors: a remote lane's output arrives as
+        updates and is appended to it (`_apply`)."""
+        if run.preset is None:
+            return
+        log = self.repo.layout.log(lane_id)
+        try:
+            with log.open("rb") as fh:
+                fh.seek(max(run.read_to, run.log_offset))
+                chunk = fh.read(256 * 1024)
+        except FileNotFoundError:
+            return
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        run.read_to = max(run.read_to, run.log_offset) + len(complete)
+        progress = None
+        for raw in complete.decode("utf-8", "replace").splitlines():
+            progress = run.preset.progress_from_line(raw) or progress
+            fatal = run.preset.fatal_from_line(raw)
+            if fatal and run.fatal is None:
+                run.fatal = fatal
+                self.executor().cancel(lane_id, run.attempt)
+        if progress is not None:
+
+            def change(t: Tracker) -> None:
+                t.lanes[lane_id].progress = progress
+
+            self.repo.store.update(change, "progress", lane=lane_id)
 
     def _apply(self, update: LaneUpdate) -> None:
         """Record one update from the executor; stale ones (an old attempt) are dropped."""
-        if self.running.get(update.lane_id) != update.attempt:
+        run = self.running.get(update.lane_id)
+        if run is None or run.attempt != update.attempt:
             return
         if update.kind == "started":
             self._started(update)
@@ -208,6 +252,7 @@ class Execution:
             port=port,
             identity=git.identity(repo.root),
         )
+        log_offset = self._log_size(lane_id)
         try:
             handle = executor.submit(spec)
         except Exception as exc:
@@ -216,12 +261,34 @@ class Execution:
             message = str(exc) if isinstance(exc, OrchestreeError) else repr(exc)
             self._settle(lane_id, attempt, "failed", {"error": message}, None)
             return
-        self.running[lane_id] = attempt
+        self.running[lane_id] = Running(attempt, self._preset(lane.agent), log_offset)
 
         def submitted(t: Tracker) -> None:
             t.agents[agent_name(lane_id)].handle = handle
 
         repo.store.update(submitted, "agent-submit", lane=lane_id, handle=handle)
+
+    def _preset(self, agent: str | None) -> agents.AgentPreset:
+        return agents.get_agent(agent or self.repo.config.defaults.agent, self.repo.config)
+
+    def _log_size(self, lane_id: str) -> int:
+        log = self.repo.layout.log(lane_id)
+        return log.stat().st_size if log.exists() else 0
+
+    def _probe_problem(self, lane_id: str, head: str | None) -> str | None:
+        """Why a probe lane's `state_probe.json` is unusable: read from its worktree, or
+        from its branch when it ran elsewhere."""
+        rel = f"{results_dir(lane_id)}/state_probe.json"
+        worktree = self.repo.layout.worktree(lane_id)
+        if worktree.exists() or not head:
+            return outcome.probe_output_problem(worktree / rel)
+        path = self.repo.layout.orch / "runs" / f"{lane_id}.state_probe.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        shown = git.run("show", f"{head}:{rel}", cwd=self.repo.root, check=False)
+        if shown.returncode == 0:
+            path.write_text(shown.stdout, encoding="utf-8")
+        return outcome.probe_output_problem(path)
 
     def _started(self, update: LaneUpdate) -> None:
         lane_id = update.lane_id
@@ -250,7 +317,7 @@ class Execution:
 
     def _record(self, update: LaneUpdate) -> None:
         lane_id, attempt = update.lane_id, update.attempt
-        self.running.pop(lane_id, None)
+        run = self.running.pop(lane_id, None) or Running(attempt)
         lane = self.repo.store.read().lanes[lane_id]
         head = self.executor().fetch(lane_id) or update.head
         changed: list[str] = []
@@ -258,7 +325,9 @@ class Execution:
             changed = git.changed_files(self.repo.root, lane.start_commit, head)
         prefix = results_dir(lane_id) + "/"
         results = sorted({p for p in changed if p.startswith(prefix)} | set(lane.results))
-        got = outcome.judge(self.repo.config, lane, update)
+        got = outcome.judge(
+            self.repo.config, lane, update, run.fatal, lambda: self._probe_problem(lane_id, head)
+        )
         fields: dict[str, Any] = {
             "error": got.error,
             "head_commit": head,
@@ -273,7 +342,7 @@ class Execution:
             fields.update(host=update.host, worker=update.worker)
         if got.ok:
             status = "completed"
-        elif update.reason in ("cancelled", "interrupted") or self._stop:
+        elif run.fatal is None and (update.reason in ("cancelled", "interrupted") or self._stop):
             status = "cancelled"
         elif got.auth_failure:
             status = "failed"
@@ -331,7 +400,7 @@ class Execution:
 
     def _hold_agent(self, lane_id: str, agent: str, error: str | None) -> None:
         """An authentication failure holds every other pending lane of that agent."""
-        hint = agents.login_hint(agent, self.repo.config)
+        hint = agents.get_agent(agent, self.repo.config).login_hint
         why = f"held: agent {agent!r} is not logged in ({error}); {hint}"
         self.summary.held[agent] = why
         tracker = self.repo.store.read()
@@ -357,7 +426,8 @@ class Execution:
                 continue
             agent = tracker.agents.get(agent_name(lane_id))
             handle = agent.handle if agent else None
-            self.running[lane_id] = lane.attempts
+            self.running[lane_id] = Running(lane.attempts, self._preset(lane.agent))
+            self.running[lane_id].log_offset = self._log_size(lane_id)  # new output only
             if handle and handle.startswith(f"{kind}:"):
                 handles[lane_id] = handle
             else:  # never submitted, or by another kind of executor: nothing to follow
@@ -398,17 +468,17 @@ class Execution:
         if not folder.is_dir():
             return
         for request in folder.iterdir():
-            attempt = self.running.get(request.name)
-            if attempt is not None:
+            run = self.running.get(request.name)
+            if run is not None:
                 self.report(f"… {request.name}: cancelling (requested)")
-                self.executor().cancel(request.name, attempt)
+                self.executor().cancel(request.name, run.attempt)
             request.unlink(missing_ok=True)
 
     def _cancel_all(self) -> None:
         executor = self.executor() if self.running else None
-        for lane_id, attempt in self.running.items():
+        for lane_id, run in self.running.items():
             if executor is not None:
-                executor.cancel(lane_id, attempt)
+                executor.cancel(lane_id, run.attempt)
         deadline = time.monotonic() + self.repo.config.defaults.kill_grace_s + 5
         while executor is not None and self.running and time.monotonic() < deadline:
             for update in executor.poll(0.2):

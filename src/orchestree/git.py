@@ -385,3 +385,59 @@ def ref_heads(root: Path, pattern: str) -> dict[str, str]:
     """Short name -> commit of every ref matching `pattern`, in one call."""
     raw = run("for-each-ref", "--format=%(refname:short) %(objectname)", pattern, cwd=root).stdout
     return dict(line.split(" ", 1) for line in raw.splitlines() if line)
+
+
+# --- Searching the working tree (the probes) -------------------------------------
+
+# Settings a user's config could set that change `git grep`'s output format.
+_GREP_CONFIG = (
+    *("-c", "color.grep=never", "-c", "grep.column=false", "-c", "grep.fullName=false"),
+    *("-c", "grep.lineNumber=false", "-c", "grep.fallbackToNoIndex=false"),
+)
+
+
+def _grep(root: Path, args: tuple[str, ...], excludes: tuple[str, ...]) -> bytes:
+    """`git grep` over text files, tracked or untracked but not ignored; raw output.
+
+    Bytes, not text: matched lines come from arbitrary files, not all of them UTF-8.
+    `excludes` are glob pathspecs (`**/vendor/**`) left out of the search.
+    """
+    specs = [f":(exclude,glob){pattern}" for pattern in excludes]
+    cmd = ("git", *_GREP_CONFIG, "grep", "--untracked", "-I", "-z", *args, "--", *specs)
+    proc = subprocess.run(
+        cmd, cwd=root, env=git_env(), capture_output=True, stdin=subprocess.DEVNULL, check=False
+    )
+    if proc.returncode > 1:  # 1 means "no match"
+        raise GitError(cmd, proc.returncode, proc.stderr.decode("utf-8", "replace"))
+    return proc.stdout
+
+
+def grep_lines(
+    root: Path, pattern: str, excludes: tuple[str, ...] = ()
+) -> list[tuple[str, int, str]]:
+    """Lines matching the extended regex `pattern`: (path, line number, line text)."""
+    raw = _grep(root, ("-n", "-E", "-e", pattern), excludes)
+    found = []
+    pos = 0
+    while pos < len(raw):  # records: path NUL number NUL text LF (a path may hold LF)
+        path_end = raw.index(b"\0", pos)
+        num_end = raw.index(b"\0", path_end + 1)
+        text_end = raw.index(b"\n", num_end + 1)
+        path = os.fsdecode(raw[pos:path_end])
+        text = raw[num_end + 1 : text_end].decode("utf-8", "replace")
+        found.append((path, int(raw[path_end + 1 : num_end]), text))
+        pos = text_end + 1
+    return found
+
+
+def line_counts(root: Path, excludes: tuple[str, ...] = ()) -> dict[str, int]:
+    """Lines of every non-empty text file (binary files are absent), searched in parallel."""
+    raw = _grep(root, ("-c", "-e", ""), excludes)
+    counts = {}
+    pos = 0
+    while pos < len(raw):  # records: path NUL count LF
+        path_end = raw.index(b"\0", pos)
+        count_end = raw.index(b"\n", path_end + 1)
+        counts[os.fsdecode(raw[pos:path_end])] = int(raw[path_end + 1 : count_end])
+        pos = count_end + 1
+    return counts

@@ -59,14 +59,17 @@ class MergeReport:
         return 1 if any(o.status != "merged" for o in self.outcomes) else 0
 
 
-def merge(repo: Repo, lane_id: str | None = None, check: bool = False) -> MergeReport:
-    """Merge the completed lanes (or just `lane_id`); with `check`, only predict."""
+def merge(
+    repo: Repo, lane_id: str | None = None, check: bool = False, kind: str | None = None
+) -> MergeReport:
+    """Merge the completed lanes (or just `lane_id`, or only lanes of `kind`, e.g. the
+    probes); with `check`, only predict."""
     if check:
         tracker = repo.store.read()
         notes = _preconditions(repo.root, tracker.base_branch, check=True)
         if publish.read_journal(repo.layout) is not None:
             notes.append("an interrupted merge awaits repair; `orchestree merge` finishes it")
-        return _plan(repo, tracker, lane_id, check=True, notes=notes)
+        return _plan(repo, tracker, lane_id, check=True, notes=notes, kind=kind)
     with run_lock(repo.layout, "merge"):
         notes = []
         repaired = publish.recover(repo.layout, repo.root)
@@ -75,13 +78,13 @@ def merge(repo: Repo, lane_id: str | None = None, check: bool = False) -> MergeR
         for _ in range(MAX_PLANS):
             tracker = repo.store.read()
             _preconditions(repo.root, tracker.base_branch, check=False)
-            report = _plan(repo, tracker, lane_id, check=False, notes=notes)
+            report = _plan(repo, tracker, lane_id, check=False, notes=notes, kind=kind)
             if not report.outcomes:
                 return report
             if report.new == report.old or publish.publish(
                 repo.layout, repo.root, report.base_branch, report.old, report.new
             ):
-                _record(repo, report)
+                _record(repo, report, kind)
                 publish.clear_journal(repo.layout)
                 return report
             notes.append(f"{report.base_branch} moved while merging; planned again")
@@ -111,10 +114,14 @@ def _preconditions(root: Path, base: str, check: bool) -> list[str]:
     )
 
 
-def select(tracker: Tracker, lane_id: str | None) -> list[str]:
+def select(tracker: Tracker, lane_id: str | None, kind: str | None = None) -> list[str]:
     """The lanes to merge, in dependency order, then priority, then plan order."""
     if lane_id is None:
-        chosen = {k for k, lane in tracker.lanes.items() if lane.status == "completed"}
+        chosen = {
+            k
+            for k, lane in tracker.lanes.items()
+            if lane.status == "completed" and kind in (None, lane.kind)
+        }
         return merge_order(tracker.lanes, chosen)
     lane = tracker.lanes.get(lane_id)
     if lane is None:
@@ -162,14 +169,19 @@ def merge_order(lanes: dict[str, Lane], chosen: set[str]) -> list[str]:
 
 
 def _plan(
-    repo: Repo, tracker: Tracker, lane_id: str | None, check: bool, notes: list[str]
+    repo: Repo,
+    tracker: Tracker,
+    lane_id: str | None,
+    check: bool,
+    notes: list[str],
+    kind: str | None = None,
 ) -> MergeReport:
     root, base = repo.root, tracker.base_branch
     old = git.head_commit(root, f"refs/heads/{base}")
     if old is None:
         raise EnvironmentRefused(f"the base branch {base!r} does not exist in {root}")
     report = MergeReport(check, base, old, old, notes=list(notes))
-    order = select(tracker, lane_id)
+    order = select(tracker, lane_id, kind)
     if not order:
         report.notes.append(_nothing_to_do(tracker, lane_id))
         return report
@@ -255,7 +267,7 @@ def _nothing_to_do(tracker: Tracker, lane_id: str | None) -> str:
     return f"no completed lanes to merge ({states})"
 
 
-def _record(repo: Repo, report: MergeReport) -> None:
+def _record(repo: Repo, report: MergeReport, kind: str | None) -> None:
     def change(tracker: Tracker) -> None:
         for o in report.outcomes:
             lane = tracker.lanes.get(o.lane_id)
@@ -270,7 +282,7 @@ def _record(repo: Repo, report: MergeReport) -> None:
                 status=cast(MergeStatus, o.status), commit=o.commit, conflicts=o.conflicts
             )
             lane.error = o.reason if o.status == "verify_failed" else None
-        tracker.phase = 4
+        tracker.phase = 1 if kind == "probe" else 4  # merging probe results ends phase 1
         tracker.status = "failed" if report.exit_code else "completed"
 
     outcomes = {o.lane_id: o.status for o in report.outcomes}

@@ -92,7 +92,9 @@ def init(path: Path) -> InitResult:
         raise UserError(f"base branch {base_branch!r} does not exist in {root}")
     layout.logs.mkdir(parents=True, exist_ok=True)
     worktree_excl = f"/{repo.config.worktree.root.strip('/')}/"
-    added = git.add_excludes(root, [*EXCLUDES, worktree_excl])
+    from orchestree.agents import AGENT_EXCLUDES
+
+    added = git.add_excludes(root, [*EXCLUDES, worktree_excl, *AGENT_EXCLUDES])
     install_helper(layout)
     if repo.store.exists():
         return InitResult(repo, created=False, excludes_added=added)

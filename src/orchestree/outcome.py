@@ -2,12 +2,14 @@
 
 An exit code alone never says a lane succeeded (DESIGN.md §5): the agent preset reads
 its CLI's output for failure signs. Reasons that are not the agent's own exit (a
-timeout, a cancel, a lost worker) decide before the agent's output is read.
+cancel, a lost worker) decide before the agent's output is read.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from orchestree import agents
 from orchestree.config import Config
@@ -32,11 +34,35 @@ class Verdict:
     cost_usd: float | None = None
 
 
-def judge(config: Config, lane: Lane, update: LaneUpdate) -> Verdict:
+def _from(outcome: agents.Outcome, ok: bool, error: str | None) -> Verdict:
+    return Verdict(ok, error, outcome.auth_failure, outcome.session_id, outcome.num_turns,
+                   outcome.cost_usd)  # fmt: skip
+
+
+def judge(
+    config: Config,
+    lane: Lane,
+    update: LaneUpdate,
+    fatal: str | None = None,
+    probe_problem: Callable[[], str | None] | None = None,
+) -> Verdict:
+    """`fatal`: why the orchestrator ended an agent that waited for a person;
+    `probe_problem`: checks a probe lane's output once its agent succeeded."""
     reason, code = update.reason or "error", update.exit_code
+    agent = agents.get_agent(lane.agent or config.defaults.agent, config)
+    # Only the agent's words are classified, not what the supervisor wrote.
+    output = "".join(
+        line for line in update.output.splitlines(keepends=True)
+        if not line.startswith("orchestree: ")
+    )  # fmt: skip
+    if fatal is not None:  # its output decides, else the sign we saw
+        said = agent.classify(output, -15 if code is None else int(code))
+        return _from(said, False, said.error or fatal)
     if reason == "timeout":
         timeout = lane.timeout_s or config.defaults.timeout_s
-        return Verdict(False, f"timed out after {timeout:g} s; the agent's tree was ended")
+        said = agent.classify(output, -15 if code is None else int(code))
+        why = f": {said.error}" if said.error else ""
+        return _from(said, False, f"timed out after {timeout:g} s{why}")
     if reason in ("cancelled", "interrupted", "parent-died"):
         return Verdict(False, f"cancelled ({reason})")
     if reason == "setup-failed":
@@ -46,13 +72,19 @@ def judge(config: Config, lane: Lane, update: LaneUpdate) -> Verdict:
         return Verdict(False, f"{detail} ({update.error})" if update.error else detail)
     if reason != "exited" or code is None:
         return Verdict(False, update.error or "the supervisor failed")
-    agent = agents.get_agent(lane.agent or config.defaults.agent, config)
-    outcome = agent.classify(update.output, code)
-    return Verdict(
-        outcome.ok,
-        outcome.error,
-        outcome.auth_failure,
-        outcome.session_id,
-        outcome.num_turns,
-        outcome.cost_usd,
-    )
+    said = agent.classify(output, int(code))
+    problem = said.error
+    if said.ok and lane.kind == "probe" and probe_problem is not None:
+        problem = probe_problem()
+    return _from(said, said.ok and problem is None, problem)
+
+
+def probe_output_problem(path: Path) -> str | None:
+    """Why a probe's output is unusable (missing, not JSON, not the schema), or None."""
+    from orchestree.probes import ProbeOutputError, load_probe_output
+
+    try:
+        load_probe_output(path)
+    except ProbeOutputError as exc:
+        return str(exc)
+    return None

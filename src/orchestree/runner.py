@@ -2,7 +2,8 @@
 
 `prepare` makes (or reuses) the lane's worktree at its start commit; `launch` starts
 the per-lane supervisor that runs the agent; `commit_leftovers` commits whatever the
-agent left uncommitted, so no work is lost. The local executor drives these.
+agent left uncommitted, so no work is lost. The local executor drives these; what the
+outcome means is `outcome.py`'s to say, for local and remote lanes alike.
 """
 
 from __future__ import annotations
@@ -155,27 +156,29 @@ def launch(
     runs.mkdir(parents=True, exist_ok=True)
     prompt_file = runs / f"{lane_id}.prompt.md"
     agent_name = lane.agent or config.defaults.agent
-    agent = agents.get_agent(agent_name, config)
-    prompt = lane.prompt or agents.build_prompt(
-        lane_id, lane, worktree, branch(lane_id), layout.tracker.resolve(), helper
-    )
-    prompt_file.write_text(prompt, encoding="utf-8")
+    agent = agents.get_agent(agent_name, config, where=f"lane {lane_id!r}")
     ctx = agents.LaunchContext(
-        lane_id, lane, prompt, prompt_file, worktree, branch(lane_id), layout.tracker.resolve()
+        lane_id,
+        lane,
+        worktree,
+        branch(lane_id),
+        layout.tracker.resolve(),
+        prompt_file.resolve(),
+        helper_in_worktree=helper == "access_tracker.py",
     )
-    call = agent.invocation(ctx)
+    prompt = lane.prompt or agents.build_prompt(ctx)
+    prompt_file.write_text(prompt, encoding="utf-8")
+    call = agent.invocation(ctx, prompt)
     env = {
-        **os.environ,
-        **agents.agent_env(ctx),
-        **call.env,
+        **git.git_env(call.env),
         "ORCHESTREE_PORT": str(port),
         "ORCHESTREE_ATTEMPT": str(attempt),
     }
     log = layout.log(lane_id)
     log.parent.mkdir(parents=True, exist_ok=True)
-    offset = log.stat().st_size if log.exists() else 0
     with log.open("ab") as fh:
         fh.write(f"--- orchestree: lane {lane_id} attempt {attempt}: {call.argv[0]}\n".encode())
+        offset = fh.tell()  # the agent's own output starts here
     result = runs / f"{lane_id}.{attempt}.result.json"
     with contextlib.suppress(FileNotFoundError):
         result.unlink()
@@ -226,6 +229,10 @@ def log_since(log: Path, offset: int) -> str:
         with log.open("rb") as fh:
             size = fh.seek(0, os.SEEK_END)
             fh.seek(max(offset, size - 4 * LOG_TAIL_BYTES))
-            return fh.read().decode("utf-8", "replace")
+            text = fh.read().decode("utf-8", "replace")
     except FileNotFoundError:
         return ""
+    # Leave out what the supervisor itself wrote: only the agent's words are classified.
+    return "".join(
+        line for line in text.splitlines(keepends=True) if not line.startswith("orchestree: ")
+    )

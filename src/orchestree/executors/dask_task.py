@@ -126,7 +126,7 @@ class _Attempt:
             git.run("checkout", "-q", "-b", name, spec.expected or spec.start, cwd=self.clone)
             git.run("config", "user.name", spec.identity[0], cwd=self.clone)
             git.run("config", "user.email", spec.identity[1], cwd=self.clone)
-            git.add_excludes(self.clone, [*EXCLUDES])
+            git.add_excludes(self.clone, [*EXCLUDES, *agents.AGENT_EXCLUDES])
         with self.step("claim"):
             ref = claim_ref(task.run, spec.lane_id, spec.attempt)
             note = f"orchestree claim {task.key}: {self.worker.address} on {self.host}"
@@ -162,16 +162,14 @@ class _Attempt:
         _scratch_tracker(tracker, spec)
         shutil.copyfile(access_tracker.__file__, self.clone / "access_tracker.py")
         prompt_file = self.root / "prompt.md"
-        agent = agents.get_agent(lane.agent or config.defaults.agent, config)
         name = branch(spec.lane_id)
-        prompt = lane.prompt or agents.build_prompt(
-            spec.lane_id, lane, self.clone, name, tracker, "access_tracker.py"
-        )
+        agent_name = lane.agent or config.defaults.agent
+        agent = agents.get_agent(agent_name, config, where=f"lane {spec.lane_id!r}")
+        ctx = agents.LaunchContext(spec.lane_id, lane, self.clone, name, tracker, prompt_file)
+        prompt = lane.prompt or agents.build_prompt(ctx)
         prompt_file.write_text(prompt, encoding="utf-8")
-        ctx = agents.LaunchContext(spec.lane_id, lane, prompt, prompt_file, self.clone, name,
-                                   tracker)  # fmt: skip
-        call = agent.invocation(ctx)
-        env = {**os.environ, **agents.agent_env(ctx), **call.env}
+        call = agent.invocation(ctx, prompt)
+        env = git.git_env(call.env)
         env.update(ORCHESTREE_PORT=str(spec.port), ORCHESTREE_ATTEMPT=str(spec.attempt))
         log, result = self.root / "agent.log", self.root / "result.json"
         sup = {"argv": call.argv, "env": env, "cwd": str(self.clone), "log": str(log),
