@@ -260,7 +260,7 @@ def exec_lane(
     from orchestree import execution, orchestrator
 
     state = orchestrator.open_repo(repo)
-    orchestrator.require_lane(state, lane_id, {"pending"}, "run")
+    orchestrator.require_ready(state, lane_id)
     kind = _kind(state, lane_id)
     with _progress(state, kind) as report:
         summary = execution.execute(state, {lane_id}, None, report, kind=kind)

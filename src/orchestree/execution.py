@@ -21,6 +21,7 @@ from orchestree import agents, executors, git, outcome, runner, scheduler
 from orchestree.access_tracker import now_iso
 from orchestree.errors import EnvironmentRefused, OrchestreeError, UserError
 from orchestree.executors import LaneExecutor, LaneSpec, LaneUpdate
+from orchestree.executors.local import handle_of as local_handle
 from orchestree.layout import agent_name, branch, results_dir
 from orchestree.models import Agent, Tracker
 from orchestree.orchestrator import Repo
@@ -80,12 +81,13 @@ class Execution:
 
     def run(self) -> Summary:
         with run_lock(self.repo.layout, "execute"):
+            # Refuse before anything changes: a refusal leaves the tracker as it was.
+            self._preflight(self.repo.store.read())
             tracker = self._begin()
             self._base = tracker.base_commit
             self._run_id = executors.run_id(tracker.repo, tracker.created_at)
             try:
                 self._recover(tracker)
-                self._preflight(self.repo.store.read())
                 previous = signal.signal(signal.SIGINT, self._on_sigint)
                 try:
                     self._loop()
@@ -426,6 +428,8 @@ class Execution:
                 continue
             agent = tracker.agents.get(agent_name(lane_id))
             handle = agent.handle if agent else None
+            if not handle and kind == "local":  # launched, perhaps, but not recorded
+                handle = local_handle(lane_id, lane.attempts, 0, 0.0)
             self.running[lane_id] = Running(lane.attempts, self._preset(lane.agent))
             self.running[lane_id].log_offset = self._log_size(lane_id)  # new output only
             if handle and handle.startswith(f"{kind}:"):
@@ -448,7 +452,7 @@ class Execution:
         todo = {
             k: lane
             for k, lane in tracker.lanes.items()
-            if lane.status == "pending" and self._in_scope(k, lane.kind)
+            if lane.status in ("pending", "running") and self._in_scope(k, lane.kind)
         }
         names = {lane.agent or self.repo.config.defaults.agent for lane in todo.values()}
         if self.repo.config.executor.kind == "local":  # remote agents are the workers' own

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import subprocess
 from collections.abc import Iterator
@@ -79,8 +80,10 @@ def repo_root(path: Path) -> Path:
     return Path(proc.stdout.strip())
 
 
+@functools.lru_cache(maxsize=64)
 def common_dir(root: Path) -> Path:
-    """The `.git` folder shared by every worktree of this repository."""
+    """The `.git` folder shared by every worktree of this repository (it never moves
+    while we run, so it is asked once per root)."""
     return Path(out("rev-parse", "--path-format=absolute", "--git-common-dir", cwd=root))
 
 
@@ -184,8 +187,9 @@ def worktree_list(root: Path) -> list[Worktree]:
     return found
 
 
-def worktree_add(root: Path, path: Path, branch: str, start: str) -> None:
-    """Create `path` on a new `branch` at commit `start`, populated.
+def worktree_add(root: Path, path: Path, branch: str, start: str, populate: bool = True) -> None:
+    """Create `path` on a new `branch` at commit `start`, populated unless told not to
+    (the caller then runs `reset -q --hard <start>` in it, e.g. in the lane's process).
 
     The administration runs under the lock; the checkout runs outside it. A known
     transient failure is retried once its leftovers are undone; any other is raised.
@@ -201,7 +205,8 @@ def worktree_add(root: Path, path: Path, branch: str, start: str) -> None:
                 raise
             with admin_lock(root):
                 _undo_add(root, path, branch, start)
-    run("reset", "-q", "--hard", start, cwd=path)
+    if populate:
+        run("reset", "-q", "--hard", start, cwd=path)
 
 
 def _undo_add(root: Path, path: Path, branch: str, start: str) -> None:

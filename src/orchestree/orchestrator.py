@@ -213,6 +213,20 @@ def require_lane(repo: Repo, lane_id: str, statuses: set[str], verb: str) -> Lan
     return lane
 
 
+def require_ready(repo: Repo, lane_id: str) -> Lane:
+    """A pending lane whose dependencies have all completed (what exec-lane runs)."""
+    lane = require_lane(repo, lane_id, {"pending"}, "run")
+    lanes = repo.store.read().lanes
+    waiting = [d for d in lane.depends_on if lanes[d].status not in ("completed", "merged")]
+    if waiting:
+        dep = waiting[0]
+        raise UserError(
+            f"lane {lane_id!r} waits on lane {dep!r} ({lanes[dep].status}); "
+            f"run `orchestree exec-lane {dep}` first, or `orchestree execute` for all"
+        )
+    return lane
+
+
 RETRYABLE = {"failed", "cancelled", "blocked", "conflict", "verify_failed"}
 
 

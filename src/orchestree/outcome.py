@@ -7,6 +7,7 @@ cancel, a lost worker) decide before the agent's output is read.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +62,8 @@ def judge(
     if reason == "timeout":
         timeout = lane.timeout_s or config.defaults.timeout_s
         said = agent.classify(output, -15 if code is None else int(code))
-        why = f": {said.error}" if said.error else ""
+        why = re.sub(r"^exited with code -?\d+:? ?", "", said.error or "")
+        why = f": {why}" if why else "; the agent's tree was ended"
         return _from(said, False, f"timed out after {timeout:g} s{why}")
     if reason in ("cancelled", "interrupted", "parent-died"):
         return Verdict(False, f"cancelled ({reason})")

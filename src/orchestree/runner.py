@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import json
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -77,26 +77,33 @@ def ownership_problem(repo: Repo, lane_id: str, lane: Lane) -> str | None:
 
 
 def prepare(repo: Repo, lane_id: str, lane: Lane, start: str) -> bool:
-    """Create the lane's worktree at `start`, or reuse ours; True when it is new."""
+    """Register the lane's worktree at `start`, or reuse ours; True when it is new.
+
+    A new worktree is only registered here (`worktree add --no-checkout`, under the
+    administration lock); the lane's supervisor populates it, in parallel with the
+    other lanes. A new path on a new branch needs no ownership check: git refuses to
+    create a branch that exists or to use a folder that is not empty.
+    """
+    path, name = repo.layout.worktree(lane_id), branch(lane_id)
+    if not path.exists() and not git.branch_exists(repo.root, name):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        git.worktree_add(repo.root, path, name, start, populate=False)
+        return True
     problem = ownership_problem(repo, lane_id, lane)
     if problem:
         raise UserError(problem)
-    path, name = repo.layout.worktree(lane_id), branch(lane_id)
     if path.exists():
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    if git.branch_exists(repo.root, name):  # ours, from an earlier attempt: keep its work
-        with git.admin_lock(repo.root):
-            git.run("worktree", "prune", cwd=repo.root)
-            git.run("worktree", "add", str(path), name, cwd=repo.root)
-    else:
-        git.worktree_add(repo.root, path, name, start)
-    copy_includes(repo.root, path)
-    return True
+    with git.admin_lock(repo.root):  # ours, from an earlier attempt: keep its work
+        git.run("worktree", "prune", cwd=repo.root)
+        git.run("worktree", "add", str(path), name, cwd=repo.root)
+    return False
 
 
-def copy_includes(root: Path, worktree: Path) -> list[str]:
-    """Copy files matching `.worktreeinclude` patterns (e.g. `.env`) into a new worktree."""
+def include_files(root: Path, worktrees: Path) -> list[str]:
+    """Files matching `.worktreeinclude` patterns (e.g. `.env`), relative to `root`,
+    outside the lane worktrees' folder `worktrees`."""
     spec = root / ".worktreeinclude"
     if not spec.exists():
         return []
@@ -106,29 +113,21 @@ def copy_includes(root: Path, worktree: Path) -> list[str]:
         if line.strip() and not line.startswith("#")
     ]
     skip = {".git", ".orchestration", ".worktrees", "node_modules", ".venv"}
-    copied: list[str] = []
+    found: list[str] = []
     for folder, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if d not in skip and Path(folder, d) != worktree]
+        dirs[:] = [d for d in dirs if d not in skip and Path(folder, d) != worktrees]
         for name in files:
             rel = os.path.relpath(os.path.join(folder, name), root)
             if any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in patterns):
-                target = worktree / rel
-                if not target.exists():
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(os.path.join(folder, name), target)
-                    copied.append(rel)
-    return copied
+                found.append(rel)
+    return sorted(found)
 
 
-def place_helper(repo: Repo, worktree: Path) -> str:
-    """Put access_tracker.py at the worktree root unless the repo tracks its own."""
-    tracked = git.run("ls-files", "--error-unmatch", "access_tracker.py",
-                      cwd=worktree, check=False).returncode == 0  # fmt: skip
-    if tracked:
-        return str(repo.layout.helper)
-    target = worktree / "access_tracker.py"
-    shutil.copyfile(repo.layout.helper, target)
-    return "access_tracker.py"
+@functools.lru_cache(maxsize=256)
+def _tracks_helper(root: Path, commit: str) -> bool:
+    # Commits never change, so the answer for (root, commit) is asked once.
+    return git.run("cat-file", "-e", f"{commit}:access_tracker.py", cwd=root,
+                   check=False).returncode == 0  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -139,6 +138,11 @@ class Launched:
     log_offset: int
     process: subprocess.Popen[bytes] | None
 
+    @property
+    def agent_file(self) -> Path:
+        """Where the supervisor records the agent's pid, beside the result."""
+        return self.result.with_name(self.result.name.replace(".result.", ".agent."))
+
 
 def launch(
     repo: Repo,
@@ -146,12 +150,18 @@ def launch(
     lane: Lane,
     attempt: int,
     port: int,
-    run_setup: bool,
+    new: bool,
+    includes: list[str],
 ) -> Launched:
-    """Start the supervisor that runs this lane's agent in its worktree."""
+    """Start the supervisor that prepares this lane's worktree (when `new`: populate,
+    `includes`, setup) and runs its agent there, then commits what it left."""
     config, layout = repo.config, repo.layout
     worktree = layout.worktree(lane_id)
-    helper = place_helper(repo, worktree)
+    start = lane.start_commit or ""
+    # A repository that tracks its own access_tracker.py keeps it; the prompt then
+    # points at orchestree's copy.
+    tracked = bool(start) and _tracks_helper(repo.root, start)
+    helper = str(layout.helper) if tracked else "access_tracker.py"
     runs = layout.orch / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     prompt_file = runs / f"{lane_id}.prompt.md"
@@ -180,8 +190,10 @@ def launch(
         fh.write(f"--- orchestree: lane {lane_id} attempt {attempt}: {call.argv[0]}\n".encode())
         offset = fh.tell()  # the agent's own output starts here
     result = runs / f"{lane_id}.{attempt}.result.json"
-    with contextlib.suppress(FileNotFoundError):
-        result.unlink()
+    agent_file = runs / f"{lane_id}.{attempt}.agent.json"
+    for stale in (result, agent_file):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
     spec: dict[str, Any] = {
         "argv": call.argv,
         "env": env,
@@ -190,7 +202,16 @@ def launch(
         "timeout_s": lane.timeout_s or config.defaults.timeout_s,
         "grace_s": config.defaults.kill_grace_s,
         "result": str(result),
-        "setup": config.worktree.setup if run_setup else "",
+        "agent_file": str(agent_file),
+        "setup": config.worktree.setup if new else "",
+        "populate": start if new else "",
+        "root": str(repo.root),
+        "includes": includes if new else [],
+        "helper": "" if tracked else str(layout.helper),
+        "start_commit": start,
+        "commit_message": (
+            f"orchestree: work left uncommitted by lane {lane_id} (attempt {attempt})"
+        ),
     }
     spec_file = runs / f"{lane_id}.{attempt}.spec.json"
     spec_file.write_text(json.dumps(spec), encoding="utf-8")
@@ -213,8 +234,13 @@ def read_result(path: Path) -> dict[str, Any] | None:
     return data
 
 
-def commit_leftovers(repo: Repo, lane_id: str, attempt: int) -> str | None:
-    """Commit whatever the agent left uncommitted (so no work is lost); the lane's head."""
+def commit_leftovers(repo: Repo, lane_id: str, attempt: int, result: dict[str, Any]) -> str | None:
+    """The lane's head after the attempt. The supervisor commits what the agent left
+    and records the head in its result; when it did not get to it, commit here, so no
+    work is lost."""
+    if "head" in result:
+        head: str | None = result["head"]
+        return head
     worktree = repo.layout.worktree(lane_id)
     if not worktree.exists():
         return None

@@ -15,7 +15,14 @@ pipe closes when it dies however it dies, and EOF here ends the agent's tree wit
 poll period. A changed `getppid()` is checked as well.
 Measured facts behind this: ../shared/research/dask-executor.md, last sections.
 
-Standard library only: it starts in ~50 ms and costs a few MB per lane.
+It also does the lane's own git work, so lanes do it side by side rather than one at
+a time in the orchestrator: before the agent it populates a new worktree (the
+orchestrator only registered it), copies the `.worktreeinclude` files and the tracker
+helper in, and runs `[worktree] setup`; after the agent it commits whatever was left
+uncommitted and records the head and the changed files in the result.
+
+Standard library and `orchestree.git` only: it starts in ~50 ms and costs a few MB
+per lane.
 """
 
 from __future__ import annotations
@@ -25,12 +32,17 @@ import ctypes
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+from orchestree import git
+from orchestree.errors import GitError
 
 PR_SET_CHILD_SUBREAPER = 36
 SCAN_S = 0.05
@@ -80,10 +92,20 @@ def live_descendants(root: int) -> list[int]:
     return found
 
 
-def _reap() -> None:
-    with contextlib.suppress(ChildProcessError):
-        while os.waitpid(-1, os.WNOHANG)[0] > 0:
-            pass
+def _reap(agent: subprocess.Popen[bytes] | None = None) -> None:
+    """Reap exited children; the agent through its Popen, so its exit status is kept."""
+    while True:
+        try:
+            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return
+        if info is None:
+            return
+        if agent is not None and info.si_pid == agent.pid:
+            agent.poll()
+        else:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(info.si_pid, 0)
 
 
 def _signal_all(pgid: int | None, pids: list[int], sig: int) -> None:
@@ -95,13 +117,18 @@ def _signal_all(pgid: int | None, pids: list[int], sig: int) -> None:
             os.kill(pid, sig)
 
 
-def end_tree(pgid: int | None, grace_s: float) -> None:
-    """TERM the group and every descendant, then KILL whatever is left after `grace_s`."""
+def end_tree(
+    pgid: int | None, grace_s: float, agent: subprocess.Popen[bytes] | None = None
+) -> None:
+    """TERM the group and every descendant, then KILL whatever is left after `grace_s`.
+
+    `agent` (the group leader) is reaped through its Popen so its exit status is kept.
+    """
     me = os.getpid()
     _signal_all(pgid, live_descendants(me), signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
-        _reap()
+        _reap(agent)
         if not live_descendants(me):
             return
         time.sleep(SCAN_S)
@@ -111,7 +138,61 @@ def end_tree(pgid: int | None, grace_s: float) -> None:
             break
         _signal_all(pgid, left, signal.SIGKILL)
         time.sleep(SCAN_S / 5)
-        _reap()
+        _reap(agent)
+
+
+def start_ticks(pid: int) -> int | None:
+    """When a live `pid` started, in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            raw = fh.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    rest = raw[raw.rfind(")") + 2 :].split()
+    if len(rest) < 20 or rest[0] in ("Z", "X"):
+        return None
+    return int(rest[19])
+
+
+def _group_alive(pgid: int) -> bool:
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                raw = fh.read().decode("ascii", "replace")
+        except OSError:
+            continue
+        rest = raw[raw.rfind(")") + 2 :].split()
+        if len(rest) >= 3 and rest[2] == str(pgid) and rest[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+def end_orphaned_agent(agent_file: str, grace_s: float) -> bool:
+    """End the group of an agent whose supervisor died before it could (SIGKILL, OOM).
+
+    `agent_file` is what the supervisor recorded when it started the agent; the group
+    is signalled only while its leader is that very process (pids are reused).
+    """
+    try:
+        with open(agent_file, encoding="utf-8") as fh:
+            info = json.load(fh)
+        pid, ticks = int(info["pid"]), int(info["start_ticks"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if start_ticks(pid) != ticks:
+        return False
+    _signal_all(pid, [], signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and _group_alive(pid):
+        time.sleep(SCAN_S)
+    for _ in range(100):
+        if not _group_alive(pid):
+            break
+        _signal_all(pid, [], signal.SIGKILL)
+        time.sleep(SCAN_S / 5)
+    return True
 
 
 def _parent_gone(parent: int) -> bool:
@@ -149,13 +230,58 @@ def _run_setup(spec: dict[str, Any], log: Any, deadline: float, grace: float) ->
     try:
         return proc.wait(max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
-        end_tree(proc.pid, grace)
+        end_tree(proc.pid, grace, proc)
         proc.wait()
         return -1
 
 
-def supervise(spec: dict[str, Any]) -> dict[str, Any]:
-    _become_subreaper()
+def _prepare_worktree(spec: dict[str, Any]) -> None:
+    """Populate a newly registered worktree, then copy in includes and the helper."""
+    cwd = Path(spec["cwd"])
+    if spec.get("populate"):
+        git.run("reset", "-q", "--hard", spec["populate"], cwd=cwd)
+    root = Path(spec.get("root", ""))
+    for rel in spec.get("includes", []):
+        target = cwd / rel
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / rel, target)
+    helper = spec.get("helper")
+    if helper and not (cwd / "access_tracker.py").exists():  # a tracked one is kept
+        shutil.copyfile(helper, cwd / "access_tracker.py")
+
+
+def _commit_left_work(spec: dict[str, Any], result: dict[str, Any]) -> None:
+    """Commit what the agent left uncommitted; record the head and the changed files."""
+    cwd = Path(spec["cwd"])
+    if not spec.get("commit_message") or not cwd.is_dir():
+        return
+    try:
+        git.commit_all(cwd, spec["commit_message"])
+        head = git.head_commit(cwd)
+        start = spec.get("start_commit")
+        result["head"] = head
+        result["changed"] = git.changed_files(cwd, start, head) if head and start else []
+    except GitError as exc:
+        result["commit_error"] = str(exc)
+
+
+def run_lane(spec: dict[str, Any]) -> dict[str, Any]:
+    """Prepare the worktree, supervise the agent, commit what it left."""
+    stop = _catch_stop()
+    try:
+        _prepare_worktree(spec)
+    except (OSError, GitError) as exc:
+        with open(spec["log"], "ab") as log:
+            log.write(f"orchestree: cannot prepare the worktree: {exc}\n".encode())
+        return {"reason": "error", "exit_code": None, "error": f"worktree preparation: {exc}"}
+    result = supervise(spec, stop)
+    _commit_left_work(spec, result)
+    return result
+
+
+def _catch_stop() -> dict[str, str]:
+    """From now on SIGTERM/SIGINT only record a stop request, which the loop acts on."""
     stop = {"reason": ""}
 
     def on_term(signum: int, _frame: object) -> None:
@@ -163,6 +289,12 @@ def supervise(spec: dict[str, Any]) -> dict[str, Any]:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
+    return stop
+
+
+def supervise(spec: dict[str, Any], stop: dict[str, str] | None = None) -> dict[str, Any]:
+    _become_subreaper()
+    stop = stop if stop is not None else _catch_stop()
     parent = os.getppid()
     started = _now()
     timeout = float(spec["timeout_s"])
@@ -188,6 +320,10 @@ def supervise(spec: dict[str, Any]) -> dict[str, Any]:
         except OSError as exc:
             log.write(f"orchestree: cannot start {spec['argv'][0]}: {exc}\n".encode())
             return {"reason": "error", "exit_code": None, "error": str(exc), "started_at": started}
+        if spec.get("agent_file"):  # lets the orchestrator end the agent if we are killed
+            _write_result(
+                spec["agent_file"], {"pid": agent.pid, "start_ticks": start_ticks(agent.pid)}
+            )
         reason = "exited"
         watch_parent = bool(spec.get("die_with_parent"))
         while agent.poll() is None:
@@ -207,7 +343,7 @@ def supervise(spec: dict[str, Any]) -> dict[str, Any]:
         # job) ends with it: a finished lane leaves no process behind. Nobody waits
         # for an orphaned lane's agent, so it gets a short grace.
         quick = reason in ("exited", "parent-died")
-        end_tree(agent.pid, min(grace, 1.0) if quick else grace)
+        end_tree(agent.pid, min(grace, 1.0) if quick else grace, agent)
         code = agent.wait()
     return {
         "reason": reason,
@@ -225,7 +361,7 @@ def main(argv: list[str]) -> int:
     with open(argv[1], encoding="utf-8") as fh:
         spec = json.load(fh)
     try:
-        result = supervise(spec)
+        result = run_lane(spec)
     except Exception as exc:  # the orchestrator must always get an outcome
         result = {"reason": "error", "exit_code": None, "error": repr(exc)}
     _write_result(spec["result"], result)

@@ -13,7 +13,7 @@ import signal
 import time
 from dataclasses import dataclass
 
-from orchestree import git, runner
+from orchestree import git, runner, supervisor
 from orchestree.executors import LaneSpec, LaneUpdate
 from orchestree.layout import branch
 from orchestree.orchestrator import Repo
@@ -50,13 +50,16 @@ class LocalExecutor:
         self.attempts: dict[str, _Attempt] = {}
         self.queued: list[LaneUpdate] = []
         self.cancelled: set[str] = set()
+        self.includes: list[str] | None = None  # .worktreeinclude matches, found once
 
     def submit(self, spec: LaneSpec) -> str:
         lane_id = spec.lane_id
-        new = runner.prepare(self.repo, lane_id, spec.lane, spec.start)
-        launched = runner.launch(
-            self.repo, lane_id, spec.lane, spec.attempt, spec.port, run_setup=new
-        )
+        repo = self.repo
+        new = runner.prepare(repo, lane_id, spec.lane, spec.start)
+        if new and self.includes is None:
+            self.includes = runner.include_files(repo.root, repo.layout.worktrees)
+        includes = self.includes or []
+        launched = runner.launch(repo, lane_id, spec.lane, spec.attempt, spec.port, new, includes)
         self.attempts[lane_id] = _Attempt(spec.attempt, launched)
         started = LaneUpdate(
             lane_id, spec.attempt, "started", pid=launched.pid, pid_started=launched.pid_started
@@ -87,12 +90,18 @@ class LocalExecutor:
 
     def _collect(self, lane_id: str, run: _Attempt) -> LaneUpdate:
         """Commit what the agent left (so no work is lost) and report the outcome."""
-        result = runner.read_result(run.launched.result) or {
-            "reason": "cancelled" if lane_id in self.cancelled else "error",
-            "error": "the lane's supervisor ended without an outcome",
-        }
+        result = runner.read_result(run.launched.result)
+        if result is None:
+            # The supervisor died (SIGKILL, OOM) without ending its agent: end it now,
+            # so a retry never shares the worktree with the previous attempt's agent.
+            grace = self.repo.config.defaults.kill_grace_s
+            supervisor.end_orphaned_agent(str(run.launched.agent_file), grace)
+            result = {
+                "reason": "cancelled" if lane_id in self.cancelled else "error",
+                "error": "the lane's supervisor ended without an outcome",
+            }
         self.cancelled.discard(lane_id)
-        head = runner.commit_leftovers(self.repo, lane_id, run.attempt)
+        head = runner.commit_leftovers(self.repo, lane_id, run.attempt, result)
         code = result.get("exit_code")
         return LaneUpdate(
             lane_id,
@@ -126,10 +135,13 @@ class LocalExecutor:
                 continue
             lane_id, attempt, pid, started = parsed
             result = self.repo.layout.orch / "runs" / f"{lane_id}.{attempt}.result.json"
-            if is_our_process(pid, started) or result.exists():
+            if (pid and is_our_process(pid, started)) or result.exists():
                 launched = runner.Launched(pid, started, result, 0, None)
                 self.attempts[lane_id] = _Attempt(attempt, launched)
             else:
+                grace = self.repo.config.defaults.kill_grace_s
+                agent_file = result.with_name(result.name.replace(".result.", ".agent."))
+                supervisor.end_orphaned_agent(str(agent_file), grace)
                 updates.append(LaneUpdate(lane_id, attempt, "finished", reason="gone"))
         return updates
 
