@@ -34,6 +34,7 @@ import os
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -195,14 +196,25 @@ def end_orphaned_agent(agent_file: str, grace_s: float) -> bool:
     return True
 
 
-def _parent_gone(parent: int) -> bool:
-    """Wait one poll period for EOF on stdin (the parent's pipe); True when it came."""
+def _stdin_is_pipe() -> bool:
+    try:
+        return stat.S_ISFIFO(os.fstat(0).st_mode)
+    except OSError:
+        return False
+
+
+def _parent_gone(parent: int, pipe: bool) -> bool:
+    """Wait one poll period for EOF on stdin when it is the parent's pipe (EOF on
+    /dev/null means nothing); True when it came or `getppid()` changed."""
     if os.getppid() != parent:
         return True
+    if not pipe:
+        time.sleep(SCAN_S * 2)
+        return False
     try:
         readable, _, _ = select.select([0], [], [], SCAN_S * 2)
         return bool(readable) and os.read(0, 4096) == b""
-    except OSError:  # stdin closed or not a pipe: only getppid tells
+    except OSError:
         time.sleep(SCAN_S * 2)
         return False
 
@@ -326,12 +338,13 @@ def supervise(spec: dict[str, Any], stop: dict[str, str] | None = None) -> dict[
             )
         reason = "exited"
         watch_parent = bool(spec.get("die_with_parent"))
+        pipe = watch_parent and _stdin_is_pipe()
         while agent.poll() is None:
             if stop["reason"]:
                 reason = stop["reason"]
             elif time.monotonic() >= deadline:
                 reason = "timeout"
-            elif watch_parent and _parent_gone(parent):
+            elif watch_parent and _parent_gone(parent, pipe):
                 reason = "parent-died"
             if reason != "exited":
                 log.write(f"\norchestree: ending the agent ({reason})\n".encode())

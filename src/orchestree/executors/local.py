@@ -55,11 +55,13 @@ class LocalExecutor:
     def submit(self, spec: LaneSpec) -> str:
         lane_id = spec.lane_id
         repo = self.repo
-        new = runner.prepare(repo, lane_id, spec.lane, spec.start)
+        # The supervisor populates a new worktree at the lane's start commit.
+        lane = spec.lane.model_copy(update={"start_commit": spec.lane.start_commit or spec.start})
+        new = runner.prepare(repo, lane_id, lane, spec.start)
         if new and self.includes is None:
             self.includes = runner.include_files(repo.root, repo.layout.worktrees)
         includes = self.includes or []
-        launched = runner.launch(repo, lane_id, spec.lane, spec.attempt, spec.port, new, includes)
+        launched = runner.launch(repo, lane_id, lane, spec.attempt, spec.port, new, includes)
         self.attempts[lane_id] = _Attempt(spec.attempt, launched)
         started = LaneUpdate(
             lane_id, spec.attempt, "started", pid=launched.pid, pid_started=launched.pid_started
