@@ -17,14 +17,17 @@ $(STAMP): $(BIN)/python pyproject.toml
 test: $(STAMP) lint typecheck pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench examples scripts
+	$(BIN)/ruff format --check src tests bench examples scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q
+
+demo: $(STAMP)
+	$(BIN)/python examples/demo/run_demo.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

@@ -22,6 +22,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from _rows import emit
+
 STEPS = ("clone", "checkout", "claim", "agent", "commit", "push")
 
 
@@ -109,6 +111,13 @@ def main() -> int:
     print(f"\nratio dask / local: **{dask / local:.3f}** for the whole `execute` "
           f"(the cluster's start and stop included), **{dask_span / local_span:.3f}** "
           "for the lanes alone (target <= 1.15)\n")  # fmt: skip
+    met = dask_span / local_span <= 1.15
+    emit("scale.py", f"Dask LocalCluster of {args.workers}, {args.lanes} lanes of "
+         f"{args.work:g} s: first start to last end", f"{dask_span:.2f} s",
+         f"{local_span:.2f} s (local, max_parallel {args.workers})",
+         dask_span / local_span, "≤ 1.15", met)  # fmt: skip
+    emit("scale.py", "the same, whole `execute` (cluster start and stop included)",
+         f"{dask:.2f} s", f"{local:.2f} s (local)", dask / local, "—", True)  # fmt: skip
     print("| remote step | mean s | max s |")
     print("|---|---|---|")
     for step in STEPS:

@@ -82,8 +82,12 @@ def write_probe(lane: str, prompt: str) -> int:
         "priority": "low",
         "paths": ["calc/stats.py"],
     }
-    result = {"probe": lane, "summary": "1 function without a docstring", "metrics": {"functions": 3},
-              "gaps": [gap]}  # fmt: skip
+    result = {
+        "probe": lane,
+        "summary": "1 function without a docstring",
+        "metrics": {"functions": 3},
+        "gaps": [gap],
+    }
     (out / "state_probe.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "state_probe.md").write_text("# review\n\n- calc/stats.py: mean() has no docstring\n")
     return 0

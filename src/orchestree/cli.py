@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestree.errors import EXIT_INTERNAL, EXIT_USAGE, OrchestreeError
+from orchestree.errors import EXIT_INTERNAL, OrchestreeError
 
 app = typer.Typer(
     name="orchestree",
@@ -214,7 +214,7 @@ def tracker_update(
 
 
 @contextlib.contextmanager
-def _progress(state: Any, kind: str = "lane") -> Iterator[Callable[[str], None]]:
+def _progress(state: Any, kind: str | None = "lane") -> Iterator[Callable[[str], None]]:
     """A live progress line on a TTY; one plain line per state change otherwise."""
     if not sys.stdout.isatty():
         yield _out
@@ -340,6 +340,94 @@ def _finish_run(summary: Any) -> None:
         raise typer.Exit(summary.exit_code)
 
 
+GroupBy = Annotated[
+    str | None,
+    typer.Option("--group-by", help="One lane per gap (default), per file, or per probe."),
+]
+MaxParallel = Annotated[
+    int | None,
+    typer.Option("--max-parallel", min=1, help="Lanes running at once (default: config)."),
+]
+
+
+@app.command()
+def probes(max_parallel: MaxParallel = None, repo: RepoOpt = Path(".")) -> None:
+    """Run the probes in parallel worktrees, then merge their results into the base branch.
+
+    Probes are [probes.<id>] in orchestree.toml (default: the built-in inventory,
+    markers, tests and lint). Each writes docs/_generated/<id>/state_probe.json and
+    state_probe.md; invalid output fails that probe and the others go on.
+
+    Example: orchestree probes && cat docs/_generated/markers/state_probe.md
+    """
+    from orchestree import orchestrator, pipeline
+
+    state = orchestrator.open_repo(repo)
+    with _progress(state, "probe") as report:
+        result = pipeline.run_probes(state, max_parallel, report)
+    for probe_id, why in result.failed.items():
+        _err(f"probe {probe_id} failed: {why}")
+    if result.run.interrupted:
+        raise typer.Exit(130)
+    if result.failed or (result.merge is not None and result.merge.exit_code):
+        raise typer.Exit(1)
+
+
+@app.command()
+def plan(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan; register nothing.")
+    ] = False,
+    group_by: GroupBy = None,
+    from_file: Annotated[
+        Path | None,
+        typer.Option("--from", help="Register this plan file (e.g. one edited by hand)."),
+    ] = None,
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Turn the probes' gaps into lanes and write docs/_generated/execution_plan.json.
+
+    One lane per gap; lanes whose paths overlap are ordered (higher priority first),
+    lanes that share no path are independent.
+
+    Example: orchestree plan --dry-run
+    """
+    from orchestree import orchestrator, pipeline, planner
+
+    state = orchestrator.open_repo(repo)
+    made = planner.read_plan(from_file) if from_file else pipeline.make_plan(state, group_by)
+    if dry_run:
+        _dump_json(made.model_dump(mode="json", exclude_defaults=True))
+        return
+    added = pipeline.register_plan(state, made)
+    _out(f"plan: {len(made.lanes)} lane(s), {len(added)} registered; written to "
+         f"{state.layout.plan_file}")  # fmt: skip
+    for lane_id, lane in made.lanes.items():
+        after = f" (after {', '.join(lane.depends_on)})" if lane.depends_on else ""
+        _out(f"  {lane_id} [{lane.priority}]{after}: {lane.name}")
+
+
+@app.command()
+def full(
+    max_parallel: MaxParallel = None, group_by: GroupBy = None, repo: RepoOpt = Path(".")
+) -> None:
+    """Run everything: init if needed, probes, plan, execute, merge, then a summary.
+
+    Exit 0 when every lane merged; 1 when a probe or lane failed, was blocked or
+    conflicted (the summary says which and why).
+
+    Example: orchestree full --max-parallel 2
+    """
+    from orchestree import orchestrator, pipeline
+    from orchestree.report import render_summary
+
+    state = orchestrator.open_repo(repo, must_exist=False)
+    with _progress(state, None) as report:
+        state, result = pipeline.full(repo, max_parallel, report, group_by)
+    render_summary(state.store.read(), state.layout)
+    raise typer.Exit(result.exit_code)
+
+
 @app.command()
 def merge(
     lane: Annotated[
@@ -425,8 +513,6 @@ def monitor(
 
 
 def main(argv: list[str] | None = None) -> int:
-    import click
-
     args = sys.argv[1:] if argv is None else argv
     try:
         result = app(args=args, prog_name="orchestree", standalone_mode=False)
@@ -435,15 +521,20 @@ def main(argv: list[str] | None = None) -> int:
             raise
         _err(f"orchestree: {exc}")
         return exc.exit_code
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        return EXIT_USAGE
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         _err("orchestree: interrupted")
         return 130
     except Exception as exc:
+        # Typer's exit and usage errors (its own or click's, by version) carry an exit
+        # code; a usage error becomes one line naming the problem and where help is.
+        code = getattr(exc, "exit_code", None)
+        if isinstance(code, int):
+            message = getattr(exc, "format_message", None)
+            if callable(message):
+                ctx = getattr(exc, "ctx", None)
+                where = ctx.command_path if ctx is not None else "orchestree"
+                _err(f"orchestree: {message()}; see `{where} --help`")
+            return code
         if _DEBUG["on"]:
             raise
         _err(f"orchestree: internal error: {exc!r}; run again with --debug for the traceback")

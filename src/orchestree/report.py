@@ -57,7 +57,7 @@ class LiveProgress:
     """On a TTY: state changes scroll above a line showing lanes done/total and which
     run. Without one, `plain` prints one line per state change."""
 
-    def __init__(self, read: Callable[[], Tracker], kind: str = "lane") -> None:
+    def __init__(self, read: Callable[[], Tracker], kind: str | None = "lane") -> None:
         from rich.console import Console
         from rich.live import Live
 
@@ -73,7 +73,7 @@ class LiveProgress:
             tracker = self.read()
         except Exception:  # a view never fails the run it shows
             return "…"
-        lanes = {k: v for k, v in tracker.lanes.items() if v.kind == self.kind}
+        lanes = {k: v for k, v in tracker.lanes.items() if self.kind in (None, v.kind)}
         done = sum(1 for lane in lanes.values() if lane.status in FINISHED)
         running = [k for k, lane in lanes.items() if lane.status == "running"]
         shown = ", ".join(running[:6]) + (" …" if len(running) > 6 else "")
@@ -88,3 +88,35 @@ class LiveProgress:
 
     def __exit__(self, *exc: object) -> None:
         self.live.__exit__(None, None, None)
+
+
+def summary_lines(tracker: Tracker, layout: Layout) -> list[str]:
+    """What a finished run comes to: lanes by status, then every lane that needs a
+    person, with why and where to look."""
+    counts: dict[str, int] = {}
+    for lane in tracker.lanes.values():
+        counts[lane.status] = counts.get(lane.status, 0) + 1
+    lines = ["summary: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))]
+    for lane_id, lane in sorted(tracker.lanes.items(), key=lambda item: item[1].order):
+        kind = "probe " if lane.kind == "probe" else ""
+        retried = f" after {lane.attempts} attempts" if lane.attempts > 1 else ""
+        if lane.status == "merged":
+            lines.append(f"  ✓ {kind}{lane_id}: merged{retried}")
+        elif lane.status == "conflict":
+            files = ", ".join(lane.merge.conflicts)
+            lines.append(f"  ✗ {kind}{lane_id}: conflict in {files} (its branch is kept)")
+        elif lane.status in ("failed", "verify_failed"):
+            log = layout.rel(layout.log(lane_id))
+            lines.append(f"  ✗ {kind}{lane_id}: {lane.status}: {lane.error} (log: {log})")
+        elif lane.status in ("blocked", "cancelled"):
+            lines.append(f"  ✗ {kind}{lane_id}: {lane.status}: {lane.error}")
+        elif lane.merge.status == "skipped":
+            lines.append(f"  - {kind}{lane_id}: not merged: {lane.error}")
+        else:
+            lines.append(f"  · {kind}{lane_id}: {lane.status}{retried}")
+    return lines
+
+
+def render_summary(tracker: Tracker, layout: Layout) -> None:
+    for line in summary_lines(tracker, layout):
+        print(line)
