@@ -28,7 +28,9 @@ def render_status(tracker: Tracker, layout: Layout) -> None:
         console.print("no lanes yet: add one with `orchestree add-lane <id> '<json>'`")
         return
     table = Table(show_lines=False, expand=False)
-    for column in ("lane", "status", "priority", "agent", "tries", "depends on", "progress"):
+    remote = any(lane.host for lane in tracker.lanes.values())  # lanes ran on Dask workers
+    columns = ["lane", "status", "priority", "agent", "tries", "depends on", "progress"]
+    for column in columns[:5] + (["host"] if remote else []) + columns[5:]:
         table.add_column(column, overflow="fold")
     ordered = sorted(tracker.lanes.items(), key=lambda item: item[1].order)
     for lane_id, lane in ordered:
@@ -36,16 +38,10 @@ def render_status(tracker: Tracker, layout: Layout) -> None:
         if lane.merge.conflicts:
             note = f"conflicts: {', '.join(lane.merge.conflicts)}"
         tries = f"{lane.attempts}/{lane.max_attempts}" if lane.max_attempts else str(lane.attempts)
-        table.add_row(
-            lane_id,
-            lane.status,
-            lane.priority,
-            lane.agent or "(default)",
-            tries,
-            ", ".join(lane.depends_on),
-            note,
-            style=None,
-        )
+        cells = [lane_id, lane.status, lane.priority, lane.agent or "(default)", tries]
+        if remote:
+            cells.append(lane.host or "")  # the worker's address is in `status --json`
+        table.add_row(*cells, ", ".join(lane.depends_on), note, style=None)
     console.print(table)
     if tracker.agents:
         agents = ", ".join(
