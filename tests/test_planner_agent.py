@@ -184,3 +184,26 @@ def test_full_with_a_planner_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     ]
     assert git(repo, "show", "main:a.py") == "a = 1"
     assert base_is_clean(repo)
+
+
+@pytest.mark.slow
+def test_a_planner_agent_on_a_dask_cluster(tmp_path: Path) -> None:
+    """On Dask the planner's worktree is on a worker: its plan is read from its branch."""
+    from lanes_dag import make_repo, orchestree
+
+    repo = make_repo(tmp_path / "r", 'kind = "dask"\nworkers = 1\nremote = "origin"')
+    results = repo / "docs/_generated/markers/state_probe.json"
+    results.parent.mkdir(parents=True)
+    results.write_text(probe_result("markers", GAPS))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "probe results")
+    config = (repo / "orchestree.toml").read_text() + '\n[plan]\nagent = "planbot"\n'
+    (repo / "orchestree.toml").write_text(config + script_agent(tmp_path, "planbot", PLANBOT))
+
+    result = orchestree(repo, tmp_path, "plan")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    state = json.loads((repo / ".orchestration/tracker.json").read_text())
+    assert sorted(state["lanes"]) == ["do-g1", "do-g2"]
+    assert list(read_plan(repo / "docs/_generated/execution_plan.json").lanes) == ["do-g1", "do-g2"]
+    assert git(repo, "branch", "--list", "lane-planner") == ""

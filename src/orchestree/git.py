@@ -236,6 +236,12 @@ def is_ancestor(root: Path, older: str, newer: str) -> bool:
     return run("merge-base", "--is-ancestor", older, newer, cwd=root, check=False).returncode == 0
 
 
+def file_at(root: Path, commit: str, path: str) -> str | None:
+    """The text of `path` in `commit`, or None when the commit has no such file."""
+    proc = run("show", f"{commit}:{path}", cwd=root, check=False)
+    return proc.stdout if proc.returncode == 0 else None
+
+
 def dirty_files(path: Path, untracked: bool = True) -> list[str]:
     """Files with uncommitted changes in the worktree at `path` (tracked ones first)."""
     mode = "--untracked-files=all" if untracked else "--untracked-files=no"

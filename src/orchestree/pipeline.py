@@ -221,11 +221,22 @@ def plan_by_agent(repo: Repo, agent: str, report: Reporter) -> Plan:
             f"(log: {log}); nothing was registered"
         )
     try:
-        plan = planner.read_plan(repo.layout.worktree(lane_id) / PLAN_FILE)
+        plan = _committed_plan(repo, lane_id, done.head_commit)
     finally:
         _forget_probe(repo, lane_id)
     check_plan(repo, plan, f"the plan of the planner agent {agent!r}")
     return plan
+
+
+def _committed_plan(repo: Repo, lane_id: str, head: str | None) -> Plan:
+    """The plan on the planner lane's branch (it may have run on another machine)."""
+    text = git.file_at(repo.root, head, PLAN_FILE) if head else None
+    if text is None:
+        raise UserError(f"the planner agent's branch {branch(lane_id)} holds no {PLAN_FILE}")
+    copy = repo.layout.orch / "runs" / f"{lane_id}.execution_plan.json"
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    copy.write_text(text, encoding="utf-8")
+    return planner.read_plan(copy)
 
 
 def _probe_ids(repo: Repo) -> set[str]:
