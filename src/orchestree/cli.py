@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestree.errors import EXIT_INTERNAL, EXIT_USAGE, OrchestreeError
+from orchestree.errors import EXIT_INTERNAL, EXIT_LANES_FAILED, EXIT_USAGE, OrchestreeError
 
 app = typer.Typer(
     name="orchestree",
@@ -109,7 +109,8 @@ def status(
     render_status(state.store.read(), state.layout)
 
 
-@app.command("add-lane")
+# An id such as `-bad` is not an option: let it through to the id check, which names it.
+@app.command("add-lane", context_settings={"ignore_unknown_options": True})
 def add_lane(
     lane_id: Annotated[str | None, typer.Argument(help="The lane id, e.g. db-projection.")] = None,
     lane_json: Annotated[
@@ -205,9 +206,31 @@ def tracker_update(
     _out("tracker updated")
 
 
-def main(argv: list[str] | None = None) -> int:
-    import click
+def _parser_errors() -> tuple[type[Exception], type[Exception]]:
+    """Typer's click exception types: its vendored copy (typer >= 0.26) or the click package.
 
+    `typer.BadParameter` lives in whichever module holds them, in every typer version.
+    """
+    import importlib
+
+    module = importlib.import_module(typer.BadParameter.__module__)
+    no_args: type[Exception] = getattr(module, "NoArgsIsHelpError", LookupError)
+    return module.ClickException, no_args
+
+
+def _usage_error(exc: Exception, no_args: type[Exception]) -> int:
+    message = exc.format_message()  # type: ignore[attr-defined]
+    if isinstance(exc, no_args):  # a group called without a command: its help
+        _err(message)
+        return EXIT_USAGE
+    ctx = getattr(exc, "ctx", None)
+    hint = f"; see `{ctx.command_path} --help`" if ctx is not None else ""
+    _err(f"orchestree: {message.rstrip('.')}{hint}")
+    return EXIT_USAGE
+
+
+def main(argv: list[str] | None = None) -> int:
+    click_error, no_args = _parser_errors()
     args = sys.argv[1:] if argv is None else argv
     try:
         result = app(args=args, prog_name="orchestree", standalone_mode=False)
@@ -216,12 +239,14 @@ def main(argv: list[str] | None = None) -> int:
             raise
         _err(f"orchestree: {exc}")
         return exc.exit_code
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        return EXIT_USAGE
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except click_error as exc:
+        return _usage_error(exc, no_args)
+    except typer.Abort:
+        _err("orchestree: no answer; nothing changed")
+        return EXIT_LANES_FAILED
+    except KeyboardInterrupt:
         _err("orchestree: interrupted")
         return 130
     except Exception as exc:
