@@ -294,9 +294,14 @@ def update(tracker: str, changes: dict[str, Any], actor: str = "agent") -> dict[
     )
 
 
+USAGE = """usage:
+    python3 access_tracker.py TRACKER              # print the tracker
+    python3 access_tracker.py TRACKER '<json>'     # deep-merge an update under the lock"""
+
+
 def main(argv: list[str]) -> int:
     if len(argv) not in (2, 3) or argv[1] in ("-h", "--help"):
-        print(__doc__.split("\n\n")[1], file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
     tracker = argv[1]
     try:
