@@ -31,7 +31,10 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 tracker_app = typer.Typer(
-    help="Read or update the tracker directly (what agents do through access_tracker.py).",
+    help=(
+        "Read or update the tracker directly (what agents do through access_tracker.py).\n\n"
+        "Example: orchestree tracker get lanes.docs.status"
+    ),
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -224,8 +227,8 @@ def _usage_error(exc: Exception, no_args: type[Exception]) -> int:
         _err(message)
         return EXIT_USAGE
     ctx = getattr(exc, "ctx", None)
-    hint = f"; see `{ctx.command_path} --help`" if ctx is not None else ""
-    _err(f"orchestree: {message.rstrip('.')}{hint}")
+    command = ctx.command_path if ctx is not None else "orchestree"
+    _err(f"orchestree: {message.rstrip('.')}; see `{command} --help`")
     return EXIT_USAGE
 
 
