@@ -165,6 +165,15 @@ def deep_merge(base: Any, update: Any) -> Any:
     return update
 
 
+def check_version(old: dict[str, Any], new: dict[str, Any]) -> None:
+    """An update never changes `version`: a newer one would lock every command out."""
+    if new.get("version") != old.get("version"):
+        raise InvalidUpdateError(
+            f"an update may not change `version` (from {old.get('version')!r} "
+            f"to {new.get('version')!r})"
+        )
+
+
 def check_statuses(old: dict[str, Any], new: dict[str, Any]) -> None:
     """Every lane and agent status is known, and every lane status change is allowed."""
     old_lanes = old.get("lanes") or {}
@@ -274,6 +283,7 @@ def transact(
     with locked(lock_path, timeout, on_wait):
         old = read(tracker)
         new = change(json.loads(json.dumps(old)))
+        check_version(old, new)
         check_statuses(old, new)
         if validate is not None:
             new = validate(old, new)
