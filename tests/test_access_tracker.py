@@ -286,6 +286,7 @@ def test_temp_files_of_dead_writers_are_swept(
         ({"lanes": {"work": {"status": "completed"}}}, "cannot go from 'pending' to 'completed'"),
         ({"agents": {"agent-work": {"status": "done"}}}, "agent 'agent-work': status 'done'"),
         ({"lanes": ["work"]}, "`lanes` must be an object"),
+        ({"version": "9.0.0"}, "may not change `version` (from '1.0.0' to '9.0.0')"),
     ],
 )
 def test_helper_refuses_an_update_outside_the_state_machine(
