@@ -143,16 +143,19 @@ def parse(text: str, path: str) -> dict[str, Any]:
     return data
 
 
-def read(path: str) -> dict[str, Any]:
-    """Read the tracker without a lock (os.replace makes every read whole)."""
+def read_text(path: str) -> str:
     try:
         with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+            return fh.read()
     except FileNotFoundError:
         raise TrackerFileError(
             f"{path} does not exist; run `orchestree init` in the repository first"
         ) from None
-    return parse(text, path)
+
+
+def read(path: str) -> dict[str, Any]:
+    """Read the tracker without a lock (os.replace makes every read whole)."""
+    return parse(read_text(path), path)
 
 
 def deep_merge(base: Any, update: Any) -> Any:
@@ -233,7 +236,9 @@ def write_atomic(path: str, data: dict[str, Any]) -> None:
     folder, name = os.path.split(os.path.abspath(path))
     _sweep_temps(folder, name)
     tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
-    payload = json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
+    # Compact: json's C encoder does not indent, and the pure-Python one that does
+    # took most of an update's time. `status --json` and this helper print it indented.
+    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         os.write(fd, payload)
@@ -281,8 +286,9 @@ def transact(
     """
     lock_path, events_path = paths(tracker)
     with locked(lock_path, timeout, on_wait):
-        old = read(tracker)
-        new = change(json.loads(json.dumps(old)))
+        text = read_text(tracker)
+        old = parse(text, tracker)
+        new = change(json.loads(text))  # a second parse is the cheapest deep copy
         check_version(old, new)
         check_statuses(old, new)
         if validate is not None:
