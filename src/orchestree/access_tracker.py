@@ -323,9 +323,9 @@ def transact(
         new = change(json.loads(text))  # a second parse is the cheapest deep copy
         check_version(old, new)
         check_statuses(old, new)
+        new["updated_at"] = now_iso()
         if validate is not None:
             new = validate(old, new)
-        new["updated_at"] = now_iso()
         write_atomic(tracker, new)
         append_event(events_path, event)
         return new
