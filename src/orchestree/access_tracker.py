@@ -273,7 +273,9 @@ def write_atomic(path: str, data: dict[str, Any]) -> None:
     payload = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        os.write(fd, payload)
+        rest = memoryview(payload)
+        while rest:  # write() may write less than asked (a full disk): never replace short
+            rest = rest[os.write(fd, rest) :]
         os.fsync(fd)
     finally:
         os.close(fd)
