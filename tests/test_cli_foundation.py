@@ -548,6 +548,21 @@ def test_a_tracker_that_is_json_but_invalid_stops_commands(repo: Path, capsys: C
     assert snapshot(orch(repo)) == before
 
 
+def test_a_field_an_agent_broke_makes_add_lane_refuse_in_one_line(
+    repo: Path, capsys: Capsys
+) -> None:
+    path = orch(repo) / "tracker.json"
+    broken = run_helper(
+        orch(repo) / "access_tracker.py", str(path), '{"lanes": {"api": {"priority": "asap"}}}'
+    )
+    assert broken.returncode == 0  # the helper checks statuses only
+    before = snapshot(orch(repo))
+    code, _, err = cli(capsys, "add-lane", "x", "{}", "--repo", str(repo))
+    assert code == 3
+    assert_one_line(err, "is not a valid tracker", "lanes.api.priority", "tracker.json.bak")
+    assert snapshot(orch(repo)) == before
+
+
 # --- help, entry points, errors -------------------------------------------------------------
 
 HELP = [

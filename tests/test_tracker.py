@@ -251,3 +251,33 @@ def test_the_store_and_the_helper_agree_on_the_state_machine() -> None:
 
     assert models.LANE_TRANSITIONS is access_tracker.LANE_TRANSITIONS
     assert models.AGENT_STATUSES is access_tracker.AGENT_STATUSES
+
+
+def test_a_field_an_agent_broke_stops_orchestree_cleanly_until_repaired(
+    store: TrackerStore, orch: Path
+) -> None:
+    # The stdlib helper checks statuses, not every field: an agent can write this.
+    access_tracker.update(str(store.path), {"lanes": {"work": {"priority": "urgent"}}})
+    before = snapshot(orch)
+
+    def add(tracker: Tracker) -> None:
+        tracker.lanes["more"] = Lane()
+
+    for attempt in (store.read, lambda: store.update(add, "add-lane")):
+        with pytest.raises(TrackerError) as caught:
+            attempt()
+        message = str(caught.value)
+        assert f"{store.path} is not a valid tracker" in message
+        assert "field 'lanes.work.priority'" in message
+        assert "the last good copy is" in message
+    assert snapshot(orch) == before
+    repaired = store.merge({"lanes": {"work": {"priority": "high"}}})
+    assert repaired.lanes["work"].priority == "high"
+
+
+def test_a_dependency_cycle_on_disk_is_an_invalid_tracker(store: TrackerStore) -> None:
+    data = store.read_raw()
+    data["lanes"]["work"]["depends_on"] = ["work"]
+    store.path.write_text(json.dumps(data), "utf-8")
+    with pytest.raises(TrackerError, match=r"is not a valid tracker \(lane 'work' depends on"):
+        store.read()

@@ -50,13 +50,21 @@ class TrackerStore:
             raise TrackerError(str(exc)) from None
 
     def read(self) -> Tracker:
-        data = self.read_raw()
+        return self._model(self.read_raw())
+
+    def _model(self, data: dict[str, Any]) -> Tracker:
+        """The tracker on disk as a model; refused like a torn file when it is invalid
+        (an agent's helper checks statuses, not every field)."""
         try:
             return Tracker.model_validate(data)
-        except ValidationError as exc:
+        except (ValidationError, UserError) as exc:
+            problem = (
+                describe_validation_error(exc, "tracker")
+                if isinstance(exc, ValidationError)
+                else str(exc)
+            )
             raise TrackerError(
-                f"{self.path} is not a valid tracker "
-                f"({describe_validation_error(exc, 'tracker')}); "
+                f"{self.path} is not a valid tracker ({problem}); "
                 f"the last good copy is {self.path}.bak"
             ) from None
 
@@ -68,7 +76,7 @@ class TrackerStore:
         """Apply `change` to the validated tracker under the lock; write it if valid."""
 
         def apply(data: dict[str, Any]) -> dict[str, Any]:
-            model = Tracker.model_validate(data)
+            model = self._model(data)
             change(model)
             return model.model_dump(mode="json")
 
