@@ -31,3 +31,16 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# The real agent CLIs (issue 9): installed once into AGENTS_CACHE, outside the clone,
+# then tests/agents/ runs with them first on PATH, a fresh HOME and no API key or token
+# in the environment (`env -i`). Re-record the unit tests' data with
+# `$(BIN)/python scripts/record-agents.py`.
+AGENTS_CACHE ?= $(HOME)/.cache/orchestree-agents
+
+test-agents: $(STAMP)
+	ORCHESTREE_AGENTS_CACHE="$(AGENTS_CACHE)" sh scripts/install-agents.sh >/dev/null
+	home=$$(mktemp -d) && trap 'rm -rf "$$home"' EXIT && \
+	env -i HOME="$$home" LANG=C.UTF-8 PATH="$(AGENTS_CACHE)/bin:/usr/local/bin:/usr/bin:/bin" \
+		ORCHESTREE_AGENTS_CACHE="$(AGENTS_CACHE)" ORCHESTREE_AGENT_TESTS=1 \
+		$(BIN)/pytest -q -p no:cacheprovider tests/agents

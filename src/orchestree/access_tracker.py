@@ -36,13 +36,13 @@ LOCK_TIMEOUT_S = 30.0
 # this file check it too, so an agent cannot put a lane into a state that does not exist.
 LANE_TRANSITIONS: dict[str, frozenset[str]] = {
     "pending": frozenset({"running", "blocked", "cancelled"}),
-    "running": frozenset({"completed", "failed", "cancelled"}),
+    "running": frozenset({"completed", "failed", "cancelled", "pending"}),  # pending: retry
     "completed": frozenset({"merged", "conflict", "verify_failed"}),
     "failed": frozenset({"pending", "blocked"}),
     "cancelled": frozenset({"pending"}),
     "blocked": frozenset({"pending", "cancelled"}),
     "merged": frozenset(),
-    "conflict": frozenset({"pending", "merged", "conflict"}),
+    "conflict": frozenset({"pending", "merged", "conflict", "verify_failed"}),
     "verify_failed": frozenset({"pending", "merged", "conflict", "verify_failed"}),
 }
 AGENT_STATUSES = frozenset({"created", "running", "completed", "failed"})

@@ -6,8 +6,10 @@ commands that need them, so `orchestree status --json` starts about as fast as T
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -158,9 +160,15 @@ def add_lane(
 @app.command()
 def reset(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Clean up unmerged branches and uncommitted changes too."),
+    ] = False,
     repo: RepoOpt = Path("."),
 ) -> None:
-    """Archive the tracker to .orchestration/archive/ and start a fresh one.
+    """Clean up (as `cleanup`), archive the tracker to .orchestration/archive/, start afresh.
+
+    Unmerged lane branches and worktrees with uncommitted changes are kept unless --force.
 
     Example: orchestree reset --yes
     """
@@ -173,7 +181,7 @@ def reset(
     ):
         _err("reset cancelled; nothing changed")
         raise typer.Exit(1)
-    archived = orchestrator.reset(state)
+    archived = orchestrator.reset(state, force=force, say=_out)
     _out(f"tracker archived to {archived}; a fresh tracker is in place")
 
 
@@ -207,6 +215,185 @@ def tracker_update(
     changes = orchestrator.parse_lane_json(update_json, "the update")
     orchestrator.open_repo(repo).store.merge(changes, actor="cli")
     _out("tracker updated")
+
+
+@contextlib.contextmanager
+def _progress(state: Any, kind: str = "lane") -> Iterator[Callable[[str], None]]:
+    """A live progress line on a TTY; one plain line per state change otherwise."""
+    if not sys.stdout.isatty():
+        yield _out
+        return
+    from orchestree.report import LiveProgress
+
+    with LiveProgress(state.store.read, kind) as live:
+        yield live
+
+
+@app.command()
+def execute(
+    max_parallel: Annotated[
+        int | None,
+        typer.Option("--max-parallel", min=1, help="Lanes running at once (default: config)."),
+    ] = None,
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Run every pending lane: dependencies first, independent lanes side by side.
+
+    Resumable: run it again after a crash and finished lanes stay done.
+    Exit 0 when every lane completed, 1 when one failed or was blocked.
+
+    Example: orchestree execute --max-parallel 2
+    """
+    from orchestree import execution, orchestrator
+
+    state = orchestrator.open_repo(repo)
+    with _progress(state) as report:
+        summary = execution.execute(state, None, max_parallel, report)
+    _finish_run(summary)
+
+
+@app.command("exec-lane")
+def exec_lane(
+    lane_id: Annotated[str, typer.Argument(help="The lane to run now.")],
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Run one lane now (its dependencies must have completed).
+
+    Example: orchestree exec-lane db-projection
+    """
+    from orchestree import execution, orchestrator
+
+    state = orchestrator.open_repo(repo)
+    orchestrator.require_lane(state, lane_id, {"pending"}, "run")
+    kind = _kind(state, lane_id)
+    with _progress(state, kind) as report:
+        summary = execution.execute(state, {lane_id}, None, report, kind=kind)
+    _finish_run(summary)
+
+
+@app.command()
+def retry(
+    lane_id: Annotated[str, typer.Argument(help="A failed, cancelled or blocked lane.")],
+    no_run: Annotated[
+        bool, typer.Option("--no-run", help="Only mark it pending; run it later.")
+    ] = False,
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Give a failed, cancelled, blocked or conflicted lane another attempt, and run it.
+
+    Lanes blocked only because of it become pending again.
+
+    Example: orchestree retry db-projection
+    """
+    from orchestree import execution, orchestrator
+
+    state = orchestrator.open_repo(repo)
+    freed = orchestrator.retry_lane(state, lane_id)
+    _out(f"{lane_id} is pending again" + (f"; unblocked: {', '.join(freed)}" if freed else ""))
+    if not no_run:
+        kind = _kind(state, lane_id)
+        with _progress(state, kind) as report:
+            summary = execution.execute(state, {lane_id}, None, report, kind=kind)
+        _finish_run(summary)
+
+
+@app.command()
+def cancel(
+    lane_id: Annotated[str, typer.Argument(help="A pending or running lane.")],
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Cancel a lane: a running agent is stopped (its worktree is kept).
+
+    Example: orchestree cancel db-projection
+    """
+    from orchestree import orchestrator
+
+    _out(orchestrator.cancel_lane(orchestrator.open_repo(repo), lane_id))
+
+
+@app.command()
+def logs(
+    lane_id: Annotated[str, typer.Argument(help="The lane whose agent log to show.")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing while the lane runs.")
+    ] = False,
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Print a lane's agent log (stdout and stderr of every attempt).
+
+    Example: orchestree logs db-projection --follow
+    """
+    from orchestree import orchestrator
+
+    orchestrator.show_log(orchestrator.open_repo(repo), lane_id, follow, sys.stdout)
+
+
+def _kind(state: Any, lane_id: str) -> str:
+    return str(state.store.read().lanes[lane_id].kind)
+
+
+def _finish_run(summary: Any) -> None:
+    for message in summary.held.values():
+        _err(message)
+    counts: dict[str, int] = {}
+    for status in summary.statuses.values():
+        counts[status] = counts.get(status, 0) + 1
+    if counts:
+        _out("lanes: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    if summary.exit_code:
+        raise typer.Exit(summary.exit_code)
+
+
+@app.command()
+def merge(
+    lane: Annotated[
+        str | None, typer.Option("--lane", help="Merge only this lane.", show_default=False)
+    ] = None,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Predict each lane's outcome; change nothing."),
+    ] = False,
+    repo: RepoOpt = Path("."),
+) -> int:
+    """Merge completed lanes into the base branch: dependencies first, then priority.
+
+    Every merge is computed in memory on top of the previous one; a conflicting lane is
+    recorded with its files and its dependents are skipped; with [merge] verify set,
+    a lane whose merge fails it is dropped. The base branch then moves once, by
+    fast-forward. Exit 1 when some lane conflicted, failed verify or was skipped.
+    --check runs the same computation (verify included) and publishes nothing.
+
+    Example: orchestree merge --check && orchestree merge
+    """
+    from orchestree import merger, orchestrator
+
+    report = merger.merge(orchestrator.open_repo(repo), lane_id=lane, check=check)
+    for line in merger.describe(report):
+        _out(line)
+    return report.exit_code
+
+
+@app.command()
+def cleanup(
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Also remove unmerged branches and uncommitted changes."),
+    ] = False,
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Remove lane worktrees and merged lane branches; keep unmerged work unless --force.
+
+    Worktrees deleted by hand are unregistered. A worktree with uncommitted changes and
+    a lane branch not merged into the base branch are kept and named, with how to merge
+    or delete them. --force removes them too, saying what it removes first.
+
+    Example: orchestree cleanup
+    """
+    from orchestree import orchestrator
+    from orchestree.cleanup import cleanup as run_cleanup
+
+    for line in run_cleanup(orchestrator.open_repo(repo), force=force, say=_out).lines():
+        _out(line)
 
 
 def _parser_errors() -> tuple[type[Exception], type[Exception]]:

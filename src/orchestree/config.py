@@ -27,6 +27,7 @@ class Defaults(_Section):
     max_parallel: int = Field(default=4, ge=1, le=256)
     timeout_s: float = Field(default=3600, gt=0)
     max_attempts: int = Field(default=1, ge=1)
+    kill_grace_s: float = Field(default=5.0, ge=0)
     base_branch: str | None = None
 
 

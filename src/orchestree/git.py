@@ -286,3 +286,148 @@ def update_ref(root: Path, ref: str, new: str, old: str) -> bool:
     """Move `ref` from `old` to `new` only if it is still at `old` (compare-and-swap)."""
     proc = run("update-ref", ref, new, old, cwd=root, check=False)
     return proc.returncode == 0
+
+
+# --- Publishing merges, repairing an interrupted one, cleaning up (issue 4) ---------
+
+
+def literal(*args: str, cwd: Path, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`run` with paths taken literally (a file named `*.py` means that file)."""
+    return run("--literal-pathspecs", *args, cwd=cwd, input=input)
+
+
+def worktree_add_detached(root: Path, path: Path, commit: str) -> None:
+    """A scratch worktree at `commit` on no branch (for verification)."""
+    with admin_lock(root):
+        run("worktree", "add", "--detach", "--no-checkout", str(path), commit, cwd=root)
+    run("reset", "-q", "--hard", commit, cwd=path)
+
+
+def checkout_clean(path: Path, commit: str) -> None:
+    """Make the worktree at `path` exactly `commit`: tracked files reset, all else removed."""
+    run("reset", "-q", "--hard", commit, cwd=path)
+    run("clean", "-ffdxq", cwd=path)
+
+
+def merge_ff_only(path: Path, commit: str) -> subprocess.CompletedProcess[str]:
+    """Fast-forward the branch checked out at `path` to `commit` (files follow), unchecked."""
+    return run("merge", "--ff-only", "--quiet", "--no-edit", commit, cwd=path, check=False)
+
+
+def refs_merged_into(root: Path, commit: str, pattern: str) -> set[str]:
+    """Short names of the refs matching `pattern` whose head is an ancestor of `commit`."""
+    raw = run("for-each-ref", f"--merged={commit}", "--format=%(refname:short)", pattern,
+              cwd=root).stdout  # fmt: skip
+    return {line for line in raw.splitlines() if line}
+
+
+def merges_by_second_parent(root: Path, tip: str, since: str) -> dict[str, str]:
+    """Merge commits on `tip`'s first-parent line after `since`: second parent -> merge."""
+    raw = run("rev-list", "--first-parent", "--merges", "--parents", tip, f"^{since}",
+              cwd=root).stdout  # fmt: skip
+    found: dict[str, str] = {}
+    for line in raw.splitlines():
+        commit, *parents = line.split()
+        for parent in parents[1:]:
+            found.setdefault(parent, commit)
+    return found
+
+
+def blob_ids(root: Path, commit: str, paths: list[str]) -> dict[str, str]:
+    """The blob each of `paths` has in `commit` (paths absent there are left out)."""
+    if not paths:
+        return {}
+    raw = literal("ls-tree", "-r", "-z", "--full-tree", commit, "--", *paths, cwd=root).stdout
+    found: dict[str, str] = {}
+    for entry in raw.split("\0"):
+        if entry:
+            info, _, path = entry.partition("\t")
+            found[path] = info.split()[2]
+    return found
+
+
+def hash_files(path: Path, files: list[str]) -> dict[str, str]:
+    """The blob id each existing file of `files` in the worktree at `path` would get."""
+    present = [f for f in files if (path / f).is_file() or (path / f).is_symlink()]
+    if not present:
+        return {}
+    raw = run("hash-object", "--stdin-paths", cwd=path, input="\n".join(present) + "\n").stdout
+    return dict(zip(present, raw.split(), strict=True))
+
+
+def reset_index(path: Path) -> None:
+    """Make the index match HEAD; the files in the worktree are left as they are."""
+    run("reset", "-q", cwd=path)
+
+
+def restore_files(path: Path, files: list[str]) -> None:
+    """Write `files` in the worktree at `path` as the index has them."""
+    if files:
+        literal("checkout", "-q", "--", *files, cwd=path)
+
+
+def git_path(path: Path, name: str) -> Path:
+    """Where the worktree at `path` keeps its own `name` (e.g. `index.lock`)."""
+    return (path / out("rev-parse", "--git-path", name, cwd=path)).resolve()
+
+
+def ref_heads(root: Path, pattern: str) -> dict[str, str]:
+    """Short name -> commit of every ref matching `pattern`, in one call."""
+    raw = run("for-each-ref", "--format=%(refname:short) %(objectname)", pattern, cwd=root).stdout
+    return dict(line.split(" ", 1) for line in raw.splitlines() if line)
+
+
+# --- Searching the working tree (the probes) -------------------------------------
+
+# Settings a user's config could set that change `git grep`'s output format.
+_GREP_CONFIG = (
+    *("-c", "color.grep=never", "-c", "grep.column=false", "-c", "grep.fullName=false"),
+    *("-c", "grep.lineNumber=false", "-c", "grep.fallbackToNoIndex=false"),
+)
+
+
+def _grep(root: Path, args: tuple[str, ...], excludes: tuple[str, ...]) -> bytes:
+    """`git grep` over text files, tracked or untracked but not ignored; raw output.
+
+    Bytes, not text: matched lines come from arbitrary files, not all of them UTF-8.
+    `excludes` are glob pathspecs (`**/vendor/**`) left out of the search.
+    """
+    specs = [f":(exclude,glob){pattern}" for pattern in excludes]
+    cmd = ("git", *_GREP_CONFIG, "grep", "--untracked", "-I", "-z", *args, "--", *specs)
+    proc = subprocess.run(
+        cmd, cwd=root, env=git_env(), capture_output=True, stdin=subprocess.DEVNULL, check=False
+    )
+    if proc.returncode > 1:  # 1 means "no match"
+        raise GitError(cmd, proc.returncode, proc.stderr.decode("utf-8", "replace"))
+    return proc.stdout
+
+
+def grep_lines(
+    root: Path, pattern: str, excludes: tuple[str, ...] = ()
+) -> list[tuple[str, int, str]]:
+    """Lines matching the extended regex `pattern`: (path, line number, line text)."""
+    raw = _grep(root, ("-n", "-E", "-e", pattern), excludes)
+    found = []
+    pos = 0
+    while pos < len(raw):  # records: path NUL number NUL text LF (a path may hold LF)
+        path_end = raw.index(b"\0", pos)
+        num_end = raw.index(b"\0", path_end + 1)
+        text_end = raw.index(b"\n", num_end + 1)
+        path = os.fsdecode(raw[pos:path_end])
+        text = raw[num_end + 1 : text_end].decode("utf-8", "replace")
+        found.append((path, int(raw[path_end + 1 : num_end]), text))
+        pos = text_end + 1
+    return found
+
+
+def line_counts(root: Path, excludes: tuple[str, ...] = ()) -> dict[str, int]:
+    """Lines of every non-empty text file (binary files are absent), searched in parallel."""
+    raw = _grep(root, ("-c", "-e", ""), excludes)
+    counts = {}
+    pos = 0
+    while pos < len(raw):  # records: path NUL count LF
+        path_end = raw.index(b"\0", pos)
+        count_end = raw.index(b"\n", path_end + 1)
+        counts[os.fsdecode(raw[pos:path_end])] = int(raw[path_end + 1 : count_end])
+        pos = count_end + 1
+    return counts

@@ -139,6 +139,7 @@ class Lane(LaneInput):
     num_turns: int | None = None
     cost_usd: float | None = None
     host: str | None = None
+    port: int | None = None
     merge: LaneMerge = Field(default_factory=LaneMerge)
 
 
@@ -207,3 +208,139 @@ def describe_validation_error(exc: ValidationError, what: str) -> str:
     value = err.get("input")
     shown = repr(value) if not isinstance(value, dict | list) or len(repr(value)) < 60 else "..."
     return f"{what}: field {loc!r} {err['msg'].lower()} (got {shown})"
+
+
+# --- Probe results and the execution plan (DESIGN.md §7) ---------------------------
+
+PLAN_VERSION = "1.0.0"
+_NOT_ID = re.compile(r"[^a-z0-9._-]+")
+
+
+def lane_id_from(text: str) -> str:
+    """A valid lane id made from any text, deterministically (`src/App.py` → `src-app.py`).
+
+    Ids longer than 63 characters keep a prefix and gain a short hash of the whole
+    text, so two long texts that share a prefix still get different ids.
+    """
+    slug = _NOT_ID.sub("-", text.lower())
+    slug = re.sub(r"\.{2,}", ".", slug)
+    slug = re.sub(r"-{2,}", "-", slug).strip("-._")
+    if len(slug) > 63:
+        import hashlib  # here, not at the top: this section is appended to the module
+
+        digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
+        slug = f"{slug[:54].rstrip('-._')}-{digest}"
+    while slug.endswith(".lock"):
+        slug = slug[: -len(".lock")] + "-lock"
+    return slug or "gap"
+
+
+def unique_lane_id(base: str, taken: set[str]) -> str:
+    """`base`, or `base-2`, `base-3`, … : the first not in `taken` (which is updated)."""
+    candidate, n = base, 1
+    while candidate in taken:
+        n += 1
+        suffix = f"-{n}"
+        candidate = base[: 63 - len(suffix)].rstrip("-._") + suffix
+    taken.add(candidate)
+    return candidate
+
+
+def _clean_path(raw: str) -> str:
+    path = raw.strip().replace("\\", "/")
+    if not path:
+        raise ValueError("a path may not be empty")
+    if path.startswith("/") or re.match(r"^[A-Za-z]:/", path):
+        raise ValueError(f"path {raw!r} is absolute; give it relative to the repository root")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise ValueError(f"path {raw!r} leaves the repository ('..')")
+    return "/".join(parts) or "."
+
+
+class Gap(BaseModel):
+    """One thing a probe found that a lane could fix."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(
+        min_length=1,
+        description="Short name; made into a lane id (lowercase letters, digits, '.', '_', "
+        "'-') deterministically, and kept unique within the probe.",
+    )
+    title: str = Field(min_length=1, description="One line saying what is wrong.")
+    tasks: list[str] = Field(
+        default_factory=list, description="Concrete steps for the agent that fixes it."
+    )
+    priority: Priority = "medium"
+    paths: list[str] = Field(
+        default_factory=list,
+        description="Files or folders, relative to the repository root, the fix will touch; "
+        "'.' is the whole repository. Lanes whose paths overlap run one after the other.",
+    )
+    agent: str | None = Field(default=None, description="The agent to fix it; default: plan's.")
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        return lane_id_from(value)
+
+    @field_validator("paths")
+    @classmethod
+    def _paths(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(_clean_path(p) for p in value))
+
+
+class ProbeResult(BaseModel):
+    """`docs/_generated/<probe>/state_probe.json`: what one probe found."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    probe: str = Field(
+        description="The probe's id, a lane id.", json_schema_extra={"pattern": _LANE_ID.pattern}
+    )
+    summary: str = Field(description="A few lines for a human.")
+    metrics: dict[str, Any] = Field(default_factory=dict, description="Free-form measurements.")
+    gaps: list[Gap] = Field(default_factory=list)
+
+    @field_validator("probe")
+    @classmethod
+    def _probe_id(cls, value: str) -> str:
+        try:
+            return check_lane_id(value)
+        except UserError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("gaps")
+    @classmethod
+    def _unique_gap_ids(cls, value: list[Gap]) -> list[Gap]:
+        taken: set[str] = set()
+        unique = []
+        for gap in value:
+            gap_id = unique_lane_id(gap.id, taken)
+            unique.append(gap if gap_id == gap.id else gap.model_copy(update={"id": gap_id}))
+        return unique
+
+
+class Plan(BaseModel):
+    """`docs/_generated/execution_plan.json`: the lanes made from the probes' gaps."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: str = PLAN_VERSION
+    created_at: str = Field(default_factory=now_iso)
+    sources: list[str] = Field(default_factory=list, description="The probes it was made from.")
+    lanes: dict[str, LaneInput] = Field(
+        default_factory=dict,
+        description="Lane id → lane, in plan order.",
+        json_schema_extra={"propertyNames": {"pattern": _LANE_ID.pattern}},
+    )
+
+    @field_validator("lanes")
+    @classmethod
+    def _graph(cls, value: dict[str, LaneInput]) -> dict[str, LaneInput]:
+        # A UserError passes through pydantic untouched: read_plan names the file.
+        for lane_id in value:
+            check_lane_id(lane_id)
+        check_graph({k: lane.depends_on for k, lane in value.items()})
+        return value

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from orchestree import access_tracker, git
+from orchestree.access_tracker import LANE_TRANSITIONS as LANE_STATUSES
 from orchestree.config import Config, load_config
 from orchestree.errors import EnvironmentRefused, UserError
 from orchestree.layout import Layout
@@ -90,7 +92,9 @@ def init(path: Path) -> InitResult:
         raise UserError(f"base branch {base_branch!r} does not exist in {root}")
     layout.logs.mkdir(parents=True, exist_ok=True)
     worktree_excl = f"/{repo.config.worktree.root.strip('/')}/"
-    added = git.add_excludes(root, [*EXCLUDES, worktree_excl])
+    from orchestree.agents import AGENT_EXCLUDES
+
+    added = git.add_excludes(root, [*EXCLUDES, worktree_excl, *AGENT_EXCLUDES])
     install_helper(layout)
     if repo.store.exists():
         return InitResult(repo, created=False, excludes_added=added)
@@ -176,9 +180,17 @@ def tracker_get(repo: Repo, key_path: str | None) -> Any:
     return data
 
 
-def reset(repo: Repo) -> Path:
-    """Archive the tracker and start a fresh one on the current base branch head."""
+def reset(repo: Repo, force: bool = False, say: Callable[[str], None] = print) -> Path:
+    """Clean up (the same safety rules as `cleanup`), archive the tracker, start afresh.
+
+    Unmerged lane branches and worktrees with uncommitted changes survive unless
+    `force`; the archived tracker still names them. `say` hears what cleanup did.
+    """
+    from orchestree.cleanup import cleanup
+
     old = repo.store.read()
+    for line in cleanup(repo, force=force, say=say).lines():
+        say(line)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     archived = repo.store.archive(repo.layout.archive, stamp)
     base_commit = git.head_commit(repo.root, f"refs/heads/{old.base_branch}") or old.base_commit
@@ -187,3 +199,88 @@ def reset(repo: Repo) -> Path:
         "reset",
     )
     return archived
+
+
+def require_lane(repo: Repo, lane_id: str, statuses: set[str], verb: str) -> Lane:
+    lane = repo.store.read().lanes.get(lane_id)
+    if lane is None:
+        raise UserError(f"no lane {lane_id!r}; `orchestree status` lists the lanes")
+    if lane.status not in statuses:
+        raise UserError(
+            f"lane {lane_id!r} is {lane.status}; only a {' or '.join(sorted(statuses))} "
+            f"lane can {verb}"
+        )
+    return lane
+
+
+RETRYABLE = {"failed", "cancelled", "blocked", "conflict", "verify_failed"}
+
+
+def retry_lane(repo: Repo, lane_id: str) -> list[str]:
+    """Make a finished-badly lane pending again, with the lanes blocked behind it."""
+    require_lane(repo, lane_id, RETRYABLE, "be retried")
+    freed: list[str] = []
+
+    def change(tracker: Tracker) -> None:
+        lane = tracker.lanes[lane_id]
+        lane.status, lane.error = "pending", None
+        lane.max_attempts = max(lane.max_attempts or 1, lane.attempts + 1)
+        lane.merge = lane.merge.model_copy(update={"status": None, "conflicts": []})
+        waiting = [lane_id]
+        while waiting:
+            current = waiting.pop()
+            for other_id, other in tracker.lanes.items():
+                if other.status == "blocked" and current in other.depends_on:
+                    other.status, other.error = "pending", None
+                    freed.append(other_id)
+                    waiting.append(other_id)
+
+    repo.store.update(change, "retry", lane=lane_id)
+    return freed
+
+
+def cancel_lane(repo: Repo, lane_id: str) -> str:
+    """Stop a running lane's agent (the running orchestrator records it) or cancel a
+    pending one."""
+    import os
+    import signal
+
+    from orchestree.layout import agent_name
+    from orchestree.tracker import is_our_process
+
+    lane = require_lane(repo, lane_id, {"pending", "running", "blocked"}, "be cancelled")
+    if lane.status == "running":
+        agent = repo.store.read().agents.get(agent_name(lane_id))
+        if agent and is_our_process(agent.pid, agent.pid_started) and agent.pid:
+            os.kill(agent.pid, signal.SIGTERM)
+            return f"{lane_id}: stopping its agent (pid {agent.pid}); its worktree is kept"
+        raise UserError(
+            f"lane {lane_id!r} is marked running but its process is gone; "
+            "`orchestree execute` will record it"
+        )
+
+    def change(tracker: Tracker) -> None:
+        tracker.lanes[lane_id].status = "cancelled"
+
+    repo.store.update(change, "cancel", lane=lane_id)
+    return f"{lane_id}: cancelled"
+
+
+def show_log(repo: Repo, lane_id: str, follow: bool, out: Any) -> None:
+    import time
+
+    lane = require_lane(repo, lane_id, set(LANE_STATUSES), "show a log")
+    path = repo.layout.log(lane_id)
+    if not path.exists():
+        out.write(f"lane {lane_id!r} has no log yet (status {lane.status})\n")
+        return
+    with path.open("rb") as fh:
+        while True:
+            chunk = fh.read(65536)
+            if chunk:
+                out.write(chunk.decode("utf-8", "replace"))
+                out.flush()
+                continue
+            if not follow or repo.store.read().lanes[lane_id].status not in ("running", "pending"):
+                return
+            time.sleep(0.2)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from orchestree.layout import Layout
 from orchestree.models import Tracker
 
 PHASES = ("initialised", "probes", "plan", "execute", "merge")
+FINISHED = frozenset(
+    {"completed", "merged", "failed", "blocked", "cancelled", "conflict", "verify_failed"}
+)
 MARKS = {"completed": "✓", "failed": "✗", "running": "→", "created": "○"}
 
 
@@ -50,3 +55,40 @@ def render_status(tracker: Tracker, layout: Layout) -> None:
     costs = [lane.cost_usd for lane in tracker.lanes.values() if lane.cost_usd is not None]
     if costs:
         console.print(f"cost: ${sum(costs):.4f} over {len(costs)} lane(s)")
+
+
+class LiveProgress:
+    """On a TTY: state changes scroll above a line showing lanes done/total and which
+    run. Without one, `plain` prints one line per state change."""
+
+    def __init__(self, read: Callable[[], Tracker], kind: str = "lane") -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.read = read
+        self.kind = kind
+        self.console = Console(highlight=False)
+        self.live = Live(
+            get_renderable=self._line, console=self.console, refresh_per_second=4, transient=True
+        )
+
+    def _line(self) -> str:
+        try:
+            tracker = self.read()
+        except Exception:  # a view never fails the run it shows
+            return "…"
+        lanes = {k: v for k, v in tracker.lanes.items() if v.kind == self.kind}
+        done = sum(1 for lane in lanes.values() if lane.status in FINISHED)
+        running = [k for k, lane in lanes.items() if lane.status == "running"]
+        shown = ", ".join(running[:6]) + (" …" if len(running) > 6 else "")
+        return f"[bold]{done}/{len(lanes)} lanes done[/bold] · running: {shown or 'none'}"
+
+    def __call__(self, message: str) -> None:
+        self.console.print(message, markup=False)
+
+    def __enter__(self) -> LiveProgress:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.__exit__(None, None, None)

@@ -1,0 +1,112 @@
+"""Remove lane worktrees and merged lane branches; keep unmerged work unless forced.
+
+Only orchestree's things are touched: worktrees named `agent-*` under the worktree
+root, `lane-<id>` branches of lanes in the tracker, and the scratch worktrees of
+killed merges. A worktree with uncommitted changes and a branch with commits that are
+not in the base branch are kept and named, with what to do about them; `force`
+removes them too, saying what it removes before it does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from orchestree import git
+from orchestree.errors import GitError
+from orchestree.layout import branch
+from orchestree.runlock import run_lock
+
+if TYPE_CHECKING:
+    from orchestree.orchestrator import Repo
+
+
+@dataclass
+class CleanupReport:
+    removed: list[str] = field(default_factory=list)  # worktrees removed
+    pruned: list[str] = field(default_factory=list)  # worktrees deleted by hand, unregistered
+    kept: list[str] = field(default_factory=list)  # worktrees kept, with the reason
+    deleted: list[str] = field(default_factory=list)  # branches deleted
+    kept_branches: list[str] = field(default_factory=list)  # unmerged branches, with hints
+
+    def lines(self) -> list[str]:
+        out = [f"removed worktree {p}" for p in self.removed]
+        out += [f"pruned stale worktree entry {p} (its folder was gone)" for p in self.pruned]
+        out += [f"deleted branch {b}" for b in self.deleted]
+        out += [f"kept worktree {line}" for line in self.kept]
+        out += [f"kept branch {line}" for line in self.kept_branches]
+        if self.kept or self.kept_branches:
+            out.append("nothing unmerged or uncommitted was removed; `--force` removes it too")
+        return out or ["nothing to clean up"]
+
+
+def cleanup(repo: Repo, force: bool = False, say: Callable[[str], None] = print) -> CleanupReport:
+    """Remove worktrees and merged branches. `say` hears what `force` removes, first."""
+    with run_lock(repo.layout, "clean up"):
+        return _cleanup(repo, force, say)
+
+
+def _cleanup(repo: Repo, force: bool, say: Callable[[str], None]) -> CleanupReport:
+    from orchestree.verify import sweep_scratch
+
+    root, layout = repo.root, repo.layout
+    tracker = repo.store.read()
+    report = CleanupReport()
+    sweep_scratch(repo)
+    busy: set[str] = set()  # branches still checked out in a kept worktree
+    for tree in git.worktree_list(root):
+        name = tree.path.name
+        if tree.path.parent != layout.worktrees or not name.startswith("agent-"):
+            continue
+        shown = layout.rel(tree.path)
+        if tree.prunable:
+            git.worktree_remove(root, tree.path)
+            report.pruned.append(shown)
+            continue
+        lane = tracker.lanes.get(name.removeprefix("agent-"))
+        dirty = git.dirty_files(tree.path)
+        reason = ""
+        if lane is not None and lane.status == "running":
+            reason = "its lane is running"
+        elif dirty:
+            listed = ", ".join(dirty[:10]) + (" ..." if len(dirty) > 10 else "")
+            reason = f"uncommitted changes: {listed}"
+        if reason and not force:
+            report.kept.append(f"{shown} ({reason})")
+            busy.add(tree.branch or "")
+            continue
+        if reason:
+            say(f"removing worktree {shown} despite {reason} (--force)")
+        try:
+            git.worktree_remove(root, tree.path, force=bool(reason))
+        except GitError as exc:
+            report.kept.append(f"{shown} (git refused: {exc.stderr.strip().splitlines()[-1]})")
+            busy.add(tree.branch or "")
+            continue
+        report.removed.append(shown)
+    base_head = git.head_commit(root, f"refs/heads/{tracker.base_branch}")
+    for lane_id, lane in sorted(tracker.lanes.items()):
+        name = branch(lane_id)
+        head = git.head_commit(root, f"refs/heads/{name}")
+        if head is None:
+            continue
+        if name in busy:
+            report.kept_branches.append(f"{name} (checked out in a kept worktree)")
+            continue
+        merged = base_head is not None and git.is_ancestor(root, head, base_head)
+        if not merged and not force:
+            report.kept_branches.append(
+                f"{name} ({lane.status}, at {head[:10]}, not in {tracker.base_branch}): "
+                f"merge it with `orchestree merge --lane {lane_id}` or delete it with "
+                f"`git branch -D {name}`"
+            )
+            continue
+        if not merged:
+            say(
+                f"deleting unmerged branch {name} at {head[:10]} (--force); "
+                f"`git branch {name} {head[:10]}` brings it back until git prunes it"
+            )
+        git.branch_delete(root, name, force=True)
+        report.deleted.append(name)
+    return report

@@ -1,0 +1,315 @@
+"""Merge completed lanes into the base branch, in dependency order (DESIGN.md §8).
+
+Each lane is merged in memory on top of the running candidate (`git merge-tree
+--write-tree`, then `git commit-tree` for a `--no-ff` merge commit), so lane-against-lane
+conflicts are caught and no working tree is written until the base branch moves, once,
+to the final candidate (`publish.py`). `merge --check` is the same computation without
+that step and without any tracker write.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
+
+from orchestree import git, publish
+from orchestree.errors import EnvironmentRefused, UserError
+from orchestree.layout import branch
+from orchestree.models import (
+    PRIORITY_RANK,
+    Lane,
+    LaneMerge,
+    LaneStatus,
+    MergeStatus,
+    Tracker,
+)
+from orchestree.orchestrator import Repo
+from orchestree.runlock import run_lock
+from orchestree.verify import Verifier, verifier
+
+MAX_PLANS = 3  # the base moved under us this many times: give up and say so
+REMERGEABLE = frozenset({"completed", "conflict", "verify_failed"})
+STATUSES = ("merged", "conflict", "verify_failed", "skipped")
+
+
+@dataclass
+class Outcome:
+    """What happened (or, with --check, would happen) to one lane."""
+
+    lane_id: str
+    status: str  # merged | conflict | verify_failed | skipped
+    commit: str | None = None
+    conflicts: list[str] = field(default_factory=list)
+    reason: str = ""  # why it was skipped, the verify output's tail, or "already in <base>"
+
+
+@dataclass
+class MergeReport:
+    check: bool
+    base_branch: str
+    old: str  # the base branch's head the plan started from
+    new: str  # the final candidate (== old when nothing new is merged)
+    outcomes: list[Outcome] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if any(o.status != "merged" for o in self.outcomes) else 0
+
+
+def merge(repo: Repo, lane_id: str | None = None, check: bool = False) -> MergeReport:
+    """Merge the completed lanes (or just `lane_id`); with `check`, only predict."""
+    if check:
+        tracker = repo.store.read()
+        notes = _preconditions(repo.root, tracker.base_branch, check=True)
+        if publish.read_journal(repo.layout) is not None:
+            notes.append("an interrupted merge awaits repair; `orchestree merge` finishes it")
+        return _plan(repo, tracker, lane_id, check=True, notes=notes)
+    with run_lock(repo.layout, "merge"):
+        notes = []
+        repaired = publish.recover(repo.layout, repo.root)
+        if repaired:
+            notes.append(repaired)
+        for _ in range(MAX_PLANS):
+            tracker = repo.store.read()
+            _preconditions(repo.root, tracker.base_branch, check=False)
+            report = _plan(repo, tracker, lane_id, check=False, notes=notes)
+            if not report.outcomes:
+                return report
+            if report.new == report.old or publish.publish(
+                repo.layout, repo.root, report.base_branch, report.old, report.new
+            ):
+                _record(repo, report)
+                publish.clear_journal(repo.layout)
+                return report
+            notes.append(f"{report.base_branch} moved while merging; planned again")
+        raise EnvironmentRefused(
+            f"{tracker.base_branch} moved {MAX_PLANS} times while merging; nothing was "
+            "published; merge again when it is quiet"
+        )
+
+
+def _preconditions(root: Path, base: str, check: bool) -> list[str]:
+    here = git.current_branch(root)
+    if here != base:
+        where = f"on branch {here!r}" if here else "at a detached HEAD"
+        raise EnvironmentRefused(
+            f"{root} is {where}, not on the base branch {base!r}; "
+            f"run `git switch {base}` there, then merge again"
+        )
+    dirty = git.dirty_files(root, untracked=False)
+    if not dirty:
+        return []
+    listed = ", ".join(dirty[:10]) + (f" and {len(dirty) - 10} more" if len(dirty) > 10 else "")
+    if check:
+        return [f"uncommitted changes to {listed}: `merge` will refuse until they are committed"]
+    raise EnvironmentRefused(
+        f"{root} has uncommitted changes to tracked files ({listed}); "
+        "commit or stash them, then merge again"
+    )
+
+
+def select(tracker: Tracker, lane_id: str | None) -> list[str]:
+    """The lanes to merge, in dependency order, then priority, then plan order."""
+    if lane_id is None:
+        chosen = {k for k, lane in tracker.lanes.items() if lane.status == "completed"}
+        return merge_order(tracker.lanes, chosen)
+    lane = tracker.lanes.get(lane_id)
+    if lane is None:
+        known = ", ".join(sorted(tracker.lanes)) or "none"
+        raise UserError(f"there is no lane {lane_id!r} (lanes: {known})")
+    if lane.status == "merged":
+        return []
+    if lane.status not in REMERGEABLE:
+        raise UserError(
+            f"lane {lane_id!r} is {lane.status}; only a completed lane can be merged "
+            f"(run it first: `orchestree exec-lane {lane_id}`)"
+        )
+    waiting = [d for d in lane.depends_on if tracker.lanes[d].status != "merged"]
+    if waiting:
+        raise UserError(
+            f"lane {lane_id!r} depends on {', '.join(waiting)}, not merged yet; merge "
+            f"{'it' if len(waiting) == 1 else 'them'} first (`orchestree merge --lane "
+            f"{waiting[0]}`) or merge all completed lanes with `orchestree merge`"
+        )
+    return [lane_id]
+
+
+def merge_order(lanes: dict[str, Lane], chosen: set[str]) -> list[str]:
+    """Dependencies first; among lanes ready together, higher priority, then plan order."""
+    waits = {k: {d for d in lanes[k].depends_on if d in chosen} for k in chosen}
+    dependents: dict[str, list[str]] = {k: [] for k in chosen}
+    for k, deps in waits.items():
+        for d in deps:
+            dependents[d].append(k)
+
+    def key(k: str) -> tuple[int, int, str]:
+        return (PRIORITY_RANK[lanes[k].priority], lanes[k].order, k)
+
+    ready = [key(k) for k, deps in waits.items() if not deps]
+    heapq.heapify(ready)
+    order: list[str] = []
+    while ready:
+        lane_id = heapq.heappop(ready)[2]
+        order.append(lane_id)
+        for child in dependents[lane_id]:
+            waits[child].discard(lane_id)
+            if not waits[child]:
+                heapq.heappush(ready, key(child))
+    return order
+
+
+def _plan(
+    repo: Repo, tracker: Tracker, lane_id: str | None, check: bool, notes: list[str]
+) -> MergeReport:
+    root, base = repo.root, tracker.base_branch
+    old = git.head_commit(root, f"refs/heads/{base}")
+    if old is None:
+        raise EnvironmentRefused(f"the base branch {base!r} does not exist in {root}")
+    report = MergeReport(check, base, old, old, notes=list(notes))
+    order = select(tracker, lane_id)
+    if not order:
+        report.notes.append(_nothing_to_do(tracker, lane_id))
+        return report
+    in_base = git.refs_merged_into(root, old, "refs/heads/lane-*")
+    branches = git.ref_heads(root, "refs/heads/lane-*")
+    merges: dict[str, str] = {}  # second parent -> merge commit, read when first needed
+    failed: dict[str, str] = {}  # lane -> its outcome, for lanes that were not merged
+    planned = set(order)
+
+    def decide(lid: str, verify: Verifier | None) -> Outcome:
+        lane = tracker.lanes[lid]
+        skipped = _skip_reason(tracker, lid, failed, planned)
+        if skipped is not None:
+            return skipped
+        head, on_branch = _lane_head(root, branches.get(branch(lid)), lane)
+        if head is None:
+            return Outcome(lid, "skipped", reason=f"{branch(lid)} and its head are gone")
+        if branch(lid) in in_base if on_branch else git.is_ancestor(root, head, old):
+            if not merges:
+                merges.update(git.merges_by_second_parent(root, old, tracker.base_commit))
+            return Outcome(lid, "merged", merges.get(head, head), reason=f"already in {base}")
+        if lane.depends_on and git.is_ancestor(root, head, report.new):
+            return Outcome(lid, "merged", report.new, reason="brought in by its dependencies")
+        outcome = _merge_one(root, lid, lane, head, report.new, verify)
+        if outcome.status == "merged" and outcome.commit:
+            report.new = outcome.commit
+        return outcome
+
+    with verifier(repo) as verify:
+        for lid in order:
+            outcome = decide(lid, verify)
+            if outcome.status != "merged":
+                failed[lid] = outcome.status
+            report.outcomes.append(outcome)
+    return report
+
+
+def _skip_reason(
+    tracker: Tracker, lane_id: str, failed: dict[str, str], planned: set[str]
+) -> Outcome | None:
+    for dep in tracker.lanes[lane_id].depends_on:
+        status = failed.get(dep) or (None if dep in planned else tracker.lanes[dep].status)
+        if status is not None and status != "merged":
+            return Outcome(lane_id, "skipped", reason=f"depends on {dep}, which is {status}")
+    return None
+
+
+def _lane_head(root: Path, on_branch: str | None, lane: Lane) -> tuple[str | None, bool]:
+    """The lane's branch head, else its recorded head commit; and whether it is the branch."""
+    if on_branch is not None:
+        return on_branch, True
+    return (git.head_commit(root, lane.head_commit) if lane.head_commit else None), False
+
+
+def _merge_one(
+    root: Path, lane_id: str, lane: Lane, head: str, candidate: str, verify: Verifier | None
+) -> Outcome:
+    result = git.merge_tree(root, candidate, head)
+    if result.tree is None:
+        return Outcome(lane_id, "conflict", conflicts=result.conflicts)
+    commit = git.commit_tree(root, result.tree, [candidate, head], merge_message(lane_id, lane))
+    failure = verify.run(commit, lane_id) if verify else None
+    if failure is not None:
+        return Outcome(lane_id, "verify_failed", commit, reason=failure)
+    return Outcome(lane_id, "merged", commit)
+
+
+def merge_message(lane_id: str, lane: Lane) -> str:
+    """The merge commit's message: the lane, its name and its tasks."""
+    title = f"Merge {branch(lane_id)}" + (f": {lane.name}" if lane.name else "")
+    tasks = "".join(f"- {task}\n" for task in lane.tasks)
+    body = f"\nTasks:\n{tasks}" if tasks else ""
+    return f"{title}\n{body}\nOrchestree-Lane: {lane_id}\n"
+
+
+def _nothing_to_do(tracker: Tracker, lane_id: str | None) -> str:
+    if lane_id is not None:
+        return f"lane {lane_id} is already merged; nothing to do"
+    counts: dict[str, int] = {}
+    for lane in tracker.lanes.values():
+        counts[lane.status] = counts.get(lane.status, 0) + 1
+    states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no lanes yet"
+    return f"no completed lanes to merge ({states})"
+
+
+def _record(repo: Repo, report: MergeReport) -> None:
+    def change(tracker: Tracker) -> None:
+        for o in report.outcomes:
+            lane = tracker.lanes.get(o.lane_id)
+            if lane is None or lane.status not in REMERGEABLE:
+                continue
+            if o.status == "skipped":
+                lane.merge = LaneMerge(status="skipped")
+                lane.error = f"not merged: {o.reason}"
+                continue
+            lane.status = cast(LaneStatus, o.status)
+            lane.merge = LaneMerge(
+                status=cast(MergeStatus, o.status), commit=o.commit, conflicts=o.conflicts
+            )
+            lane.error = o.reason if o.status == "verify_failed" else None
+        tracker.phase = 4
+        tracker.status = "failed" if report.exit_code else "completed"
+
+    outcomes = {o.lane_id: o.status for o in report.outcomes}
+    repo.store.update(change, "merge", old=report.old, new=report.new, lanes=outcomes)
+
+
+def describe(report: MergeReport) -> list[str]:
+    """The summary `merge` prints: one line per lane, then what happened to the base."""
+    would = "would " if report.check else ""
+    verbs = {"merged": "merge", "conflict": "conflict", "skipped": "skip"}
+    lines = [f"note: {note}" for note in report.notes]
+    width = max((len(o.lane_id) for o in report.outcomes), default=0)
+    for o in report.outcomes:
+        verb = verbs.get(o.status, "fail verify")
+        head = f"{would}{verb}" if report.check else o.status
+        if o.status == "merged":
+            detail = f"({o.reason})" if o.reason else f"as {o.commit[:10] if o.commit else '?'}"
+        elif o.status == "conflict":
+            detail = f"conflicts in {', '.join(o.conflicts) or '(no file named)'}"
+        else:
+            detail = o.reason.splitlines()[0] if o.reason else ""
+        lines.append(f"{head:<18} {o.lane_id:<{width}}  {detail}")
+        if o.status == "verify_failed":
+            lines += [f"    {line}" for line in o.reason.splitlines()[1:]]
+    counts = {s: sum(o.status == s for o in report.outcomes) for s in STATUSES}
+    if report.outcomes:
+        tally = ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in counts.items() if n)
+        move = (
+            f"{report.base_branch} {would}{'stay' if report.check else 'stayed'} at "
+            f"{report.old[:10]}"
+            if report.new == report.old
+            else f"{report.base_branch} {would}{'move' if report.check else 'moved'} "
+            f"{report.old[:10]} -> {report.new[:10]}"
+        )
+        lines.append(f"{move} ({tally})")
+    for o in report.outcomes:
+        if o.status == "conflict" and not report.check:
+            lines.append(
+                f"to fix {o.lane_id}: merge {report.base_branch} into {branch(o.lane_id)} in "
+                f"its worktree, resolve, commit, then `orchestree merge --lane {o.lane_id}`"
+            )
+    return lines

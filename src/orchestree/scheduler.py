@@ -1,0 +1,79 @@
+"""Which lanes may start now: pure decisions over a snapshot of the lanes.
+
+DAG order via `graphlib`; ready lanes start by priority, then by how much work waits
+on them (the longest chain of dependents first, which keeps the critical path
+moving), then plan order; at most `max_parallel` at once; a `parallel: false` lane
+runs alone. Dependents of a lane that failed, was cancelled or blocked are blocked.
+"""
+
+from __future__ import annotations
+
+import graphlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from orchestree.models import PRIORITY_RANK, Lane
+
+DONE = frozenset({"completed", "merged"})
+DEAD = frozenset({"failed", "cancelled", "blocked", "conflict", "verify_failed"})
+
+
+@dataclass(frozen=True)
+class Decision:
+    start: list[str] = field(default_factory=list)
+    block: dict[str, str] = field(default_factory=dict)  # lane -> why
+
+
+def chain_lengths(lanes: Mapping[str, Lane]) -> dict[str, int]:
+    """For each lane, the number of lanes on the longest chain that waits on it."""
+    dependents: dict[str, list[str]] = {lane_id: [] for lane_id in lanes}
+    for lane_id, lane in lanes.items():
+        for dep in lane.depends_on:
+            if dep in dependents:
+                dependents[dep].append(lane_id)
+    order = list(graphlib.TopologicalSorter(dependents).static_order())
+    depth: dict[str, int] = {}
+    for lane_id in order:  # dependents come before the lanes they wait on
+        depth[lane_id] = 1 + max((depth[d] for d in dependents[lane_id]), default=0)
+    return depth
+
+
+def decide(
+    lanes: Mapping[str, Lane],
+    running: set[str],
+    max_parallel: int,
+    selected: set[str] | None = None,
+) -> Decision:
+    """Lanes to start now and pending lanes that can never start (with the reason).
+
+    `running` are lanes whose agents run; `selected` limits starting to those lanes
+    (exec-lane), though blocking still follows the whole graph.
+    """
+    block: dict[str, str] = {}
+    ready: list[str] = []
+    for lane_id, lane in lanes.items():
+        if lane.status != "pending" or lane_id in running:
+            continue
+        dead = [d for d in lane.depends_on if lanes[d].status in DEAD]
+        if dead:
+            dep = dead[0]
+            block[lane_id] = f"dependency {dep!r} {lanes[dep].status}"
+            continue
+        if all(lanes[d].status in DONE for d in lane.depends_on):
+            ready.append(lane_id)
+    if selected is not None:
+        ready = [lane_id for lane_id in ready if lane_id in selected]
+    depth = chain_lengths(lanes)
+    ready.sort(key=lambda i: (PRIORITY_RANK[lanes[i].priority], -depth[i], lanes[i].order, i))
+    if any(not lanes[r].parallel for r in running if r in lanes):
+        return Decision([], block)
+    start: list[str] = []
+    for lane_id in ready:
+        if len(running) + len(start) >= max_parallel:
+            break
+        if not lanes[lane_id].parallel:
+            if not running and not start:
+                start.append(lane_id)
+            break  # a lane that runs alone holds the queue until it can
+        start.append(lane_id)
+    return Decision(start, block)

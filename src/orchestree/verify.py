@@ -1,0 +1,100 @@
+"""`[merge] verify`: the user's check, run on each merge candidate in a scratch worktree.
+
+The scratch worktree is detached, lives at `.orchestration/verify-<pid>` (outside the
+user's files, excluded from git), is reused from one candidate to the next and removed
+afterwards; one left by a killed merge is swept by the next merge or `cleanup`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from orchestree import git
+
+if TYPE_CHECKING:
+    from orchestree.orchestrator import Repo
+
+TAIL_LINES, TAIL_CHARS = 20, 2000
+
+
+class Verifier:
+    """Runs `[merge] verify` in a scratch worktree at each candidate; removed afterwards."""
+
+    def __init__(self, repo: Repo, command: str, timeout: float) -> None:
+        self.root, self.command, self.timeout = repo.root, command, timeout
+        self.path = repo.layout.orch / f"verify-{os.getpid()}"
+        self.made = False
+
+    def run(self, commit: str, lane_id: str) -> str | None:
+        """None when the command passes at `commit`; else the tail of what it printed."""
+        if self.made:
+            git.checkout_clean(self.path, commit)
+        else:
+            git.worktree_add_detached(self.root, self.path, commit)
+            self.made = True
+        env = git.git_env({"ORCHESTREE_LANE": lane_id, "ORCHESTREE_CANDIDATE": commit})
+        proc = subprocess.Popen(
+            ["sh", "-c", self.command], cwd=self.path, env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+        )  # fmt: skip
+        try:
+            output, _ = proc.communicate(timeout=self.timeout)
+            verdict = f"exited {proc.returncode}"
+        except subprocess.TimeoutExpired:
+            _kill_tree(proc.pid)
+            output, _ = proc.communicate()
+            verdict = f"timed out after {self.timeout:g} s"
+        if proc.returncode == 0 and verdict.startswith("exited"):
+            return None
+        tail = "\n".join(output.rstrip().splitlines()[-TAIL_LINES:])[-TAIL_CHARS:]
+        return f"verify `{self.command}` {verdict}:\n{tail}".rstrip()
+
+    def close(self) -> None:
+        if self.made:
+            git.worktree_remove(self.root, self.path, force=True)
+
+
+@contextlib.contextmanager
+def verifier(repo: Repo) -> Iterator[Verifier | None]:
+    command = repo.config.merge.verify.strip()
+    if not command:
+        yield None
+        return
+    sweep_scratch(repo)
+    verifier = Verifier(repo, command, repo.config.merge.verify_timeout_s)
+    try:
+        yield verifier
+    finally:
+        verifier.close()
+
+
+def sweep_scratch(repo: Repo) -> list[Path]:
+    """Remove verification worktrees left by merges that were killed; the paths removed."""
+    import psutil
+
+    removed = []
+    for tree in git.worktree_list(repo.root):
+        name = tree.path.name
+        if tree.path.parent != repo.layout.orch.resolve() or not name.startswith("verify-"):
+            continue
+        pid = name.removeprefix("verify-")
+        if pid.isdigit() and int(pid) != os.getpid() and psutil.pid_exists(int(pid)):
+            continue
+        git.worktree_remove(repo.root, tree.path, force=True)
+        removed.append(tree.path)
+    return removed
+
+
+def _kill_tree(pid: int) -> None:
+    import psutil
+
+    with contextlib.suppress(psutil.NoSuchProcess):
+        parent = psutil.Process(pid)
+        for proc in [*parent.children(recursive=True), parent]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
