@@ -565,16 +565,28 @@ def test_a_field_an_agent_broke_makes_add_lane_refuse_in_one_line(
 
 # --- help, entry points, errors -------------------------------------------------------------
 
-HELP = [
-    [],
-    ["init"],
-    ["status"],
-    ["add-lane"],
-    ["reset"],
-    ["tracker"],
-    ["tracker", "get"],
-    ["tracker", "update"],
-]
+
+def all_commands() -> list[list[str]]:
+    """Every command and group of the app, as the words that reach it."""
+    import typer.main
+
+    from orchestree.cli import app
+
+    def walk(command: Any, path: list[str]) -> list[list[str]]:
+        found = [path]
+        for name in getattr(command, "list_commands", lambda ctx: [])(None):
+            found += walk(command.get_command(None, name), [*path, name])
+        return found
+
+    return walk(typer.main.get_command(app), [])
+
+
+HELP = all_commands()
+
+
+def test_the_help_walk_sees_the_foundation_commands() -> None:
+    for words in (["init"], ["status"], ["add-lane"], ["reset"], ["tracker", "update"]):
+        assert words in HELP
 
 
 @pytest.mark.parametrize("args", HELP, ids=[" ".join(h) or "orchestree" for h in HELP])
