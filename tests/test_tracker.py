@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -166,7 +167,7 @@ def test_a_broken_tracker_is_refused_by_reads_and_writes(
 ) -> None:
     (orch / "tracker.json").write_bytes(content)
     before = snapshot(orch)
-    attempts = [
+    attempts: list[Callable[[], object]] = [
         store.read,
         store.read_raw,
         lambda: store.merge({"phase": 1}),
