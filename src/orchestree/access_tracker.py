@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Locked, atomic access to an orchestree tracker. Standard library only.
+"""Locked, atomic access to an orchestree tracker. Standard library only, and runs on
+any python3 from 3.7 on (agents call it with the python3 they have, not orchestree's).
 
 This file is both a module of orchestree (the low-level store that `tracker.py`
 builds on) and the helper that every worktree gets a copy of, as in the seed:
@@ -26,7 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 SUPPORTED_MAJOR = 1
@@ -67,7 +68,10 @@ class InvalidUpdateError(TrackerFileError):
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    # timezone.utc, not datetime.UTC: agents run this file with whatever python3 they
+    # have, and UTC is new in 3.11.
+    utc = timezone.utc  # noqa: UP017
+    return datetime.now(utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _holder_pid(fd: int) -> int | None:
