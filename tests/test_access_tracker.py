@@ -6,9 +6,12 @@ run with the system's `python3` as an agent would, or imported from that file.
 
 from __future__ import annotations
 
+import ast
+import glob
 import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -336,3 +339,36 @@ def test_deep_merge_merges_dicts_and_replaces_the_rest() -> None:
         "n": None,
     }
     assert base == {"a": {"b": 1, "c": {"d": 2}}, "l": [1], "s": "x"}  # not mutated
+
+
+def older_pythons() -> list[str]:
+    """The python3.7 to 3.10 interpreters on this machine (pyenv's, the system's)."""
+    candidates = glob.glob("/root/.pyenv/versions/*/bin/python3")
+    candidates += glob.glob("/usr/bin/python3.*") + glob.glob("/usr/local/bin/python3.*")
+    found = []
+    for path in candidates:
+        version = re.search(r"(\d+)\.(\d+)(?:\.\d+)?(?:/bin/python3)?$", path)
+        if version and (3, 7) <= (int(version[1]), int(version[2])) < (3, 11):
+            found.append(path)
+    return sorted(found)
+
+
+def test_the_helper_runs_on_the_python3_an_agent_may_have(helper_path: Path, tracker: Path) -> None:
+    # Its grammar is 3.7's, whatever interpreters this machine has ...
+    ast.parse(helper_path.read_text("utf-8"), feature_version=(3, 7))
+    # ... and every older interpreter found reads and updates with it.
+    for python in older_pythons():
+        update = json.dumps({"lanes": {"work": {"progress": python}}})
+        for args in ([], [update]):
+            proc = subprocess.run(
+                [python, str(helper_path), str(tracker), *args],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert (proc.returncode, proc.stderr) == (0, ""), python
+        assert lane_progress(tracker) == python
+
+
+def lane_progress(tracker: Path) -> Any:
+    return json.loads(tracker.read_text(encoding="utf-8"))["lanes"]["work"]["progress"]
