@@ -4,7 +4,10 @@ of a 500-lane tracker, and how fast the CLI starts.
     .venv/bin/python bench/tracker_bench.py [--quick]
 
 Prints one markdown table (figure, measured, baseline, ratio, target) and writes
-nothing else: every file it makes lives in a temporary folder it removes.
+nothing else: every file it makes lives in a temporary folder it removes. The
+baselines are the same work done bare (lock, write, fsync, replace, fsync the
+folder: no JSON, no validation, no backup or event), so a busy machine shows in
+both; the last row says how busy it was.
 Targets (issue 2, on a 2-core machine): one in-process writer >= 500 updates/s;
 16 writer processes p99 < 100 ms; a 500-lane tracker < 1 MiB; `orchestree status
 --json` starts in at most 1.5x the time of a bare `python -c "import typer"`.
@@ -45,9 +48,24 @@ if kind == "store":
     from orchestree.tracker import TrackerStore
     store = TrackerStore(Path(tracker))
     def update(changes): store.merge(changes, actor=name)
-else:
+elif kind == "helper":
     from orchestree import access_tracker
     def update(changes): access_tracker.update(tracker, changes, actor=name)
+else:  # bare: the same lock and durable replace of the same bytes, nothing else
+    from orchestree import access_tracker
+    folder = os.path.dirname(tracker)
+    payload = open(tracker, "rb").read()
+    def update(changes):
+        with access_tracker.locked(os.path.join(folder, "tracker.lock")):
+            tmp = os.path.join(folder, f".bare.{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.write(fd, payload)
+            os.fsync(fd)
+            os.close(fd)
+            os.replace(tmp, tracker + ".bare")
+            dfd = os.open(folder, os.O_RDONLY)
+            os.fsync(dfd)
+            os.close(dfd)
 while not os.path.exists(start):
     time.sleep(0.0005)
 took = []
@@ -189,6 +207,15 @@ def median_start(argv: list[str], cwd: Path, runs: int) -> float:
     return statistics.median(times)
 
 
+def cpu_pressure() -> str:
+    """How often runnable tasks waited for a CPU over the last minute (Linux PSI)."""
+    try:
+        line = Path("/proc/pressure/cpu").read_text(encoding="utf-8").splitlines()[0]
+    except OSError:
+        return "n/a"
+    return line.split()[2].split("=")[1] + "%"
+
+
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
@@ -235,22 +262,27 @@ def main() -> None:
                 ">= 500 updates/s",
             )
         )
-        for kind in ("store", "helper"):
-            for writers in (1, 4, 16):
-                each = max(20, (150 if quick else 480) // writers)
+        for writers in (1, 4, 16):
+            each = max(20, (150 if quick else 480) // writers)
+            results = {}
+            for kind in ("bare", "store", "helper"):
                 target = store_24(f"{kind}-{writers}")
-                rate, took = processes(kind, target.path, writers, each)
+                results[kind] = processes(kind, target.path, writers, each)
+                TrackerStore(target.path).read()  # still valid after the storm
+            bare_rate, bare_took = results["bare"]
+            for kind in ("store", "helper"):
+                rate, took = results[kind]
                 rows.append(
                     (
                         f"{writers} writer process(es), {kind} ({writers}x{each} updates)",
                         f"{rate:.0f} updates/s; p50 {ms(percentile(took, 50))}, "
                         f"p99 {ms(percentile(took, 99))}",
-                        "",
-                        "",
+                        f"bare: {bare_rate:.0f}/s; p50 {ms(percentile(bare_took, 50))}, "
+                        f"p99 {ms(percentile(bare_took, 99))}",
+                        f"p99 {percentile(took, 99) / percentile(bare_took, 99):.2f}",
                         "p99 < 100 ms" if writers == 16 else "",
                     )
                 )
-                TrackerStore(target.path).read()  # still valid after the storm
 
         big = fresh_store(base / "big", 500)
         size = big.path.stat().st_size
@@ -299,6 +331,16 @@ def main() -> None:
                 ms(table),
                 ms(bare),
                 f"{table / bare:.2f}",
+                "",
+            )
+        )
+
+        rows.append(
+            (
+                "machine: load average, CPU pressure (PSI some avg60)",
+                f"{os.getloadavg()[1]:.1f} on {os.cpu_count()} cores, {cpu_pressure()}",
+                "",
+                "",
                 "",
             )
         )
