@@ -264,17 +264,20 @@ def _sweep_temps(folder: str, name: str) -> None:
                 os.unlink(entry.path)
 
 
-def write_atomic(path: str, data: dict[str, Any]) -> None:
-    """Replace `path` by `data` so that readers see the old file or the new one, whole.
-
-    The previous file stays as `<path>.bak` (a second name for the old inode).
-    """
+def write_atomic(path: str, data: dict[str, Any] | bytes) -> None:
+    """Replace `path` by `data` (or its JSON) so that readers see the old file or the
+    new one, whole. The previous file stays as `<path>.bak` (a second name for the old
+    inode)."""
     folder, name = os.path.split(os.path.abspath(path))
     _sweep_temps(folder, name)
     tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
     # Compact: json's C encoder does not indent, and the pure-Python one that does
     # took most of an update's time. `status --json` and this helper print it indented.
-    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    payload = (
+        data
+        if isinstance(data, bytes)
+        else json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    )
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         rest = memoryview(payload)
@@ -313,14 +316,16 @@ def transact(
     tracker: str,
     change: Callable[[dict[str, Any]], dict[str, Any]],
     event: dict[str, Any],
-    validate: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None,
+    validate: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any] | bytes] | None = None,
     timeout: float = LOCK_TIMEOUT_S,
     on_wait: Callable[[int | None], None] | None = None,
 ) -> dict[str, Any]:
-    """Read-modify-write under the lock; returns the tracker as written.
+    """Read-modify-write under the lock; returns the new tracker.
 
     `change` gets a copy of the current tracker and returns the new one; `validate`
-    (old, new) may normalise it or raise. Nothing is written if either raises.
+    (old, new) may raise, and returns what to write: the tracker, normalised, or
+    already serialised as JSON bytes (what `tracker.py` does: pydantic serialises
+    faster than json.dumps of a dump). Nothing is written if either raises.
     """
     lock_path, events_path = paths(tracker)
     with locked(lock_path, timeout, on_wait):
@@ -330,11 +335,10 @@ def transact(
         check_version(old, new)
         check_statuses(old, new)
         new["updated_at"] = now_iso()
-        if validate is not None:
-            new = validate(old, new)
-        write_atomic(tracker, new)
+        checked = new if validate is None else validate(old, new)
+        write_atomic(tracker, checked)
         append_event(events_path, event)
-        return new
+        return new if isinstance(checked, bytes) else checked
 
 
 def update(tracker: str, changes: dict[str, Any], actor: str = "agent") -> dict[str, Any]:

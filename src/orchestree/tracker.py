@@ -123,9 +123,9 @@ class TrackerStore:
         """One locked transaction; the tracker as written, validated once."""
         written: list[Tracker] = []
 
-        def validate(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+        def validate(old: dict[str, Any], new: dict[str, Any]) -> bytes:
             written.append(_validated(new))
-            return written[-1].model_dump(mode="json")
+            return written[-1].model_dump_json().encode("utf-8")
 
         try:
             store.transact(
