@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -26,6 +27,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from _rows import emit
 
 from orchestree import access_tracker
 from orchestree.models import Agent, Lane, Tracker
@@ -353,6 +356,28 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(cell or "-" for cell in row) + " |")
+    for figure, measured, baseline, ratio, target in rows:
+        if target:
+            met = _met(ratio if target.endswith("x") else measured, target)
+            first = re.findall(r"[0-9.]+", ratio)
+            shown = float(first[0]) if first else None
+            emit("tracker_bench.py", figure, measured, baseline, shown, target, met)
+
+
+def _met(measured: str, target: str) -> bool:
+    """Read the target's own number from the measured text (the first number in it, or
+    the p99 one for latency targets)."""
+    numbers = re.findall(r"[0-9.]+", target)
+    limit = float(numbers[-1]) if numbers else 0.0
+    if target.startswith("p99"):
+        value = float(re.search(r"p99 ([0-9.]+)", measured).group(1))  # type: ignore[union-attr]
+        return value < limit
+    value = float(re.findall(r"[0-9.]+", measured)[0])
+    if "KiB" in measured:
+        return value / 1024 < limit
+    if target.startswith(">="):
+        return value >= limit
+    return value <= limit
 
 
 if __name__ == "__main__":
