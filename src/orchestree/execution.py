@@ -24,6 +24,7 @@ from orchestree.errors import EnvironmentRefused, OrchestreeError, UserError
 from orchestree.layout import agent_name, branch
 from orchestree.models import Agent, Tracker
 from orchestree.orchestrator import Repo
+from orchestree.report import HELD
 from orchestree.runlock import run_lock
 from orchestree.tracker import is_our_process
 
@@ -315,7 +316,7 @@ class Execution:
         retry = " (will retry)" if status == "pending" else ""
         self.report(f"{mark} {lane_id}: {status}{retry}" + (f": {note}" if note else ""))
 
-    def _block(self, blocks: dict[str, str]) -> None:
+    def _block(self, blocks: dict[str, str], quiet: bool = False) -> None:
         def change(t: Tracker) -> None:
             for lane_id, why in blocks.items():
                 lane = t.lanes[lane_id]
@@ -325,12 +326,14 @@ class Execution:
         self.repo.store.update(change, "lanes-blocked", lanes=sorted(blocks))
         for lane_id, why in blocks.items():
             self.summary.statuses[lane_id] = "blocked"
-            self.report(f"✗ {lane_id}: blocked: {why}")
+            if not quiet:
+                self.report(f"✗ {lane_id}: blocked: {why}")
 
     def _hold_agent(self, lane_id: str, agent: str, error: str | None) -> None:
-        """An authentication failure holds every other pending lane of that agent."""
+        """An authentication failure holds every other pending lane of that agent: one
+        line now naming them, the login hint once at the end (`Summary.held`)."""
         hint = agents.get_agent(agent, self.repo.config).login_hint
-        why = f"held: agent {agent!r} is not logged in ({error}); {hint}"
+        why = f"{HELD}agent {agent!r} is not logged in ({error}); {hint}"
         self.summary.held[agent] = why
         tracker = self.repo.store.read()
         held = {
@@ -342,7 +345,9 @@ class Execution:
             and self._in_scope(k, lane.kind)
         }
         if held:
-            self._block(held)
+            self._block(held, quiet=True)
+            names = ", ".join(sorted(held, key=lambda k: tracker.lanes[k].order))
+            self.report(f"✗ {names}: blocked: agent {agent!r} is not logged in (see below)")
 
     # --- resume, preflight, stop ---------------------------------------------------------
 
