@@ -5,6 +5,7 @@ and in `status`, a lane that changed nothing, and a missing login held per agent
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -122,6 +123,20 @@ def test_each_preset_is_run_as_its_cli_expects(
     gemini_log = (repo / ".orchestration" / "logs" / "agent-gemini-lane.log").read_text()
     assert "YOLO mode is enabled" in gemini_log
     assert "not trusted" not in gemini_log
+
+
+def test_execute_warns_once_before_starting_when_codex_has_no_bubblewrap(
+    ran: tuple[Path, str],
+) -> None:
+    _, out = ran
+    lines = out.splitlines()
+    warned = [i for i, line in enumerate(lines) if "wants bubblewrap on PATH" in line]
+    if shutil.which("bwrap"):
+        assert warned == []
+    else:
+        assert len(warned) == 1
+        assert lines[0].startswith("! warning: agent 'codex': ")
+        assert "install the `bubblewrap` package" in lines[0]
 
 
 def test_claudes_cost_session_and_turns_land_on_the_lane_and_in_status(

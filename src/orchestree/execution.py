@@ -377,20 +377,22 @@ class Execution:
             )
 
     def _preflight(self, tracker: Tracker) -> None:
-        """Refuse before anything starts: missing agents, paths or branches not ours."""
+        """Refuse before anything starts: missing agents, paths or branches not ours.
+        Then warn once about what the agents will miss (Codex without bubblewrap)."""
         todo = {
             k: lane
             for k, lane in tracker.lanes.items()
             if lane.status in ("pending", "running") and self._in_scope(k, lane.kind)
         }
-        for name in sorted(
-            {lane.agent or self.repo.config.defaults.agent for lane in todo.values()}
-        ):
+        names = {lane.agent or self.repo.config.defaults.agent for lane in todo.values()}
+        for name in sorted(names):
             agents.check_available(name, self.repo.config)
         for lane_id, lane in todo.items():
             problem = runner.ownership_problem(self.repo, lane_id, lane)
             if problem:
                 raise UserError(f"lane {lane_id!r}: {problem}")
+        for warning in agents.agent_warnings(names, self.repo.config):
+            self.report(f"! warning: {warning}")
 
     def _on_sigint(self, _signum: int, _frame: object) -> None:
         self._stop = True
