@@ -15,6 +15,7 @@ import harness
 import pytest
 
 from orchestree.agents import PARSER_COMPLAINT
+from orchestree.agents.aider import NO_MODEL
 from orchestree.agents.claude import Claude
 
 CONFIG = """\
@@ -157,3 +158,21 @@ def test_three_claude_lanes_not_logged_in_fail_once_and_hold_the_rest() -> None:
     assert attempts == 1
     assert status.returncode == 0
     assert f"claude-2, claude-3 {why}" in status.stdout.splitlines()
+
+
+def test_aider_without_a_model_is_stopped_at_its_browser_login_offer() -> None:
+    """With `--yes-always` and no model Aider accepts its own offer of a browser login
+    and waits five minutes; execute stops it at the offer and holds its other lane."""
+    config = CONFIG.replace('[agents.aider]\nmodel = "gpt-4o"\n', "")
+    lanes = {f"aider-{n}": lane({"agent": "aider", "timeout_s": 120}) for n in (1, 2)}
+    with harness.project(config, lanes) as project:
+        run = execute(project, "--max-parallel", "1")
+        log = project.log("aider-1")
+    assert run.code == 1
+    first = run.tracker["lanes"]["aider-1"]
+    assert (first["status"], first["attempts"]) == ("failed", 1)
+    assert first["error"].startswith(NO_MODEL)
+    assert seconds(first) < 30
+    assert "Please open this URL in your browser to connect Aider" in log
+    assert run.tracker["lanes"]["aider-2"]["status"] == "blocked"
+    assert [line.split(" is not")[0] for line in run.err.splitlines()] == ["held: agent 'aider'"]
