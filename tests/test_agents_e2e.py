@@ -150,7 +150,8 @@ def test_claudes_cost_session_and_turns_land_on_the_lane_and_in_status(
             0.25,
             3,
         )
-        assert lanes[lane]["session_id"]
+        log = (repo / ".orchestration" / "logs" / f"agent-{lane}.log").read_text()
+        assert f'"session_id": "{lanes[lane]["session_id"]}"' in log  # Claude's own
     assert lanes["claude-a"]["session_id"] != lanes["claude-b"]["session_id"]
     assert lanes["codex-lane"]["session_id"]  # Codex's thread id, from its JSON events
     assert lanes["codex-lane"]["num_turns"] == 1
