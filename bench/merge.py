@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _rows import emit
+
 IDENTITY = {
     "GIT_AUTHOR_NAME": "Bench",
     "GIT_AUTHOR_EMAIL": "bench@orchestree.invalid",
@@ -123,6 +125,10 @@ def main() -> int:
     print("|---|---:|---:|")
     for name, seconds in rows:
         print(f"| {name} | {seconds:.2f} | {seconds / base:.2f} |")
+    for name, seconds in rows[1:]:
+        ratio = seconds / base
+        emit("merge.py", f"{name}, {args.lanes} lanes", f"{seconds:.2f} s",
+             f"{base:.2f} s (`git merge --no-ff` loop)", ratio, "≤ 1.0", ratio <= 1.0)  # fmt: skip
     return 0
 
 

@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _rows import emit
+
 ORCHESTREE = str(Path(sys.executable).parent / "orchestree")
 IDENTITY = {
     "GIT_AUTHOR_NAME": "Bench",
@@ -130,6 +132,8 @@ def main() -> int:
         ratio = mo / ml
         mark = "ok" if ratio <= TARGET else "MISSED"
         print(f"| {n} no-op lanes | {mo:.2f} | {ml:.2f} | {ratio:.2f} | ≤ {TARGET:.2f} ({mark}) |")
+        emit("overhead.py", f"{n} no-op lanes, {what}", f"{mo:.2f} s",
+             f"{ml:.2f} s (shell loop)", ratio, f"≤ {TARGET:.2f}", ratio <= TARGET)  # fmt: skip
     return 0
 
 

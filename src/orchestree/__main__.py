@@ -1,3 +1,6 @@
 from orchestree.cli import main
 
-raise SystemExit(main())
+# The guard matters: a Dask LocalCluster starts its workers with multiprocessing's
+# "spawn", which imports this module again in every worker process.
+if __name__ == "__main__":
+    raise SystemExit(main())

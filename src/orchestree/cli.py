@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestree.errors import EXIT_INTERNAL, EXIT_USAGE, OrchestreeError
+from orchestree.errors import EXIT_INTERNAL, OrchestreeError
 
 app = typer.Typer(
     name="orchestree",
@@ -513,8 +513,6 @@ def monitor(
 
 
 def main(argv: list[str] | None = None) -> int:
-    import click
-
     args = sys.argv[1:] if argv is None else argv
     try:
         result = app(args=args, prog_name="orchestree", standalone_mode=False)
@@ -523,15 +521,20 @@ def main(argv: list[str] | None = None) -> int:
             raise
         _err(f"orchestree: {exc}")
         return exc.exit_code
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        return EXIT_USAGE
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         _err("orchestree: interrupted")
         return 130
     except Exception as exc:
+        # Typer's exit and usage errors (its own or click's, by version) carry an exit
+        # code; a usage error becomes one line naming the problem and where help is.
+        code = getattr(exc, "exit_code", None)
+        if isinstance(code, int):
+            message = getattr(exc, "format_message", None)
+            if callable(message):
+                ctx = getattr(exc, "ctx", None)
+                where = ctx.command_path if ctx is not None else "orchestree"
+                _err(f"orchestree: {message()}; see `{where} --help`")
+            return code
         if _DEBUG["on"]:
             raise
         _err(f"orchestree: internal error: {exc!r}; run again with --debug for the traceback")

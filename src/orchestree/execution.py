@@ -1,42 +1,44 @@
 """Phase 3, execute: run pending lanes in DAG order, in parallel, resumably.
 
-One orchestrator at a time holds `.orchestration/run.lock` (runlock.py). The loop asks the
-scheduler which lanes may start, starts their supervisors, and records each outcome.
-After a crash, `execute` again resumes: a lane whose supervisor still runs is adopted,
-one that finished meanwhile is collected, one whose process is gone is failed as
-interrupted and retried if attempts remain. Ctrl-C ends the agents, marks their lanes
-`cancelled` and keeps their worktrees.
+One orchestrator at a time holds `.orchestration/run.lock` (runlock.py). The loop asks
+the scheduler which lanes may start, submits them to the executor (`executors/`: local
+worktrees or a Dask cluster) and records every update it reports; it is the only
+writer of lane outcomes. After a crash, `execute` again resumes: the executor
+reattaches to attempts that still run or finished meanwhile, and one whose process is
+gone is failed as interrupted and retried if attempts remain. Ctrl-C ends the agents,
+marks their lanes `cancelled` and keeps their worktrees.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestree import agents, git, runner, scheduler, supervisor
+from orchestree import agents, executors, git, outcome, runner, scheduler
 from orchestree.access_tracker import now_iso
 from orchestree.errors import EnvironmentRefused, OrchestreeError, UserError
-from orchestree.layout import agent_name, branch
+from orchestree.executors import LaneExecutor, LaneSpec, LaneUpdate
+from orchestree.executors.local import handle_of as local_handle
+from orchestree.layout import agent_name, branch, results_dir
 from orchestree.models import Agent, Tracker
 from orchestree.orchestrator import Repo
 from orchestree.report import HELD
 from orchestree.runlock import run_lock
-from orchestree.tracker import is_our_process
 
-POLL_S = 0.02
+WAIT_S = 0.5
 Reporter = Callable[[str], None]
 
 
 @dataclass
 class Running:
+    """An attempt this orchestrator follows, and what it read of its output so far."""
+
     attempt: int
-    launched: runner.Launched
     preset: agents.AgentPreset | None = None
+    log_offset: int = 0  # where this attempt's output starts in the lane's log
     read_to: int = 0  # how far the log has been read for live signs
     fatal: str | None = None  # why we ended an agent that waits for a person
 
@@ -70,9 +72,11 @@ class Execution:
         self.max_parallel = max_parallel or repo.config.defaults.max_parallel
         self.report = report
         self.running: dict[str, Running] = {}
-        self._includes: list[str] | None = None  # .worktreeinclude matches, found once
         self.summary = Summary()
         self._stop = False
+        self._executor: LaneExecutor | None = None
+        self._base = ""
+        self._run_id = ""
 
     # --- the loop -------------------------------------------------------------------
 
@@ -81,16 +85,28 @@ class Execution:
             # Refuse before anything changes: a refusal leaves the tracker as it was.
             self._preflight(self.repo.store.read())
             tracker = self._begin()
-            self._recover(tracker)
-            previous = signal.signal(signal.SIGINT, self._on_sigint)
+            self._base = tracker.base_commit
+            self._run_id = executors.run_id(tracker.repo, tracker.created_at)
             try:
-                self._loop()
+                self._recover(tracker)
+                previous = signal.signal(signal.SIGINT, self._on_sigint)
+                try:
+                    self._loop()
+                finally:
+                    signal.signal(signal.SIGINT, previous)
+                    if self._stop:
+                        self._cancel_all()
+                self._finish()
             finally:
-                signal.signal(signal.SIGINT, previous)
-                if self._stop:
-                    self._cancel_all()
-            self._finish()
+                if self._executor is not None:
+                    self._executor.close()
         return self.summary
+
+    def executor(self) -> LaneExecutor:
+        """The executor, opened when first needed (a Dask cluster takes a second)."""
+        if self._executor is None:
+            self._executor = executors.open_executor(self.repo, self._run_id, self._base)
+        return self._executor
 
     def _in_scope(self, lane_id: str, kind: str) -> bool:
         return kind == self.kind and (self.only is None or lane_id in self.only)
@@ -117,6 +133,7 @@ class Execution:
             blocks = {k: v for k, v in decision.block.items() if k in scope}
             if blocks:
                 self._block(blocks)
+            self._take_cancel_requests()
             for lane_id in decision.start:
                 self._start(lane_id)
             if not self.running and not decision.start and not blocks:
@@ -124,37 +141,36 @@ class Execution:
             self._wait()
 
     def _wait(self) -> None:
-        deadline = time.monotonic() + 0.5
-        while not self._stop and time.monotonic() < deadline:
-            for lane_id, run in list(self.running.items()):
-                if self._finished(run):
-                    self._record(lane_id, run)
-                    return
-            time.sleep(POLL_S)
+        if not self.running:
+            return
+        for update in self.executor().poll(WAIT_S):
+            self._apply(update)
         for lane_id, run in list(self.running.items()):
             self._watch_output(lane_id, run)
 
     def _watch_output(self, lane_id: str, run: Running) -> None:
-        """Read what the agent printed since last time: live progress, fatal signs."""
+        """Read what the agent printed since last time: live progress, fatal signs.
+
+        The lane's log is local for both executors: a remote lane's output arrives as
+        updates and is appended to it (`_apply`)."""
         if run.preset is None:
             return
         log = self.repo.layout.log(lane_id)
         try:
             with log.open("rb") as fh:
-                fh.seek(max(run.read_to, run.launched.log_offset))
+                fh.seek(max(run.read_to, run.log_offset))
                 chunk = fh.read(256 * 1024)
         except FileNotFoundError:
             return
         complete = chunk[: chunk.rfind(b"\n") + 1]
-        run.read_to = max(run.read_to, run.launched.log_offset) + len(complete)
+        run.read_to = max(run.read_to, run.log_offset) + len(complete)
         progress = None
         for raw in complete.decode("utf-8", "replace").splitlines():
             progress = run.preset.progress_from_line(raw) or progress
             fatal = run.preset.fatal_from_line(raw)
             if fatal and run.fatal is None:
                 run.fatal = fatal
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(run.launched.pid, signal.SIGTERM)
+                self.executor().cancel(lane_id, run.attempt)
         if progress is not None:
 
             def change(t: Tracker) -> None:
@@ -162,14 +178,27 @@ class Execution:
 
             self.repo.store.update(change, "progress", lane=lane_id)
 
-    @staticmethod
-    def _finished(run: Running) -> bool:
-        proc = run.launched.process
-        if proc is not None:
-            return proc.poll() is not None
-        if run.launched.result.exists():
-            return True
-        return not is_our_process(run.launched.pid, run.launched.pid_started)
+    def _apply(self, update: LaneUpdate) -> None:
+        """Record one update from the executor; stale ones (an old attempt) are dropped."""
+        run = self.running.get(update.lane_id)
+        if run is None or run.attempt != update.attempt:
+            return
+        if update.kind == "started":
+            self._started(update)
+        elif update.kind == "output":
+            with self.repo.layout.log(update.lane_id).open("a", encoding="utf-8") as fh:
+                fh.write(update.output)
+        elif update.kind == "progress":
+
+            def change(t: Tracker) -> None:
+                lane = t.lanes[update.lane_id]
+                lane.progress = update.progress
+                if update.data is not None:
+                    lane.data = update.data
+
+            self.repo.store.update(change, "lane-progress", lane=update.lane_id)
+        else:
+            self._record(update)
 
     # --- starting a lane -------------------------------------------------------------
 
@@ -190,6 +219,7 @@ class Execution:
                 self._block({lane_id: f"its dependencies' branches conflict in: {files}"})
                 return
             start = point.commit
+        executor = self.executor()  # refuses (exit 3) before the lane is marked running
         port = self._free_port(tracker)
         attempt = lane.attempts + 1
 
@@ -214,29 +244,69 @@ class Execution:
 
         tracker = repo.store.update(claim, "lane-start", lane=lane_id, attempt=attempt)
         lane = tracker.lanes[lane_id]
+        spec = LaneSpec(
+            lane_id=lane_id,
+            attempt=attempt,
+            lane=lane,
+            config=repo.config,
+            base=tracker.base_commit,
+            start=lane.start_commit or start,
+            expected=git.head_commit(repo.root, f"refs/heads/{branch(lane_id)}"),
+            port=port,
+            identity=git.identity(repo.root),
+        )
+        log_offset = self._log_size(lane_id)
         try:
-            new = runner.prepare(repo, lane_id, lane, start)
-            if new and self._includes is None:
-                self._includes = runner.include_files(repo.root, repo.layout.worktrees)
-            includes = self._includes or []
-            launched = runner.launch(repo, lane_id, lane, attempt, port, new, includes)
+            handle = executor.submit(spec)
         except Exception as exc:
+            if isinstance(exc, EnvironmentRefused):
+                raise  # the executor refuses to run anything: stop, exit 3
             message = str(exc) if isinstance(exc, OrchestreeError) else repr(exc)
             self._settle(lane_id, attempt, "failed", {"error": message}, None)
             return
-        preset = agents.get_agent(lane.agent or repo.config.defaults.agent, repo.config)
-        self.running[lane_id] = Running(attempt, launched, preset)
+        self.running[lane_id] = Running(attempt, self._preset(lane.agent), log_offset)
 
-        def started(t: Tracker) -> None:
+        def submitted(t: Tracker) -> None:
+            t.agents[agent_name(lane_id)].handle = handle
+
+        repo.store.update(submitted, "agent-submit", lane=lane_id, handle=handle)
+
+    def _preset(self, agent: str | None) -> agents.AgentPreset:
+        return agents.get_agent(agent or self.repo.config.defaults.agent, self.repo.config)
+
+    def _log_size(self, lane_id: str) -> int:
+        log = self.repo.layout.log(lane_id)
+        return log.stat().st_size if log.exists() else 0
+
+    def _probe_problem(self, lane_id: str, head: str | None) -> str | None:
+        """Why a probe lane's `state_probe.json` is unusable: read from its worktree, or
+        from its branch when it ran elsewhere."""
+        rel = f"{results_dir(lane_id)}/state_probe.json"
+        worktree = self.repo.layout.worktree(lane_id)
+        if worktree.exists() or not head:
+            return outcome.probe_output_problem(worktree / rel)
+        path = self.repo.layout.orch / "runs" / f"{lane_id}.state_probe.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        shown = git.run("show", f"{head}:{rel}", cwd=self.repo.root, check=False)
+        if shown.returncode == 0:
+            path.write_text(shown.stdout, encoding="utf-8")
+        return outcome.probe_output_problem(path)
+
+    def _started(self, update: LaneUpdate) -> None:
+        lane_id = update.lane_id
+
+        def change(t: Tracker) -> None:
             agent = t.agents[agent_name(lane_id)]
-            agent.status, agent.pid, agent.pid_started = (
-                "running",
-                launched.pid,
-                launched.pid_started,
-            )
+            agent.status, agent.pid, agent.pid_started = "running", update.pid, update.pid_started
+            agent.host = update.host
+            lane = t.lanes[lane_id]
+            lane.host, lane.worker = update.host, update.worker
 
-        repo.store.update(started, "agent-start", lane=lane_id, pid=launched.pid)
-        self.report(f"→ {lane_id}: started (attempt {attempt}, pid {launched.pid})")
+        self.repo.store.update(change, "agent-start", lane=lane_id, pid=update.pid,
+                               host=update.host, worker=update.worker)  # fmt: skip
+        where = f"on {update.host} ({update.worker})" if update.host else f"pid {update.pid}"
+        self.report(f"→ {lane_id}: started (attempt {update.attempt}, {where})")
 
     def _free_port(self, tracker: Tracker) -> int:
         low, high = self.repo.config.worktree.ports
@@ -248,44 +318,43 @@ class Execution:
 
     # --- recording outcomes ------------------------------------------------------------
 
-    def _record(self, lane_id: str, run: Running) -> None:
-        self.running.pop(lane_id, None)
-        result = runner.read_result(run.launched.result)
-        if result is None:
-            # The supervisor died (SIGKILL, OOM) without ending its agent: end it now,
-            # so a retry never shares the worktree with the previous attempt's agent.
-            grace = self.repo.config.defaults.kill_grace_s
-            supervisor.end_orphaned_agent(str(run.launched.agent_file), grace)
-            result = {
-                "reason": "interrupted" if self._stop else "error",
-                "error": "the lane's supervisor ended without an outcome",
-            }
+    def _record(self, update: LaneUpdate) -> None:
+        lane_id, attempt = update.lane_id, update.attempt
+        run = self.running.pop(lane_id, None) or Running(attempt)
         lane = self.repo.store.read().lanes[lane_id]
-        got = runner.collect(
-            self.repo, lane_id, lane, result, run.launched.log_offset, fatal=run.fatal
+        head = self.executor().fetch(lane_id) or update.head
+        changed: list[str] = []
+        if head and lane.start_commit:
+            changed = git.changed_files(self.repo.root, lane.start_commit, head)
+        prefix = results_dir(lane_id) + "/"
+        results = sorted({p for p in changed if p.startswith(prefix)} | set(lane.results))
+        got = outcome.judge(
+            self.repo.config, lane, update, run.fatal, lambda: self._probe_problem(lane_id, head)
         )
         fields: dict[str, Any] = {
             "error": got.error,
-            "head_commit": got.head,
-            "changed_files": got.changed,
-            "results": got.results,
-            "no_changes": got.ok and not got.changed,
+            "head_commit": head,
+            "changed_files": changed,
+            "results": results,
+            "no_changes": got.ok and not changed,
             "session_id": got.session_id,
             "num_turns": got.num_turns,
             "cost_usd": got.cost_usd,
         }
+        if update.host:  # its started event may not have arrived (a quick remote lane)
+            fields.update(host=update.host, worker=update.worker)
         if got.ok:
             status = "completed"
-        elif run.fatal is None and (got.reason in ("cancelled", "interrupted") or self._stop):
+        elif run.fatal is None and (update.reason in ("cancelled", "interrupted") or self._stop):
             status = "cancelled"
         elif got.auth_failure:
             status = "failed"
             self._hold_agent(lane_id, lane.agent or self.repo.config.defaults.agent, got.error)
-        elif run.attempt < (lane.max_attempts or self.repo.config.defaults.max_attempts):
+        elif attempt < (lane.max_attempts or self.repo.config.defaults.max_attempts):
             status = "pending"
         else:
             status = "failed"
-        self._settle(lane_id, run.attempt, status, fields, got.exit_code)
+        self._settle(lane_id, attempt, status, fields, update.exit_code, update.timings)
 
     def _settle(
         self,
@@ -294,6 +363,7 @@ class Execution:
         status: str,
         fields: dict[str, Any],
         exit_code: int | None,
+        timings: dict[str, float] | None = None,
     ) -> None:
         def change(t: Tracker) -> None:
             lane = t.lanes[lane_id]
@@ -307,7 +377,10 @@ class Execution:
                 agent.exit_code = exit_code
                 agent.finished_at = lane.finished_at
 
-        self.repo.store.update(change, "lane-end", lane=lane_id, status=status, attempt=attempt)
+        steps = {"timings": timings} if timings else {}  # a remote lane's seconds per step
+        self.repo.store.update(
+            change, "lane-end", lane=lane_id, status=status, attempt=attempt, **steps
+        )
         self.summary.statuses[lane_id] = status
         mark = {"completed": "✓", "pending": "↻"}.get(status, "✗")
         note = fields.get("error")
@@ -352,29 +425,32 @@ class Execution:
     # --- resume, preflight, stop ---------------------------------------------------------
 
     def _recover(self, tracker: Tracker) -> None:
+        """Follow the attempts an earlier orchestrator left running."""
+        handles: dict[str, str] = {}
+        kind = self.repo.config.executor.kind
         for lane_id, lane in tracker.lanes.items():
             if lane.status != "running":
                 continue
             agent = tracker.agents.get(agent_name(lane_id))
-            result = self.repo.layout.orch / "runs" / f"{lane_id}.{lane.attempts}.result.json"
-            pid = agent.pid if agent else None
-            started = agent.pid_started if agent else None
-            alive = is_our_process(pid, started)
-            if alive or result.exists():
-                launched = runner.Launched(pid or 0, started or 0.0, result, 0, None)
-                self.running[lane_id] = Running(lane.attempts, launched)
-                self.report(f"→ {lane_id}: adopted from an earlier run (pid {pid})")
-                continue
-            grace = self.repo.config.defaults.kill_grace_s
-            supervisor.end_orphaned_agent(str(result).replace(".result.", ".agent."), grace)
-            retry = lane.attempts < (lane.max_attempts or self.repo.config.defaults.max_attempts)
-            self._settle(
-                lane_id,
-                lane.attempts,
-                "pending" if retry else "failed",
-                {"error": "interrupted: its process is gone (the orchestrator was stopped)"},
-                None,
-            )
+            handle = agent.handle if agent else None
+            if not handle and kind == "local":  # launched, perhaps, but not recorded
+                handle = local_handle(lane_id, lane.attempts, 0, 0.0)
+            self.running[lane_id] = Running(lane.attempts, self._preset(lane.agent))
+            self.running[lane_id].log_offset = self._log_size(lane_id)  # new output only
+            if handle and handle.startswith(f"{kind}:"):
+                handles[lane_id] = handle
+            else:  # never submitted, or by another kind of executor: nothing to follow
+                self._record(LaneUpdate(lane_id, lane.attempts, "finished", reason="gone"))
+        if not handles:
+            return
+        updates = self.executor().reattach(list(handles.values()))
+        for update in updates:
+            self._apply(update)
+        for lane_id, handle in handles.items():
+            if lane_id in self.running:
+                agent = tracker.agents[agent_name(lane_id)]
+                where = f"pid {agent.pid}" if kind == "local" else handle
+                self.report(f"→ {lane_id}: adopted from an earlier run ({where})")
 
     def _preflight(self, tracker: Tracker) -> None:
         """Refuse before anything starts: missing agents, paths or branches not ours.
@@ -385,28 +461,41 @@ class Execution:
             if lane.status in ("pending", "running") and self._in_scope(k, lane.kind)
         }
         names = {lane.agent or self.repo.config.defaults.agent for lane in todo.values()}
-        for name in sorted(names):
-            agents.check_available(name, self.repo.config)
+        local = self.repo.config.executor.kind == "local"  # remote agents are the workers' own
+        if local:
+            for name in sorted(names):
+                agents.check_available(name, self.repo.config)
         for lane_id, lane in todo.items():
             problem = runner.ownership_problem(self.repo, lane_id, lane)
             if problem:
                 raise UserError(f"lane {lane_id!r}: {problem}")
-        for warning in agents.agent_warnings(names, self.repo.config):
+        for warning in agents.agent_warnings(names, self.repo.config) if local else []:
             self.report(f"! warning: {warning}")
 
     def _on_sigint(self, _signum: int, _frame: object) -> None:
         self._stop = True
 
+    def _take_cancel_requests(self) -> None:
+        """`orchestree cancel` on a lane this run follows remotely leaves a request file."""
+        folder = self.repo.layout.cancel_requests
+        if not folder.is_dir():
+            return
+        for request in folder.iterdir():
+            run = self.running.get(request.name)
+            if run is not None:
+                self.report(f"… {request.name}: cancelling (requested)")
+                self.executor().cancel(request.name, run.attempt)
+            request.unlink(missing_ok=True)
+
     def _cancel_all(self) -> None:
-        for run in self.running.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(run.launched.pid, signal.SIGTERM)
+        executor = self.executor() if self.running else None
+        for lane_id, run in self.running.items():
+            if executor is not None:
+                executor.cancel(lane_id, run.attempt)
         deadline = time.monotonic() + self.repo.config.defaults.kill_grace_s + 5
-        while self.running and time.monotonic() < deadline:
-            for lane_id, run in list(self.running.items()):
-                if self._finished(run):
-                    self._record(lane_id, run)
-            time.sleep(POLL_S)
+        while executor is not None and self.running and time.monotonic() < deadline:
+            for update in executor.poll(0.2):
+                self._apply(update)
         self.summary.interrupted = True
 
     def _finish(self) -> None:

@@ -113,6 +113,16 @@ def add_excludes(root: Path, patterns: list[str]) -> list[str]:
     return missing
 
 
+FALLBACK_IDENTITY = ("orchestree", "orchestree@localhost")
+
+
+def identity(root: Path) -> tuple[str, str]:
+    """The repository's configured user.name and user.email, else orchestree's own."""
+    name = run("config", "user.name", cwd=root, check=False).stdout.strip()
+    email = run("config", "user.email", cwd=root, check=False).stdout.strip()
+    return (name or FALLBACK_IDENTITY[0], email or FALLBACK_IDENTITY[1])
+
+
 def ls_files(root: Path) -> list[str]:
     """Tracked files plus untracked ones that are not ignored, relative to `root`."""
     raw = run("ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=root).stdout

@@ -38,6 +38,11 @@ class Layout:
         return self.orch / "logs"
 
     @property
+    def cancel_requests(self) -> Path:
+        """`orchestree cancel` leaves `<lane>` here for the running orchestrator."""
+        return self.orch / "cancel"
+
+    @property
     def archive(self) -> Path:
         return self.orch / "archive"
 

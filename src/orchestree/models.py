@@ -136,7 +136,8 @@ class Lane(LaneInput):
     session_id: str | None = None
     num_turns: int | None = None
     cost_usd: float | None = None
-    host: str | None = None
+    host: str | None = None  # where the lane last ran (a Dask worker's host); None: here
+    worker: str | None = None  # the Dask worker's address
     port: int | None = None
     merge: LaneMerge = Field(default_factory=LaneMerge)
 
@@ -154,6 +155,7 @@ class Agent(_Strict):
     exit_code: int | None = None
     log: str | None = None
     host: str | None = None
+    handle: str | None = None  # the executor's handle of the attempt (see executors/)
 
 
 class Tracker(_Strict):

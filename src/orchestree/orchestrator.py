@@ -255,7 +255,8 @@ def retry_lane(repo: Repo, lane_id: str) -> list[str]:
 
 def cancel_lane(repo: Repo, lane_id: str) -> str:
     """Stop a running lane's agent (the running orchestrator records it) or cancel a
-    pending one."""
+    pending one. A lane running elsewhere (a Dask worker) is stopped by the orchestrator
+    that follows it: this leaves it a request."""
     import os
     import signal
 
@@ -268,6 +269,11 @@ def cancel_lane(repo: Repo, lane_id: str) -> str:
         if agent and is_our_process(agent.pid, agent.pid_started) and agent.pid:
             os.kill(agent.pid, signal.SIGTERM)
             return f"{lane_id}: stopping its agent (pid {agent.pid}); its worktree is kept"
+        if agent and agent.handle and not agent.handle.startswith("local:"):
+            repo.layout.cancel_requests.mkdir(parents=True, exist_ok=True)
+            (repo.layout.cancel_requests / lane_id).write_text(agent.handle, encoding="utf-8")
+            where = f" on {lane.host}" if lane.host else ""
+            return f"{lane_id}: the orchestrator is stopping its agent{where}; nothing is pushed"
         raise UserError(
             f"lane {lane_id!r} is marked running but its process is gone; "
             "`orchestree execute` will record it"

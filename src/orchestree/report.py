@@ -30,14 +30,16 @@ def render_status(tracker: Tracker, layout: Layout) -> None:
         console.print("no lanes yet: add one with `orchestree add-lane <id> '<json>'`")
         return
     table = Table(show_lines=False, expand=False)
+    remote = any(lane.host for lane in tracker.lanes.values())  # lanes ran on Dask workers
     with_cost = any(lane.cost_usd is not None for lane in tracker.lanes.values())
     columns = ["lane", "status", "priority", "agent", "tries", "depends on", "progress"]
+    columns = columns[:5] + (["host"] if remote else []) + columns[5:]
     for column in columns + (["cost"] if with_cost else []):
         # Only the free text folds: ids, statuses and amounts stay whole on narrow screens.
         table.add_column(
             column,
             overflow="fold",
-            no_wrap=column not in ("depends on", "progress"),
+            no_wrap=column not in ("host", "depends on", "progress"),
             justify="right" if column == "cost" else "left",
         )
     ordered = sorted(tracker.lanes.items(), key=lambda item: item[1].order)
@@ -48,15 +50,10 @@ def render_status(tracker: Tracker, layout: Layout) -> None:
         if lane.status == "blocked" and note.startswith(HELD):
             note = "held: its agent is not logged in (see below)"
         tries = f"{lane.attempts}/{lane.max_attempts}" if lane.max_attempts else str(lane.attempts)
-        cells = [
-            lane_id,
-            lane.status,
-            lane.priority,
-            lane.agent or "(default)",
-            tries,
-            ", ".join(lane.depends_on),
-            note,
-        ]
+        cells = [lane_id, lane.status, lane.priority, lane.agent or "(default)", tries]
+        if remote:
+            cells.append(lane.host or "")  # the worker's address is in `status --json`
+        cells += [", ".join(lane.depends_on), note]
         if with_cost:
             cells.append("-" if lane.cost_usd is None else f"${lane.cost_usd:.4f}")
         table.add_row(*cells, style=None)

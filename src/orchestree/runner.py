@@ -1,9 +1,9 @@
 """One attempt of one lane: its worktree, its agent under a supervisor, its outcome.
 
 `prepare` makes (or reuses) the lane's worktree at its start commit; `launch` starts
-the per-lane supervisor that runs the agent; `collect` commits whatever the agent
-left uncommitted (so no work is lost), records head, changed files and results, and
-reads the agent's own verdict from its output.
+the per-lane supervisor that runs the agent; `commit_leftovers` commits whatever the
+agent left uncommitted, so no work is lost. The local executor drives these; what the
+outcome means is `outcome.py`'s to say, for local and remote lanes alike.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import fnmatch
 import functools
 import json
 import os
-import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from typing import Any
 
 from orchestree import agents, git
 from orchestree.errors import UserError
-from orchestree.layout import branch, results_dir
+from orchestree.layout import branch
 from orchestree.models import Lane
 from orchestree.orchestrator import Repo
 from orchestree.tracker import process_start_time
@@ -227,21 +226,6 @@ def launch(
     return Launched(proc.pid, started, result, offset, proc)
 
 
-@dataclass(frozen=True)
-class Collected:
-    ok: bool
-    reason: str
-    exit_code: int | None
-    error: str | None
-    auth_failure: bool
-    head: str | None
-    changed: list[str]
-    results: list[str]
-    session_id: str | None = None
-    num_turns: int | None = None
-    cost_usd: float | None = None
-
-
 def read_result(path: Path) -> dict[str, Any] | None:
     try:
         data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
@@ -250,90 +234,23 @@ def read_result(path: Path) -> dict[str, Any] | None:
     return data
 
 
-def collect(
-    repo: Repo,
-    lane_id: str,
-    lane: Lane,
-    result: dict[str, Any],
-    log_offset: int,
-    fatal: str | None = None,
-) -> Collected:
-    """Commit what the agent left, then decide the attempt's outcome."""
+def commit_leftovers(repo: Repo, lane_id: str, attempt: int, result: dict[str, Any]) -> str | None:
+    """The lane's head after the attempt. The supervisor commits what the agent left
+    and records the head in its result; when it did not get to it, commit here, so no
+    work is lost."""
+    if "head" in result:
+        head: str | None = result["head"]
+        return head
     worktree = repo.layout.worktree(lane_id)
-    head: str | None = result.get("head")
-    changed: list[str] = list(result.get("changed") or [])
-    if "head" not in result and worktree.exists():  # the supervisor did not get to it
-        git.commit_all(
-            worktree,
-            f"orchestree: work left uncommitted by lane {lane_id} (attempt {lane.attempts})",
-        )
-        head = git.head_commit(worktree)
-        if head and lane.start_commit:
-            changed = git.changed_files(repo.root, lane.start_commit, head)
-    prefix = results_dir(lane_id) + "/"
-    results = sorted({p for p in changed if p.startswith(prefix)} | set(lane.results))
-    reason = str(result.get("reason", "error"))
-    code = result.get("exit_code")
-    base = Collected(False, reason, code, None, False, head, changed, results)
-    agent = agents.get_agent(lane.agent or repo.config.defaults.agent, repo.config)
-    output = _log_since(repo.layout.log(lane_id), log_offset)
-    if fatal is not None:  # we ended an agent that waited for a person: its output decides
-        outcome = agent.classify(output, -15 if code is None else int(code))
-        error = outcome.error or fatal
-        return _outcome(base, False, error, outcome)
-    if reason == "timeout":
-        timeout = lane.timeout_s or repo.config.defaults.timeout_s
-        outcome = agent.classify(output, -15 if code is None else int(code))
-        said = re.sub(r"^exited with code -?\d+:? ?", "", outcome.error or "")
-        said = f": {said}" if said else "; the agent's tree was ended"
-        return _outcome(base, False, f"timed out after {timeout:g} s{said}", outcome)
-    if reason in ("cancelled", "interrupted", "parent-died"):
-        return _with(base, error=f"cancelled ({reason})")
-    if reason == "setup-failed":
-        return _with(base, error=f"worktree setup failed (exit {code}); see the log")
-    if reason != "exited" or code is None:
-        return _with(base, error=str(result.get("error") or "the supervisor failed"))
-    outcome = agent.classify(output, int(code))
-    problem = outcome.error
-    if outcome.ok and lane.kind == "probe":
-        problem = probe_output_problem(worktree / results_dir(lane_id) / "state_probe.json")
-    return _outcome(base, outcome.ok and problem is None, problem, outcome)
-
-
-def probe_output_problem(path: Path) -> str | None:
-    """Why a probe's output is unusable (missing, not JSON, not the schema), or None."""
-    from orchestree.probes import ProbeOutputError, load_probe_output
-
-    try:
-        load_probe_output(path)
-    except ProbeOutputError as exc:
-        return str(exc)
-    return None
-
-
-def _outcome(base: Collected, ok: bool, error: str | None, outcome: agents.Outcome) -> Collected:
-    return Collected(
-        ok,
-        base.reason,
-        base.exit_code,
-        error,
-        outcome.auth_failure,
-        base.head,
-        base.changed,
-        base.results,
-        outcome.session_id,
-        outcome.num_turns,
-        outcome.cost_usd,
+    if not worktree.exists():
+        return None
+    git.commit_all(
+        worktree, f"orchestree: work left uncommitted by lane {lane_id} (attempt {attempt})"
     )
+    return git.head_commit(worktree)
 
 
-def _with(base: Collected, error: str) -> Collected:
-    return Collected(
-        False, base.reason, base.exit_code, error, False, base.head, base.changed, base.results
-    )
-
-
-def _log_since(log: Path, offset: int) -> str:
+def log_since(log: Path, offset: int) -> str:
     try:
         with log.open("rb") as fh:
             size = fh.seek(0, os.SEEK_END)

@@ -8,6 +8,11 @@ process group of its own with stdin from /dev/null and output to the lane's log,
 and ends the whole tree — group and re-parented descendants, zombies ignored — when
 the agent exits, at the deadline, on SIGTERM, or (with `die_with_parent`) when its
 parent goes away. It then writes the outcome to `result` atomically and exits.
+
+`die_with_parent` is for a parent that may die without warning (a Dask worker that is
+SIGKILLed): the parent gives us a pipe as stdin and never writes to it; its end of the
+pipe closes when it dies however it dies, and EOF here ends the agent's tree within a
+poll period. A changed `getppid()` is checked as well.
 Measured facts behind this: ../shared/research/dask-executor.md, last sections.
 
 It also does the lane's own git work, so lanes do it side by side rather than one at
@@ -26,8 +31,10 @@ import contextlib
 import ctypes
 import json
 import os
+import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -189,6 +196,29 @@ def end_orphaned_agent(agent_file: str, grace_s: float) -> bool:
     return True
 
 
+def _stdin_is_pipe() -> bool:
+    try:
+        return stat.S_ISFIFO(os.fstat(0).st_mode)
+    except OSError:
+        return False
+
+
+def _parent_gone(parent: int, pipe: bool) -> bool:
+    """Wait one poll period for EOF on stdin when it is the parent's pipe (EOF on
+    /dev/null means nothing); True when it came or `getppid()` changed."""
+    if os.getppid() != parent:
+        return True
+    if not pipe:
+        time.sleep(SCAN_S * 2)
+        return False
+    try:
+        readable, _, _ = select.select([0], [], [], SCAN_S * 2)
+        return bool(readable) and os.read(0, 4096) == b""
+    except OSError:
+        time.sleep(SCAN_S * 2)
+        return False
+
+
 def _write_result(path: str, result: dict[str, Any]) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
@@ -307,21 +337,26 @@ def supervise(spec: dict[str, Any], stop: dict[str, str] | None = None) -> dict[
                 spec["agent_file"], {"pid": agent.pid, "start_ticks": start_ticks(agent.pid)}
             )
         reason = "exited"
+        watch_parent = bool(spec.get("die_with_parent"))
+        pipe = watch_parent and _stdin_is_pipe()
         while agent.poll() is None:
             if stop["reason"]:
                 reason = stop["reason"]
             elif time.monotonic() >= deadline:
                 reason = "timeout"
-            elif spec.get("die_with_parent") and os.getppid() != parent:
+            elif watch_parent and _parent_gone(parent, pipe):
                 reason = "parent-died"
             if reason != "exited":
                 log.write(f"\norchestree: ending the agent ({reason})\n".encode())
                 break
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                agent.wait(SCAN_S * 2)
+            if not watch_parent:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    agent.wait(SCAN_S * 2)
         # Whatever the agent left running (a daemon that called setsid, a background
-        # job) ends with it: a finished lane leaves no process behind.
-        end_tree(agent.pid, min(grace, 1.0) if reason == "exited" else grace, agent)
+        # job) ends with it: a finished lane leaves no process behind. Nobody waits
+        # for an orphaned lane's agent, so it gets a short grace.
+        quick = reason in ("exited", "parent-died")
+        end_tree(agent.pid, min(grace, 1.0) if quick else grace, agent)
         code = agent.wait()
     return {
         "reason": reason,

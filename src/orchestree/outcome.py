@@ -1,0 +1,92 @@
+"""What a finished attempt means for its lane, whichever executor ran it.
+
+An exit code alone never says a lane succeeded (DESIGN.md §5): the agent preset reads
+its CLI's output for failure signs. Reasons that are not the agent's own exit (a
+cancel, a lost worker) decide before the agent's output is read.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestree import agents
+from orchestree.config import Config
+from orchestree.executors import LaneUpdate
+from orchestree.models import Lane
+
+_NOT_RUN = {
+    "gone": "interrupted: its process is gone (the orchestrator was stopped)",
+    "lost": "worker lost: the Dask worker running it died; its agent was ended",
+    "abandoned": "worker closing: the Dask worker running it was retired; nothing was pushed",
+    "claim-conflict": "claim conflict: another run of this attempt holds its claim",
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    error: str | None = None
+    auth_failure: bool = False
+    session_id: str | None = None
+    num_turns: int | None = None
+    cost_usd: float | None = None
+
+
+def _from(outcome: agents.Outcome, ok: bool, error: str | None) -> Verdict:
+    return Verdict(ok, error, outcome.auth_failure, outcome.session_id, outcome.num_turns,
+                   outcome.cost_usd)  # fmt: skip
+
+
+def judge(
+    config: Config,
+    lane: Lane,
+    update: LaneUpdate,
+    fatal: str | None = None,
+    probe_problem: Callable[[], str | None] | None = None,
+) -> Verdict:
+    """`fatal`: why the orchestrator ended an agent that waited for a person;
+    `probe_problem`: checks a probe lane's output once its agent succeeded."""
+    reason, code = update.reason or "error", update.exit_code
+    agent = agents.get_agent(lane.agent or config.defaults.agent, config)
+    # Only the agent's words are classified, not what the supervisor wrote.
+    output = "".join(
+        line for line in update.output.splitlines(keepends=True)
+        if not line.startswith("orchestree: ")
+    )  # fmt: skip
+    if fatal is not None:  # its output decides, else the sign we saw
+        said = agent.classify(output, -15 if code is None else int(code))
+        return _from(said, False, said.error or fatal)
+    if reason == "timeout":
+        timeout = lane.timeout_s or config.defaults.timeout_s
+        said = agent.classify(output, -15 if code is None else int(code))
+        why = re.sub(r"^exited with code -?\d+:? ?", "", said.error or "")
+        why = f": {why}" if why else "; the agent's tree was ended"
+        return _from(said, False, f"timed out after {timeout:g} s{why}")
+    if reason in ("cancelled", "interrupted", "parent-died"):
+        return Verdict(False, f"cancelled ({reason})")
+    if reason == "setup-failed":
+        return Verdict(False, f"worktree setup failed (exit {code}); see the log")
+    if reason in _NOT_RUN:
+        detail = _NOT_RUN[reason]
+        return Verdict(False, f"{detail} ({update.error})" if update.error else detail)
+    if reason != "exited" or code is None:
+        return Verdict(False, update.error or "the supervisor failed")
+    said = agent.classify(output, int(code))
+    problem = said.error
+    if said.ok and lane.kind == "probe" and probe_problem is not None:
+        problem = probe_problem()
+    return _from(said, said.ok and problem is None, problem)
+
+
+def probe_output_problem(path: Path) -> str | None:
+    """Why a probe's output is unusable (missing, not JSON, not the schema), or None."""
+    from orchestree.probes import ProbeOutputError, load_probe_output
+
+    try:
+        load_probe_output(path)
+    except ProbeOutputError as exc:
+        return str(exc)
+    return None

@@ -1,0 +1,90 @@
+"""The local executor through the executor interface, on a real repository."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from lanes_dag import alive, make_repo, read_pid, runs, wait_for
+from orchestree import git
+from orchestree.executors import LaneSpec, LaneUpdate
+from orchestree.executors.local import LocalExecutor
+from orchestree.models import Lane
+from orchestree.orchestrator import Repo, add_lanes, open_repo
+
+
+def spec(repo: Repo, lane_id: str, attempt: int = 1) -> LaneSpec:
+    tracker = repo.store.read()
+    return LaneSpec(
+        lane_id=lane_id,
+        attempt=attempt,
+        lane=tracker.lanes[lane_id],
+        config=repo.config,
+        base=tracker.base_commit,
+        start=tracker.base_commit,
+        expected=None,
+        port=20000,
+        identity=git.identity(repo.root),
+    )
+
+
+def finish(executor: LocalExecutor, timeout: float = 30) -> list[LaneUpdate]:
+    seen: list[LaneUpdate] = []
+    deadline = time.monotonic() + timeout
+    while not any(u.kind == "finished" for u in seen):
+        assert time.monotonic() < deadline, "no finished update"
+        seen += executor.poll(0.5)
+    return seen
+
+
+def setup(tmp_path: Path, lanes: dict[str, Lane | dict[str, object]]) -> Repo:
+    root = make_repo(tmp_path / "r")
+    repo = open_repo(root)
+    add_lanes(repo, {k: v if isinstance(v, dict) else v.model_dump() for k, v in lanes.items()})
+    return repo
+
+
+def test_submit_then_poll_reports_started_and_finished(tmp_path: Path) -> None:
+    repo = setup(tmp_path, {"one": {"tasks": ["echo hi", "echo one > one.txt"]}})
+    executor = LocalExecutor(repo)
+    handle = executor.submit(spec(repo, "one"))
+    assert handle.startswith("local:one:1:")
+    updates = finish(executor)
+    assert [u.kind for u in updates] == ["started", "finished"]
+    done = updates[-1]
+    assert (done.reason, done.exit_code) == ("exited", 0)
+    assert "hi" in done.output
+    assert done.head == executor.fetch("one")
+    assert git.changed_files(repo.root, spec(repo, "one").start, done.head or "") == ["one.txt"]
+
+
+def test_cancel_ends_the_attempt_as_cancelled(tmp_path: Path) -> None:
+    repo = setup(tmp_path, {"slow": {"tasks": ["sleep 30"]}})
+    executor = LocalExecutor(repo)
+    executor.submit(spec(repo, "slow"))
+    executor.poll(0)
+    began = time.monotonic()
+    executor.cancel("slow", 1)
+    done = finish(executor)[-1]
+    assert done.reason == "cancelled"
+    assert time.monotonic() - began < 5
+
+
+def test_reattach_adopts_a_running_supervisor_and_reports_a_gone_one(tmp_path: Path) -> None:
+    counter = tmp_path / "counter"
+    counter.mkdir()
+    task = f"echo $ORCHESTREE_ATTEMPT >> {counter}/adopted; echo $$ > {counter}/pid; sleep 1"
+    repo = setup(tmp_path, {"adopted": {"tasks": [task]}})
+    first = LocalExecutor(repo)
+    handle = first.submit(spec(repo, "adopted"))
+    pid = wait_for(lambda: read_pid(counter / "pid"), 10, "the agent")
+    second = LocalExecutor(repo)  # a restarted orchestrator: the supervisor runs on
+    gone = "local:ghost:1:999999:1.0"
+    assert second.reattach([handle, gone]) == [LaneUpdate("ghost", 1, "finished", reason="gone")]
+    done = finish(second)[-1]
+    assert (done.lane_id, done.reason, done.exit_code) == ("adopted", "exited", 0)
+    assert not alive(pid)
+    original = first.attempts["adopted"].launched.process
+    assert original is not None
+    assert original.wait(5) == 0  # the same supervisor, seen through its first parent
+    assert runs(counter) == {"adopted": 1, "pid": 1}
