@@ -41,6 +41,7 @@ class Running:
     log_offset: int = 0  # where this attempt's output starts in the lane's log
     read_to: int = 0  # how far the log has been read for live signs
     fatal: str | None = None  # why we ended an agent that waits for a person
+    progress: str | None = None  # the live progress last written to the tracker
 
 
 @dataclass
@@ -171,7 +172,8 @@ class Execution:
             if fatal and run.fatal is None:
                 run.fatal = fatal
                 self.executor().cancel(lane_id, run.attempt)
-        if progress is not None:
+        if progress is not None and progress != run.progress:
+            run.progress = progress  # the tracker is written only when the text changes
 
             def change(t: Tracker) -> None:
                 t.lanes[lane_id].progress = progress
