@@ -313,6 +313,11 @@ def test_codex_warns_once_without_bubblewrap(tmp_path: Path) -> None:
     assert agents.agent_warnings({"codex"}, Config(), path=str(tmp_path)) == []
 
 
+def test_codex_without_a_sandbox_needs_no_bubblewrap(tmp_path: Path) -> None:
+    cfg = config(codex=AgentConfig(permission_mode="danger-full-access"))
+    assert agents.agent_warnings({"codex"}, cfg, path=str(tmp_path)) == []
+
+
 # --- failure signs, on the real programs' recorded output ------------------------------
 
 

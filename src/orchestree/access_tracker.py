@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Locked, atomic access to an orchestree tracker. Standard library only.
+"""Locked, atomic access to an orchestree tracker. Standard library only, and runs on
+any python3 from 3.7 on (agents call it with the python3 they have, not orchestree's).
 
 This file is both a module of orchestree (the low-level store that `tracker.py`
 builds on) and the helper that every worktree gets a copy of, as in the seed:
@@ -23,9 +24,10 @@ import fcntl
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 SUPPORTED_MAJOR = 1
@@ -66,7 +68,10 @@ class InvalidUpdateError(TrackerFileError):
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    # timezone.utc, not datetime.UTC: agents run this file with whatever python3 they
+    # have, and UTC is new in 3.11.
+    utc = timezone.utc  # noqa: UP017
+    return datetime.now(utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _holder_pid(fd: int) -> int | None:
@@ -77,6 +82,50 @@ def _holder_pid(fd: int) -> int | None:
         return None
 
 
+def _wait_for_flock(fd: int, timeout: float, on_wait: Callable[[], None] | None) -> bool:
+    """Block in flock() on a duplicate of `fd` in a helper thread, up to `timeout`.
+
+    A blocked flock() is woken by the kernel the moment the holder lets go, so
+    waiters take turns instead of polling (polling let a writer in a loop starve the
+    others: a p99 of seconds with 16 writers). The thread lets the wait time out: if
+    we give up, it still owns its duplicate and releases the lock as soon as it gets it.
+    """
+    dup = os.dup(fd)
+    guard = threading.Lock()
+    state = {"got": False, "abandoned": False}
+
+    def take() -> None:
+        try:
+            fcntl.flock(dup, fcntl.LOCK_EX)
+            with guard:
+                if state["abandoned"]:
+                    fcntl.flock(dup, fcntl.LOCK_UN)
+                else:
+                    state["got"] = True
+        finally:
+            os.close(dup)  # a lock we got stays with `fd`, which shares the open file
+
+    waiter = threading.Thread(target=take, name="tracker-lock-wait", daemon=True)
+    waiter.start()
+    waiter.join(min(timeout, 1.0) if on_wait is not None else timeout)
+    if waiter.is_alive() and on_wait is not None and timeout > 1.0:
+        on_wait()
+        waiter.join(timeout - 1.0)
+    with guard:
+        state["abandoned"] = not state["got"]
+        return state["got"]
+
+
+def _flock_now(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EAGAIN, errno.EACCES):
+            raise
+        return False
+    return True
+
+
 @contextlib.contextmanager
 def locked(
     lock_path: str,
@@ -85,30 +134,17 @@ def locked(
 ) -> Iterator[None]:
     """Hold an exclusive flock on `lock_path`; record our pid in it while we hold it.
 
-    Waits with a short backoff (so a released lock is taken within a millisecond or
-    two, not a poll period), calls `on_wait(holder_pid)` once after a second of waiting
-    and raises LockTimeoutError naming the holder after `timeout` seconds.
+    When the lock is taken, waits in a blocking flock (see `_wait_for_flock`), calls
+    `on_wait(holder_pid)` once after a second of waiting and raises LockTimeoutError
+    naming the holder after `timeout` seconds.
     """
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        start = time.monotonic()
-        delay = 0.0005
-        warned = False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-            waited = time.monotonic() - start
-            if waited >= timeout:
-                raise LockTimeoutError(lock_path, _holder_pid(fd), waited)
-            if on_wait is not None and not warned and waited >= 1.0:
-                warned = True
-                on_wait(_holder_pid(fd))
-            time.sleep(delay)
-            delay = min(delay * 2, 0.01)
+        if not _flock_now(fd):
+            start = time.monotonic()
+            say = (lambda: on_wait(_holder_pid(fd))) if on_wait is not None else None
+            if not _wait_for_flock(fd, timeout, say):
+                raise LockTimeoutError(lock_path, _holder_pid(fd), time.monotonic() - start)
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         try:
@@ -143,16 +179,19 @@ def parse(text: str, path: str) -> dict[str, Any]:
     return data
 
 
-def read(path: str) -> dict[str, Any]:
-    """Read the tracker without a lock (os.replace makes every read whole)."""
+def read_text(path: str) -> str:
     try:
         with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+            return fh.read()
     except FileNotFoundError:
         raise TrackerFileError(
             f"{path} does not exist; run `orchestree init` in the repository first"
         ) from None
-    return parse(text, path)
+
+
+def read(path: str) -> dict[str, Any]:
+    """Read the tracker without a lock (os.replace makes every read whole)."""
+    return parse(read_text(path), path)
 
 
 def deep_merge(base: Any, update: Any) -> Any:
@@ -163,6 +202,15 @@ def deep_merge(base: Any, update: Any) -> Any:
             merged[key] = deep_merge(base.get(key), value) if key in base else value
         return merged
     return update
+
+
+def check_version(old: dict[str, Any], new: dict[str, Any]) -> None:
+    """An update never changes `version`: a newer one would lock every command out."""
+    if new.get("version") != old.get("version"):
+        raise InvalidUpdateError(
+            f"an update may not change `version` (from {old.get('version')!r} "
+            f"to {new.get('version')!r})"
+        )
 
 
 def check_statuses(old: dict[str, Any], new: dict[str, Any]) -> None:
@@ -216,38 +264,25 @@ def _sweep_temps(folder: str, name: str) -> None:
                 os.unlink(entry.path)
 
 
-def encode(data: dict[str, Any]) -> str:
-    """The tracker as text: one top-level key a line, and one lane or agent a line.
-
-    Readable with `cat`, `grep` and `jq`, and written by json's C encoder (an indented
-    dump runs its pure-Python one, several times slower on a large tracker).
-    """
-
-    def one(value: Any) -> str:
-        return json.dumps(value, ensure_ascii=False)
-
-    lines = []
-    for key, value in data.items():
-        if isinstance(value, dict) and value and key in ("lanes", "agents"):
-            inner = ",\n".join(f"    {one(k)}: {one(v)}" for k, v in value.items())
-            lines.append(f"  {one(key)}: {{\n{inner}\n  }}")
-        else:
-            lines.append(f"  {one(key)}: {one(value)}")
-    return "{\n" + ",\n".join(lines) + "\n}\n"
-
-
-def write_atomic(path: str, data: dict[str, Any]) -> None:
-    """Replace `path` by `data` so that readers see the old file or the new one, whole.
-
-    The previous file stays as `<path>.bak` (a second name for the old inode).
-    """
+def write_atomic(path: str, data: dict[str, Any] | bytes) -> None:
+    """Replace `path` by `data` (or its JSON) so that readers see the old file or the
+    new one, whole. The previous file stays as `<path>.bak` (a second name for the old
+    inode)."""
     folder, name = os.path.split(os.path.abspath(path))
     _sweep_temps(folder, name)
     tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
-    payload = encode(data).encode("utf-8")
+    # Compact: json's C encoder does not indent, and the pure-Python one that does
+    # took most of an update's time. `status --json` and this helper print it indented.
+    payload = (
+        data
+        if isinstance(data, bytes)
+        else json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    )
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        os.write(fd, payload)
+        rest = memoryview(payload)
+        while rest:  # write() may write less than asked (a full disk): never replace short
+            rest = rest[os.write(fd, rest) :]
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -281,26 +316,29 @@ def transact(
     tracker: str,
     change: Callable[[dict[str, Any]], dict[str, Any]],
     event: dict[str, Any],
-    validate: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None,
+    validate: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any] | bytes] | None = None,
     timeout: float = LOCK_TIMEOUT_S,
     on_wait: Callable[[int | None], None] | None = None,
 ) -> dict[str, Any]:
-    """Read-modify-write under the lock; returns the tracker as written.
+    """Read-modify-write under the lock; returns the new tracker.
 
     `change` gets a copy of the current tracker and returns the new one; `validate`
-    (old, new) may normalise it or raise. Nothing is written if either raises.
+    (old, new) may raise, and returns what to write: the tracker, normalised, or
+    already serialised as JSON bytes (what `tracker.py` does: pydantic serialises
+    faster than json.dumps of a dump). Nothing is written if either raises.
     """
     lock_path, events_path = paths(tracker)
     with locked(lock_path, timeout, on_wait):
-        old = read(tracker)
-        new = change(json.loads(json.dumps(old)))
+        text = read_text(tracker)
+        old = parse(text, tracker)
+        new = change(json.loads(text))  # a second parse is the cheapest deep copy
+        check_version(old, new)
         check_statuses(old, new)
-        if validate is not None:
-            new = validate(old, new)
         new["updated_at"] = now_iso()
-        write_atomic(tracker, new)
+        checked = new if validate is None else validate(old, new)
+        write_atomic(tracker, checked)
         append_event(events_path, event)
-        return new
+        return new if isinstance(checked, bytes) else checked
 
 
 def update(tracker: str, changes: dict[str, Any], actor: str = "agent") -> dict[str, Any]:
@@ -314,9 +352,14 @@ def update(tracker: str, changes: dict[str, Any], actor: str = "agent") -> dict[
     )
 
 
+USAGE = """usage:
+    python3 access_tracker.py TRACKER              # print the tracker
+    python3 access_tracker.py TRACKER '<json>'     # deep-merge an update under the lock"""
+
+
 def main(argv: list[str]) -> int:
     if len(argv) not in (2, 3) or argv[1] in ("-h", "--help"):
-        print(__doc__.split("\n\n")[1], file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
     tracker = argv[1]
     try:

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestree.errors import EXIT_INTERNAL, OrchestreeError
+from orchestree.errors import EXIT_INTERNAL, EXIT_LANES_FAILED, EXIT_USAGE, OrchestreeError
 
 app = typer.Typer(
     name="orchestree",
@@ -33,7 +33,10 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 tracker_app = typer.Typer(
-    help="Read or update the tracker directly (what agents do through access_tracker.py).",
+    help=(
+        "Read or update the tracker directly (what agents do through access_tracker.py).\n\n"
+        "Example: orchestree tracker get lanes.docs.status"
+    ),
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -111,7 +114,8 @@ def status(
     render_status(state.store.read(), state.layout)
 
 
-@app.command("add-lane")
+# An id such as `-bad` is not an option: let it through to the id check, which names it.
+@app.command("add-lane", context_settings={"ignore_unknown_options": True})
 def add_lane(
     lane_id: Annotated[str | None, typer.Argument(help="The lane id, e.g. db-projection.")] = None,
     lane_json: Annotated[
@@ -520,7 +524,31 @@ def monitor(
     return run_monitor(root, web=web, once=once, interval=interval, host=host, port=port)
 
 
+def _parser_errors() -> tuple[type[Exception], type[Exception]]:
+    """Typer's click exception types: its vendored copy (typer >= 0.26) or the click package.
+
+    `typer.BadParameter` lives in whichever module holds them, in every typer version.
+    """
+    import importlib
+
+    module = importlib.import_module(typer.BadParameter.__module__)
+    no_args: type[Exception] = getattr(module, "NoArgsIsHelpError", LookupError)
+    return module.ClickException, no_args
+
+
+def _usage_error(exc: Exception, no_args: type[Exception]) -> int:
+    message = exc.format_message()  # type: ignore[attr-defined]
+    if isinstance(exc, no_args):  # a group called without a command: its help
+        _err(message)
+        return EXIT_USAGE
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else "orchestree"
+    _err(f"orchestree: {message.rstrip('.')}; see `{command} --help`")
+    return EXIT_USAGE
+
+
 def main(argv: list[str] | None = None) -> int:
+    click_error, no_args = _parser_errors()
     args = sys.argv[1:] if argv is None else argv
     try:
         result = app(args=args, prog_name="orchestree", standalone_mode=False)
@@ -529,20 +557,17 @@ def main(argv: list[str] | None = None) -> int:
             raise
         _err(f"orchestree: {exc}")
         return exc.exit_code
-    except (KeyboardInterrupt, typer.Abort):
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except click_error as exc:
+        return _usage_error(exc, no_args)
+    except typer.Abort:
+        _err("orchestree: no answer; nothing changed")
+        return EXIT_LANES_FAILED
+    except KeyboardInterrupt:
         _err("orchestree: interrupted")
         return 130
     except Exception as exc:
-        # Typer's exit and usage errors (its own or click's, by version) carry an exit
-        # code; a usage error becomes one line naming the problem and where help is.
-        code = getattr(exc, "exit_code", None)
-        if isinstance(code, int):
-            message = getattr(exc, "format_message", None)
-            if callable(message):
-                ctx = getattr(exc, "ctx", None)
-                where = ctx.command_path if ctx is not None else "orchestree"
-                _err(f"orchestree: {message()}; see `{where} --help`")
-            return code
         if _DEBUG["on"]:
             raise
         _err(f"orchestree: internal error: {exc!r}; run again with --debug for the traceback")

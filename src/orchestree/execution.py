@@ -25,6 +25,7 @@ from orchestree.executors.local import handle_of as local_handle
 from orchestree.layout import PLAN_FILE, agent_name, branch, results_dir
 from orchestree.models import Agent, Lane, Tracker
 from orchestree.orchestrator import Repo
+from orchestree.report import HELD
 from orchestree.runlock import run_lock
 
 WAIT_S = 0.5
@@ -40,6 +41,7 @@ class Running:
     log_offset: int = 0  # where this attempt's output starts in the lane's log
     read_to: int = 0  # how far the log has been read for live signs
     fatal: str | None = None  # why we ended an agent that waits for a person
+    progress: str | None = None  # the live progress last written to the tracker
 
 
 @dataclass
@@ -170,7 +172,8 @@ class Execution:
             if fatal and run.fatal is None:
                 run.fatal = fatal
                 self.executor().cancel(lane_id, run.attempt)
-        if progress is not None:
+        if progress is not None and progress != run.progress:
+            run.progress = progress  # the tracker is written only when the text changes
 
             def change(t: Tracker) -> None:
                 t.lanes[lane_id].progress = progress
@@ -394,7 +397,7 @@ class Execution:
         retry = " (will retry)" if status == "pending" else ""
         self.report(f"{mark} {lane_id}: {status}{retry}" + (f": {note}" if note else ""))
 
-    def _block(self, blocks: dict[str, str]) -> None:
+    def _block(self, blocks: dict[str, str], quiet: bool = False) -> None:
         def change(t: Tracker) -> None:
             for lane_id, why in blocks.items():
                 lane = t.lanes[lane_id]
@@ -404,12 +407,14 @@ class Execution:
         self.repo.store.update(change, "lanes-blocked", lanes=sorted(blocks))
         for lane_id, why in blocks.items():
             self.summary.statuses[lane_id] = "blocked"
-            self.report(f"✗ {lane_id}: blocked: {why}")
+            if not quiet:
+                self.report(f"✗ {lane_id}: blocked: {why}")
 
     def _hold_agent(self, lane_id: str, agent: str, error: str | None) -> None:
-        """An authentication failure holds every other pending lane of that agent."""
+        """An authentication failure holds every other pending lane of that agent: one
+        line now naming them, the login hint once at the end (`Summary.held`)."""
         hint = agents.get_agent(agent, self.repo.config).login_hint
-        why = f"held: agent {agent!r} is not logged in ({error}); {hint}"
+        why = f"{HELD}agent {agent!r} is not logged in ({error}); {hint}"
         self.summary.held[agent] = why
         tracker = self.repo.store.read()
         held = {
@@ -421,7 +426,9 @@ class Execution:
             and self._in_scope(k, lane.kind)
         }
         if held:
-            self._block(held)
+            self._block(held, quiet=True)
+            names = ", ".join(sorted(held, key=lambda k: tracker.lanes[k].order))
+            self.report(f"✗ {names}: blocked: agent {agent!r} is not logged in (see below)")
 
     # --- resume, preflight, stop ---------------------------------------------------------
 
@@ -454,20 +461,24 @@ class Execution:
                 self.report(f"→ {lane_id}: adopted from an earlier run ({where})")
 
     def _preflight(self, tracker: Tracker) -> None:
-        """Refuse before anything starts: missing agents, paths or branches not ours."""
+        """Refuse before anything starts: missing agents, paths or branches not ours.
+        Then warn once about what the agents will miss (Codex without bubblewrap)."""
         todo = {
             k: lane
             for k, lane in tracker.lanes.items()
             if lane.status in ("pending", "running") and self._in_scope(k, lane.kind)
         }
         names = {lane.agent or self.repo.config.defaults.agent for lane in todo.values()}
-        if self.repo.config.executor.kind == "local":  # remote agents are the workers' own
+        local = self.repo.config.executor.kind == "local"  # remote agents are the workers' own
+        if local:
             for name in sorted(names):
                 agents.check_available(name, self.repo.config)
         for lane_id, lane in todo.items():
             problem = runner.ownership_problem(self.repo, lane_id, lane)
             if problem:
                 raise UserError(f"lane {lane_id!r}: {problem}")
+        for warning in agents.agent_warnings(names, self.repo.config) if local else []:
+            self.report(f"! warning: {warning}")
 
     def _on_sigint(self, _signum: int, _frame: object) -> None:
         self._stop = True

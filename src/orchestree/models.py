@@ -70,6 +70,8 @@ def check_lane_id(lane_id: str) -> str:
         problem = "contains '..'"
     elif lane_id.endswith(".lock"):
         problem = "ends in '.lock'"
+    elif lane_id.endswith("."):
+        problem = "ends in '.'"  # git refuses a branch name ending in a dot
     elif len(lane_id) > 63:
         problem = f"is {len(lane_id)} characters long (at most 63)"
     elif not _LANE_ID.match(lane_id):

@@ -11,6 +11,8 @@ PHASES = ("initialised", "probes", "plan", "execute", "merge")
 FINISHED = frozenset(
     {"completed", "merged", "failed", "blocked", "cancelled", "conflict", "verify_failed"}
 )
+# How the error of a lane held by its agent's authentication failure starts (execution.py).
+HELD = "held: "
 MARKS = {"completed": "✓", "failed": "✗", "running": "→", "created": "○"}
 
 
@@ -29,20 +31,40 @@ def render_status(tracker: Tracker, layout: Layout) -> None:
         return
     table = Table(show_lines=False, expand=False)
     remote = any(lane.host for lane in tracker.lanes.values())  # lanes ran on Dask workers
+    with_cost = any(lane.cost_usd is not None for lane in tracker.lanes.values())
     columns = ["lane", "status", "priority", "agent", "tries", "depends on", "progress"]
-    for column in columns[:5] + (["host"] if remote else []) + columns[5:]:
-        table.add_column(column, overflow="fold")
+    columns = columns[:5] + (["host"] if remote else []) + columns[5:]
+    for column in columns + (["cost"] if with_cost else []):
+        # Only the free text folds: ids, statuses and amounts stay whole on narrow screens.
+        table.add_column(
+            column,
+            overflow="fold",
+            no_wrap=column not in ("host", "depends on", "progress"),
+            justify="right" if column == "cost" else "left",
+        )
     ordered = sorted(tracker.lanes.items(), key=lambda item: item[1].order)
     for lane_id, lane in ordered:
         note = lane.error or ("" if lane.progress is None else str(lane.progress))
         if lane.merge.conflicts:
             note = f"conflicts: {', '.join(lane.merge.conflicts)}"
+        if lane.status == "blocked" and note.startswith(HELD):
+            note = "held: its agent is not logged in (see below)"
         tries = f"{lane.attempts}/{lane.max_attempts}" if lane.max_attempts else str(lane.attempts)
         cells = [lane_id, lane.status, lane.priority, lane.agent or "(default)", tries]
         if remote:
             cells.append(lane.host or "")  # the worker's address is in `status --json`
-        table.add_row(*cells, ", ".join(lane.depends_on), note, style=None)
+        cells += [", ".join(lane.depends_on), note]
+        if with_cost:
+            cells.append("-" if lane.cost_usd is None else f"${lane.cost_usd:.4f}")
+        table.add_row(*cells, style=None)
     console.print(table)
+    # Lanes held for one agent's missing login share one reason: say it once, unwrapped.
+    held: dict[str, list[str]] = {}
+    for lane_id, lane in ordered:
+        if lane.status == "blocked" and lane.error and lane.error.startswith(HELD):
+            held.setdefault(lane.error, []).append(lane_id)
+    for why, lane_ids in held.items():
+        console.print(f"{', '.join(lane_ids)} {why}", markup=False, soft_wrap=True)
     if tracker.agents:
         agents = ", ".join(
             f"{MARKS.get(a.status, '?')} {name}" for name, a in sorted(tracker.agents.items())

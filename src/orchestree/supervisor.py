@@ -367,9 +367,56 @@ def supervise(spec: dict[str, Any], stop: dict[str, str] | None = None) -> dict[
     }
 
 
+def serve() -> int:
+    """A fork server: read spec paths on stdin, one a line; fork a supervisor for each
+    (in a session of its own) and answer its pid on stdout. Forking this warm process
+    costs about a millisecond where starting a Python costs tens; it ends at EOF, and
+    the supervisors it forked live on (they are adopted as any others)."""
+    import select
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the orchestrator's to handle
+    pending = b""
+    while True:
+        readable, _, _ = select.select([0], [], [], 0.2)
+        _reap_forked()
+        if not readable:
+            continue
+        chunk = os.read(0, 65536)
+        if not chunk:
+            return 0
+        pending += chunk
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            pid = os.fork()
+            if pid == 0:
+                _forked(line.decode())
+            os.write(1, f"{pid}\n".encode())
+
+
+def _forked(spec_path: str) -> None:
+    code = 1
+    try:
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        code = main(["supervisor", spec_path])
+    finally:
+        os._exit(code)
+
+
+def _reap_forked() -> None:
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) == 2 and argv[1] == "--serve":
+        return serve()
     if len(argv) != 2:
-        print("usage: python -m orchestree.supervisor SPEC.json", file=sys.stderr)
+        print("usage: python -m orchestree.supervisor SPEC.json | --serve", file=sys.stderr)
         return 2
     with open(argv[1], encoding="utf-8") as fh:
         spec = json.load(fh)

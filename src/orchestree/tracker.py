@@ -25,12 +25,11 @@ def _say_waiting(holder: int | None) -> None:
     print(f"orchestree: waiting for the tracker lock held by {who}...", file=sys.stderr)
 
 
-def _validated(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+def _validated(data: dict[str, Any]) -> Tracker:
     try:
-        model = Tracker.model_validate(new)
+        return Tracker.model_validate(data)
     except ValidationError as exc:
         raise UserError(describe_validation_error(exc, "tracker update")) from None
-    return model.model_dump(mode="json")
 
 
 class TrackerStore:
@@ -51,13 +50,21 @@ class TrackerStore:
             raise TrackerError(str(exc)) from None
 
     def read(self) -> Tracker:
-        data = self.read_raw()
+        return self._model(self.read_raw())
+
+    def _model(self, data: dict[str, Any]) -> Tracker:
+        """The tracker on disk as a model; refused like a torn file when it is invalid
+        (an agent's helper checks statuses, not every field)."""
         try:
             return Tracker.model_validate(data)
-        except ValidationError as exc:
+        except (ValidationError, UserError) as exc:
+            problem = (
+                describe_validation_error(exc, "tracker")
+                if isinstance(exc, ValidationError)
+                else str(exc)
+            )
             raise TrackerError(
-                f"{self.path} is not a valid tracker "
-                f"({describe_validation_error(exc, 'tracker')}); "
+                f"{self.path} is not a valid tracker ({problem}); "
                 f"the last good copy is {self.path}.bak"
             ) from None
 
@@ -74,25 +81,23 @@ class TrackerStore:
         record: dict[str, Any] = {"actor": "orchestree", "event": event, **detail}
 
         def apply(data: dict[str, Any]) -> dict[str, Any]:
-            model = Tracker.model_validate(data)
+            model = self._model(data)
             before = (model.phase, model.status)
             change(model)
             if (model.phase, model.status) != before:
                 record["tracker"] = {"phase": model.phase, "status": model.status}
             return model.model_dump(mode="json")
 
-        written = self._transact(apply, record)
-        return Tracker.model_validate(written)
+        return self._transact(apply, record)
 
     def merge(self, changes: dict[str, Any], actor: str = "cli") -> Tracker:
         """Deep-merge a JSON update (the seed's contract), validated as a whole."""
         if not isinstance(changes, dict):
             raise UserError("a tracker update must be a JSON object, e.g. '{\"lanes\": {...}}'")
-        written = self._transact(
+        return self._transact(
             lambda data: store.deep_merge(data, changes),
             {"actor": actor, "event": "update", "update": changes},
         )
-        return Tracker.model_validate(written)
 
     def archive(self, folder: Path, stamp: str) -> Path:
         """Copy the current tracker to `folder/<stamp>.json` (the tracker stays)."""
@@ -122,16 +127,24 @@ class TrackerStore:
 
     def _transact(
         self, change: Callable[[dict[str, Any]], dict[str, Any]], event: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> Tracker:
+        """One locked transaction; the tracker as written, validated once."""
+        written: list[Tracker] = []
+
+        def validate(old: dict[str, Any], new: dict[str, Any]) -> bytes:
+            written.append(_validated(new))
+            return written[-1].model_dump_json().encode("utf-8")
+
         try:
-            return store.transact(
+            store.transact(
                 str(self.path),
                 change,
                 event,
-                validate=_validated,
+                validate=validate,
                 timeout=self.lock_timeout,
                 on_wait=_say_waiting,
             )
+            return written[-1]
         except store.InvalidUpdateError as exc:
             raise UserError(f"{exc}; nothing was written") from None
         except store.LockTimeoutError as exc:

@@ -8,10 +8,12 @@ in tests/agents/ (which check the presets against the real programs).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -19,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from orchestree.agents import AgentPreset, LaunchContext, build_prompt, get_agent
 from orchestree.config import AgentConfig, Config
@@ -30,6 +33,8 @@ CLIS = ("claude", "codex", "gemini", "aider")
 LANE_ID = "demo"
 TASKS = ["Add a line saying hello to README.md", "Write a short report of what you did"]
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+# The orchestree installed beside the Python running the tests (make's .venv).
+ORCHESTREE = str(Path(sys.executable).parent / "orchestree")
 
 
 @dataclass
@@ -42,18 +47,23 @@ class Sandbox:
     home: Path
 
     def env(self, extra: dict[str, str]) -> dict[str, str]:
-        """A clean environment: no key or token of any provider can leak in."""
-        base = {
-            "HOME": str(self.home),
-            "PATH": f"{AGENTS_BIN}:{SYSTEM_PATH}",
-            "LANG": "C.UTF-8",
-            "TMPDIR": str(self.root / "tmp"),
-        }
-        return {**base, **extra}
+        return {**clean_env(self.root, self.home), **extra}
+
+
+def clean_env(root: Path, home: Path) -> dict[str, str]:
+    """A clean environment: no key or token of any provider can leak in."""
+    return {
+        "HOME": str(home),
+        "PATH": f"{AGENTS_BIN}:{SYSTEM_PATH}",
+        "LANG": "C.UTF-8",
+        "TMPDIR": str(root / "tmp"),
+    }
 
 
 @contextmanager
-def sandbox() -> Iterator[Sandbox]:
+def _scratch_repo(files: dict[str, str]) -> Iterator[tuple[Path, Path, Path]]:
+    """(root, repo, home): a committed repository on `main` and a fresh HOME that only
+    holds a git identity, in a scratch folder removed afterwards."""
     # Not under /tmp: Codex refuses to set up its helpers below a temporary folder,
     # which no real user's HOME is.
     (CACHE / "scratch").mkdir(parents=True, exist_ok=True)
@@ -67,15 +77,72 @@ def sandbox() -> Iterator[Sandbox]:
         )
         env = {"HOME": str(home), "PATH": SYSTEM_PATH}
         _git(repo, env, "init", "-q", "-b", "main")
-        (repo / "README.md").write_text("# demo\n")
-        _git(repo, env, "add", "README.md")
+        for name, text in {"README.md": "# demo\n", **files}.items():
+            (repo / name).write_text(text)
+        _git(repo, env, "add", "-A")
         _git(repo, env, "commit", "-q", "-m", "init")
+        yield root, repo, home
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def sandbox() -> Iterator[Sandbox]:
+    with _scratch_repo({}) as (root, repo, home):
+        env = {"HOME": str(home), "PATH": SYSTEM_PATH}
         worktree = repo / ".worktrees" / f"agent-{LANE_ID}"
         _git(repo, env, "worktree", "add", "-q", "-b", f"lane-{LANE_ID}", str(worktree))
         (repo / ".orchestration").mkdir()
         yield Sandbox(root=root, repo=repo, worktree=worktree, home=home)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class Project:
+    """A repository initialised for orchestree, with lanes for the real CLIs, driven
+    through the installed `orchestree` program as a user would."""
+
+    root: Path
+    repo: Path
+    home: Path
+
+    def env(self) -> dict[str, str]:
+        return clean_env(self.root, self.home)
+
+    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [ORCHESTREE, *args, "--repo", str(self.repo)], env=self.env(), text=True,
+            capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout, check=False,
+        )  # fmt: skip
+
+    def spawn(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [ORCHESTREE, *args, "--repo", str(self.repo)], env=self.env(), text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def tracker(self) -> dict[str, Any]:
+        text = (self.repo / ".orchestration" / "tracker.json").read_text(encoding="utf-8")
+        data: dict[str, Any] = json.loads(text)
+        return data
+
+    def log(self, lane_id: str) -> str:
+        return (self.repo / ".orchestration" / "logs" / f"agent-{lane_id}.log").read_text()
+
+    def git(self, *args: str) -> str:
+        return _git(self.repo, self.env(), *args)
+
+
+@contextmanager
+def project(config: str, lanes: dict[str, dict[str, Any]]) -> Iterator[Project]:
+    """`orchestree.toml` = `config`, then `init` and `add-lane --from` the `lanes`."""
+    with _scratch_repo({"orchestree.toml": config}) as (root, repo, home):
+        proj = Project(root, repo, home)
+        spec = root / "lanes.json"
+        spec.write_text(json.dumps(lanes))
+        for args in (("init",), ("add-lane", "--from", str(spec))):
+            done = proj.run(*args)
+            assert done.returncode == 0, done.stdout + done.stderr
+        yield proj
 
 
 def _git(cwd: Path, env: dict[str, str], *args: str) -> str:

@@ -102,10 +102,15 @@ def record(program: str, argv: list[str], stdin: str | None) -> None:
     if path.is_dir():
         lane = os.environ.get("ORCHESTREE_LANE", str(os.getpid()))
         path = path / f"{program}-{lane}.json"
+    try:  # the runner gives agents /dev/null, never an open pipe or a terminal
+        devnull = os.path.samestat(os.fstat(0), os.stat(os.devnull))
+    except OSError:
+        devnull = False
     data = {
         "program": program,
         "argv": argv,
         "stdin": stdin,
+        "stdin_is_devnull": devnull,
         "cwd": os.getcwd(),
         "env": dict(os.environ),
     }

@@ -58,7 +58,7 @@ class Aider(Preset):
         if NO_MODEL in output or _BROWSER_OFFER in output:
             return Outcome(
                 ok=False,
-                error=f"{NO_MODEL} (Aider offered a browser login and waited for it)",
+                error=f"{NO_MODEL} (Aider offered a browser login; a lane has no browser)",
                 auth_failure=True,
             )
         failure: Outcome | None = None

@@ -97,6 +97,8 @@ class Codex(Preset):
     def warnings(self, path: str | None = None) -> list[str]:
         if sys.platform != "linux" or shutil.which("bwrap", path=path):
             return []
+        if self.config.permission_mode == "danger-full-access":  # no sandbox at all
+            return []
         return [
             f"agent {self.name!r}: Codex's workspace-write sandbox wants bubblewrap on PATH; "
             "install the `bubblewrap` package (without it Codex falls back to its bundled copy)"

@@ -51,6 +51,7 @@ class LocalExecutor:
         self.queued: list[LaneUpdate] = []
         self.cancelled: set[str] = set()
         self.includes: list[str] | None = None  # .worktreeinclude matches, found once
+        self.spawner = runner.Spawner()
 
     def submit(self, spec: LaneSpec) -> str:
         lane_id = spec.lane_id
@@ -61,7 +62,9 @@ class LocalExecutor:
         if new and self.includes is None:
             self.includes = runner.include_files(repo.root, repo.layout.worktrees)
         includes = self.includes or []
-        launched = runner.launch(repo, lane_id, lane, spec.attempt, spec.port, new, includes)
+        launched = runner.launch(
+            repo, lane_id, lane, spec.attempt, spec.port, new, includes, self.spawner
+        )
         self.attempts[lane_id] = _Attempt(spec.attempt, launched)
         started = LaneUpdate(
             lane_id, spec.attempt, "started", pid=launched.pid, pid_started=launched.pid_started
@@ -148,4 +151,5 @@ class LocalExecutor:
         return updates
 
     def close(self) -> None:
-        """Nothing to release: supervisors outlive us on purpose (adopted on resume)."""
+        """End the fork server; supervisors outlive us on purpose (adopted on resume)."""
+        self.spawner.close()

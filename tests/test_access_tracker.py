@@ -1,0 +1,374 @@
+"""The stdlib store and helper agents call: `.orchestration/access_tracker.py`.
+
+Everything here goes through the copy `orchestree init` placed in the repository,
+run with the system's `python3` as an agent would, or imported from that file.
+"""
+
+from __future__ import annotations
+
+import ast
+import glob
+import importlib.util
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from helpers import assert_one_line, cli, env, make_repo, run_helper, set_git_identity, snapshot
+from orchestree import access_tracker
+from orchestree.tracker import TrackerStore
+
+WRITERS = 8
+UPDATES = 200
+
+# Imports the helper from its path and deep-merges COUNT updates into distinct keys of
+# lane `work`'s data, after every writer is ready (a start file), so they overlap.
+WRITER = """
+import importlib.util, os, sys, time
+spec = importlib.util.spec_from_file_location("placed_helper", sys.argv[1])
+helper = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(helper)
+tracker, name, count, start = sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+while not os.path.exists(start):
+    time.sleep(0.001)
+for i in range(count):
+    helper.update(tracker, {"lanes": {"work": {"data": {f"{name}-{i}": i}}}}, actor=name)
+"""
+
+# Parses the tracker in a loop, without a lock, until the stop file appears.
+READER = """
+import json, os, sys
+tracker, stop = sys.argv[1], sys.argv[2]
+reads = torn = changes = 0
+last = None
+while not os.path.exists(stop):
+    with open(tracker, encoding="utf-8") as fh:
+        text = fh.read()
+    try:
+        keys = len(json.loads(text)["lanes"]["work"]["data"])
+    except ValueError:
+        torn += 1
+        continue
+    reads += 1
+    changes += keys != last
+    last = keys
+print(json.dumps({"reads": reads, "torn": torn, "changes": changes}))
+"""
+
+# Takes the tracker lock, leaves a half-written temp file as a writer killed in
+# mid-write would, says so, and sleeps holding the lock until it is killed.
+HOLDER = """
+import importlib.util, os, sys, time
+spec = importlib.util.spec_from_file_location("placed_helper", sys.argv[1])
+helper = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(helper)
+tracker = sys.argv[2]
+lock, _ = helper.paths(tracker)
+with helper.locked(lock):
+    folder, name = os.path.split(tracker)
+    with open(os.path.join(folder, f".{name}.{os.getpid()}.tmp"), "w") as fh:
+        fh.write('{"version": "1.0.0", "lan')
+    print("holding", flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.fixture
+def repo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Path:
+    set_git_identity(monkeypatch)
+    root = make_repo(tmp_path / "repo")
+    code, _, err = cli(capsys, "init", "--repo", str(root))
+    assert code == 0, err
+    code, _, err = cli(capsys, "add-lane", "--repo", str(root), "work", '{"tasks": ["Work"]}')
+    assert code == 0, err
+    return root
+
+
+@pytest.fixture
+def orch(repo: Path) -> Path:
+    return repo / ".orchestration"
+
+
+@pytest.fixture
+def tracker(orch: Path) -> Path:
+    return orch / "tracker.json"
+
+
+@pytest.fixture
+def helper_path(orch: Path) -> Path:
+    return orch / "access_tracker.py"
+
+
+@pytest.fixture
+def placed(helper_path: Path) -> ModuleType:
+    """The helper `init` placed, imported from that file (not the package's module)."""
+    spec = importlib.util.spec_from_file_location("placed_access_tracker", helper_path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def events(orch: Path) -> list[dict[str, Any]]:
+    lines = (orch / "events.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def lane_data(tracker: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(tracker.read_text(encoding="utf-8"))["lanes"]["work"]["data"]
+    return data
+
+
+def test_init_places_the_module_itself_as_the_helper(helper_path: Path) -> None:
+    assert helper_path.read_bytes() == Path(access_tracker.__file__).read_bytes()
+    assert os.access(helper_path, os.X_OK)
+
+
+def test_helper_prints_the_tracker(helper_path: Path, tracker: Path) -> None:
+    proc = run_helper(helper_path, str(tracker))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == json.loads(tracker.read_text(encoding="utf-8"))
+
+
+def test_helper_deep_merges_an_update(helper_path: Path, tracker: Path, orch: Path) -> None:
+    first = {"lanes": {"work": {"progress": "10%", "data": {"a": {"x": 1}, "keep": [1, 2]}}}}
+    second = {"lanes": {"work": {"progress": "50% complete", "data": {"a": {"y": 2}, "keep": [3]}}}}
+    for update in (first, second):
+        proc = run_helper(helper_path, str(tracker), json.dumps(update))
+        assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+    lane = json.loads(tracker.read_text(encoding="utf-8"))["lanes"]["work"]
+    assert lane["progress"] == "50% complete"
+    assert lane["data"] == {"a": {"x": 1, "y": 2}, "keep": [3]}  # dicts merge, lists replace
+    assert lane["tasks"] == ["Work"]  # untouched fields stay
+    updates = [e for e in events(orch) if e["event"] == "update"]
+    assert [e["update"] for e in updates] == [first, second]
+    # The result is still a valid tracker for orchestree itself.
+    assert TrackerStore(tracker).read().lanes["work"].progress == "50% complete"
+
+
+def test_every_update_lands_and_readers_never_see_a_torn_file(
+    helper_path: Path, tracker: Path, orch: Path, tmp_path: Path
+) -> None:
+    start, stop = tmp_path / "start", tmp_path / "stop"
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(tracker), str(stop)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env(),
+    )
+    writer = ["python3", "-c", WRITER, str(helper_path), str(tracker)]
+    writers = [
+        subprocess.Popen(
+            [*writer, f"w{n}", str(UPDATES), str(start)],
+            env=env(),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(WRITERS)
+    ]
+    start.touch()
+    results = [(w.wait(timeout=120), w.communicate()[1]) for w in writers]
+
+    # A smaller run through the helper's own command line, as agents call it.
+    def agent(n: int) -> list[int]:
+        codes = []
+        for i in range(10):
+            update = {"lanes": {"work": {"data": {f"cli{n}-{i}": i}}}}
+            codes.append(run_helper(helper_path, str(tracker), json.dumps(update)).returncode)
+        return codes
+
+    with ThreadPoolExecutor(4) as pool:
+        cli_codes = [code for codes in pool.map(agent, range(4)) for code in codes]
+    stop.touch()
+    out, _ = reader.communicate(timeout=60)
+
+    assert results == [(0, "")] * WRITERS
+    assert cli_codes == [0] * 40
+    data = lane_data(tracker)
+    expected = {f"w{n}-{i}": i for n in range(WRITERS) for i in range(UPDATES)}
+    expected |= {f"cli{n}-{i}": i for n in range(4) for i in range(10)}
+    assert data == expected
+    assert len([e for e in events(orch) if e["event"] == "update"]) == WRITERS * UPDATES + 40
+    seen = json.loads(out)
+    assert seen["torn"] == 0
+    assert seen["reads"] > 0
+    assert seen["changes"] > 1  # it really read while the writers wrote
+    assert TrackerStore(tracker).read().lanes["work"].data == expected
+    assert not [p.name for p in orch.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_killed_lock_holder_delays_nobody(
+    placed: ModuleType, helper_path: Path, tracker: Path, orch: Path
+) -> None:
+    holder = subprocess.Popen(
+        ["python3", "-c", HOLDER, str(helper_path), str(tracker)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env(),
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "holding"
+        leftover = orch / f".tracker.json.{holder.pid}.tmp"
+        assert leftover.exists()
+        # While it lives, a writer waits, then gives up naming the holder.
+        with pytest.raises(placed.LockTimeoutError) as caught:
+            placed.transact(str(tracker), lambda d: d, {"event": "noop"}, timeout=0.3)
+        assert caught.value.holder == holder.pid
+        assert f"held by process {holder.pid}" in str(caught.value)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.communicate(timeout=10)
+    assert holder.returncode == -signal.SIGKILL
+
+    began = time.monotonic()
+    proc = run_helper(helper_path, str(tracker), '{"lanes": {"work": {"progress": "after"}}}')
+    waited = time.monotonic() - began
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""  # no "waiting", no "forcing"
+    assert waited < 5  # a process start and one write; the lock timeout is 30 s
+    assert json.loads(tracker.read_text(encoding="utf-8"))["lanes"]["work"]["progress"] == "after"
+    assert not leftover.exists()  # the dead writer's temp file was swept
+
+
+def test_a_leftover_lock_file_blocks_nobody(
+    placed: ModuleType, helper_path: Path, tracker: Path, orch: Path
+) -> None:
+    lock = orch / "tracker.lock"
+    lock.write_text("999999\n", encoding="utf-8")  # what a crashed holder might leave
+    placed.transact(
+        str(tracker),
+        lambda d: placed.deep_merge(d, {"lanes": {"work": {"progress": "1"}}}),
+        {"event": "update"},
+        timeout=1.0,
+    )
+    proc = run_helper(helper_path, str(tracker), '{"lanes": {"work": {"progress": "2"}}}')
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert json.loads(tracker.read_text(encoding="utf-8"))["lanes"]["work"]["progress"] == "2"
+    assert lock.read_text(encoding="utf-8") == ""  # released locks hold no pid
+
+
+def test_the_backup_is_the_previous_version(helper_path: Path, tracker: Path, orch: Path) -> None:
+    before = tracker.read_bytes()
+    proc = run_helper(helper_path, str(tracker), '{"lanes": {"work": {"progress": "x"}}}')
+    assert proc.returncode == 0, proc.stderr
+    assert (orch / "tracker.json.bak").read_bytes() == before
+    assert tracker.read_bytes() != before
+
+
+def test_temp_files_of_dead_writers_are_swept(
+    placed: ModuleType, tracker: Path, orch: Path
+) -> None:
+    stale = [orch / ".tracker.json.4242.tmp", orch / ".tracker.json.bak.4243.tmp"]
+    for path in stale:
+        path.write_text('{"torn', encoding="utf-8")
+    unrelated = orch / "notes.tmp"
+    unrelated.write_text("mine", encoding="utf-8")
+    placed.update(str(tracker), {"lanes": {"work": {"progress": "swept"}}})
+    assert [p.exists() for p in stale] == [False, False]
+    assert unrelated.read_text(encoding="utf-8") == "mine"
+
+
+@pytest.mark.parametrize(
+    ("update", "needle"),
+    [
+        ({"lanes": {"work": {"status": "finished"}}}, "status 'finished' is not one of"),
+        ({"lanes": {"work": {"status": "merged"}}}, "cannot go from 'pending' to 'merged'"),
+        ({"lanes": {"work": {"status": "completed"}}}, "cannot go from 'pending' to 'completed'"),
+        ({"agents": {"agent-work": {"status": "done"}}}, "agent 'agent-work': status 'done'"),
+        ({"lanes": ["work"]}, "`lanes` must be an object"),
+        ({"version": "9.0.0"}, "may not change `version` (from '1.0.0' to '9.0.0')"),
+    ],
+)
+def test_helper_refuses_an_update_outside_the_state_machine(
+    helper_path: Path, tracker: Path, orch: Path, update: dict[str, Any], needle: str
+) -> None:
+    before = snapshot(orch)
+    proc = run_helper(helper_path, str(tracker), json.dumps(update))
+    assert proc.returncode == 2
+    assert_one_line(proc.stderr, "access_tracker:", needle, "nothing was written")
+    assert snapshot(orch) == before
+
+
+@pytest.mark.parametrize(
+    ("arg", "needle"),
+    [("{not json", "not valid JSON"), ('["a list"]', "must be a JSON object")],
+)
+def test_helper_refuses_an_update_that_is_not_a_json_object(
+    helper_path: Path, tracker: Path, orch: Path, arg: str, needle: str
+) -> None:
+    before = snapshot(orch)
+    proc = run_helper(helper_path, str(tracker), arg)
+    assert proc.returncode == 2
+    assert_one_line(proc.stderr, needle)
+    assert snapshot(orch) == before
+
+
+def test_helper_without_arguments_shows_usage(helper_path: Path) -> None:
+    proc = run_helper(helper_path)
+    assert proc.returncode == 2
+    assert "access_tracker.py TRACKER '<json>'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_helper_names_a_missing_tracker(helper_path: Path, tmp_path: Path) -> None:
+    proc = run_helper(helper_path, str(tmp_path / "nowhere" / "tracker.json"))
+    assert proc.returncode == 3
+    assert_one_line(proc.stderr, "does not exist", "orchestree init")
+
+
+def test_deep_merge_merges_dicts_and_replaces_the_rest() -> None:
+    base = {"a": {"b": 1, "c": {"d": 2}}, "l": [1], "s": "x"}
+    update = {"a": {"c": {"e": 3}}, "l": [2], "s": {"now": "dict"}, "n": None}
+    assert access_tracker.deep_merge(base, update) == {
+        "a": {"b": 1, "c": {"d": 2, "e": 3}},
+        "l": [2],
+        "s": {"now": "dict"},
+        "n": None,
+    }
+    assert base == {"a": {"b": 1, "c": {"d": 2}}, "l": [1], "s": "x"}  # not mutated
+
+
+def older_pythons() -> list[str]:
+    """The python3.7 to 3.10 interpreters on this machine (pyenv's, the system's)."""
+    candidates = glob.glob("/root/.pyenv/versions/*/bin/python3")
+    candidates += glob.glob("/usr/bin/python3.*") + glob.glob("/usr/local/bin/python3.*")
+    found = []
+    for path in candidates:
+        version = re.search(r"(\d+)\.(\d+)(?:\.\d+)?(?:/bin/python3)?$", path)
+        if version and (3, 7) <= (int(version[1]), int(version[2])) < (3, 11):
+            found.append(path)
+    return sorted(found)
+
+
+def test_the_helper_runs_on_the_python3_an_agent_may_have(helper_path: Path, tracker: Path) -> None:
+    # Its grammar is 3.7's, whatever interpreters this machine has ...
+    ast.parse(helper_path.read_text("utf-8"), feature_version=(3, 7))
+    # ... and every older interpreter found reads and updates with it.
+    for python in older_pythons():
+        update = json.dumps({"lanes": {"work": {"progress": python}}})
+        for args in ([], [update]):
+            proc = subprocess.run(
+                [python, str(helper_path), str(tracker), *args],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert (proc.returncode, proc.stderr) == (0, ""), python
+        assert lane_progress(tracker) == python
+
+
+def lane_progress(tracker: Path) -> Any:
+    return json.loads(tracker.read_text(encoding="utf-8"))["lanes"]["work"]["progress"]
