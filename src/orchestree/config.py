@@ -139,9 +139,9 @@ def load_config(repo_root: Path) -> Config:
             raise UserError(f"{path}: [agents.{name}] needs `command`, a list of strings")
     config.check_agent(config.defaults.agent, f"{path}: [defaults] agent")
     for probe_id, probe in config.probes.items():
-        _check_probe(probe_id, probe, f"{path}: [probes.{probe_id}]")
         if probe.agent is not None:
             config.check_agent(probe.agent, f"{path}: [probes.{probe_id}]")
+        _check_probe(probe_id, probe, f"{path}: [probes.{probe_id}]")
     if config.plan.agent is not None:
         config.check_agent(config.plan.agent, f"{path}: [plan]")
     return config
