@@ -14,18 +14,16 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-from orchestree import agents, executors, git, outcome, runner, scheduler
-from orchestree.access_tracker import now_iso
+from orchestree import agents, executors, git, runner, scheduler
 from orchestree.errors import EnvironmentRefused, OrchestreeError, UserError
 from orchestree.executors import LaneExecutor, LaneSpec, LaneUpdate
 from orchestree.executors.local import handle_of as local_handle
-from orchestree.layout import PLAN_FILE, agent_name, branch, results_dir
-from orchestree.models import Agent, Lane, Tracker
+from orchestree.lanebook import LaneBook, Summary
+from orchestree.layout import agent_name, branch
+from orchestree.models import Tracker
 from orchestree.orchestrator import Repo
-from orchestree.report import HELD
 from orchestree.runlock import run_lock
 
 WAIT_S = 0.5
@@ -44,20 +42,6 @@ class Running:
     progress: str | None = None  # the live progress last written to the tracker
 
 
-@dataclass
-class Summary:
-    statuses: dict[str, str] = field(default_factory=dict)
-    held: dict[str, str] = field(default_factory=dict)  # agent -> one message
-    interrupted: bool = False
-
-    @property
-    def exit_code(self) -> int:
-        if self.interrupted:
-            return 130
-        bad = {"failed", "blocked", "cancelled", "conflict", "verify_failed"}
-        return 1 if any(s in bad for s in self.statuses.values()) else 0
-
-
 class Execution:
     def __init__(
         self,
@@ -73,7 +57,8 @@ class Execution:
         self.max_parallel = max_parallel or repo.config.defaults.max_parallel
         self.report = report
         self.running: dict[str, Running] = {}
-        self.summary = Summary()
+        self.book = LaneBook(repo, report, self._in_scope)
+        self.summary = self.book.summary
         self._stop = False
         self._executor: LaneExecutor | None = None
         self._base = ""
@@ -133,7 +118,7 @@ class Execution:
             decision = scheduler.decide(lanes, set(self.running), self.max_parallel, scope)
             blocks = {k: v for k, v in decision.block.items() if k in scope}
             if blocks:
-                self._block(blocks)
+                self.book.block(blocks)
             self._take_cancel_requests()
             for lane_id in decision.start:
                 self._start(lane_id)
@@ -174,11 +159,7 @@ class Execution:
                 self.executor().cancel(lane_id, run.attempt)
         if progress is not None and progress != run.progress:
             run.progress = progress  # the tracker is written only when the text changes
-
-            def change(t: Tracker) -> None:
-                t.lanes[lane_id].progress = progress
-
-            self.repo.store.update(change, "progress", lane=lane_id)
+            self.book.progress(lane_id, progress, None)
 
     def _apply(self, update: LaneUpdate) -> None:
         """Record one update from the executor; stale ones (an old attempt) are dropped."""
@@ -186,21 +167,19 @@ class Execution:
         if run is None or run.attempt != update.attempt:
             return
         if update.kind == "started":
-            self._started(update)
+            self.book.started(update)
         elif update.kind == "output":
             with self.repo.layout.log(update.lane_id).open("a", encoding="utf-8") as fh:
                 fh.write(update.output)
         elif update.kind == "progress":
-
-            def change(t: Tracker) -> None:
-                lane = t.lanes[update.lane_id]
-                lane.progress = update.progress
-                if update.data is not None:
-                    lane.data = update.data
-
-            self.repo.store.update(change, "lane-progress", lane=update.lane_id)
+            self.book.progress(update.lane_id, update.progress, update.data)
         else:
             self._record(update)
+
+    def _record(self, update: LaneUpdate) -> None:
+        run = self.running.pop(update.lane_id, None) or Running(update.attempt)
+        head = self.executor().fetch(update.lane_id) or update.head
+        self.book.finished(update, head, run.fatal, self._stop)
 
     # --- starting a lane -------------------------------------------------------------
 
@@ -218,33 +197,14 @@ class Execution:
             point = runner.start_point(repo.root, tracker.base_commit, deps)
             if point.commit is None:
                 files = ", ".join(point.conflicts)
-                self._block({lane_id: f"its dependencies' branches conflict in: {files}"})
+                self.book.block({lane_id: f"its dependencies' branches conflict in: {files}"})
                 return
             start = point.commit
         executor = self.executor()  # refuses (exit 3) before the lane is marked running
         port = self._free_port(tracker)
         attempt = lane.attempts + 1
 
-        def claim(t: Tracker) -> None:
-            entry = t.lanes[lane_id]
-            entry.status = "running"
-            entry.attempts = attempt
-            entry.start_commit = entry.start_commit or start
-            entry.port = port
-            entry.error = None
-            entry.started_at = now_iso()
-            entry.finished_at = None
-            t.agents[agent_name(lane_id)] = Agent(
-                worktree=repo.layout.rel(repo.layout.worktree(lane_id)),
-                lane=lane_id,
-                branch=branch(lane_id),
-                agent=entry.agent or repo.config.defaults.agent,
-                status="created",
-                log=repo.layout.rel(repo.layout.log(lane_id)),
-                started_at=entry.started_at,
-            )
-
-        tracker = repo.store.update(claim, "lane-start", lane=lane_id, attempt=attempt)
+        tracker = self.book.claim(lane_id, attempt, start, port)
         lane = tracker.lanes[lane_id]
         spec = LaneSpec(
             lane_id=lane_id,
@@ -264,14 +224,10 @@ class Execution:
             if isinstance(exc, EnvironmentRefused):
                 raise  # the executor refuses to run anything: stop, exit 3
             message = str(exc) if isinstance(exc, OrchestreeError) else repr(exc)
-            self._settle(lane_id, attempt, "failed", {"error": message}, None)
+            self.book.settle(lane_id, attempt, "failed", {"error": message}, None)
             return
         self.running[lane_id] = Running(attempt, self._preset(lane.agent), log_offset)
-
-        def submitted(t: Tracker) -> None:
-            t.agents[agent_name(lane_id)].handle = handle
-
-        repo.store.update(submitted, "agent-submit", lane=lane_id, handle=handle)
+        self.book.submitted(lane_id, handle)
 
     def _preset(self, agent: str | None) -> agents.AgentPreset:
         return agents.get_agent(agent or self.repo.config.defaults.agent, self.repo.config)
@@ -280,38 +236,6 @@ class Execution:
         log = self.repo.layout.log(lane_id)
         return log.stat().st_size if log.exists() else 0
 
-    def _probe_problem(self, lane_id: str, lane: Lane, head: str | None) -> str | None:
-        """Why a probe lane's `state_probe.json` is unusable (for a planner agent's lane,
-        its plan): read from its worktree, or from its branch when it ran elsewhere."""
-        planner = PLAN_FILE in lane.results  # a planner agent: its result is the plan
-        rel = PLAN_FILE if planner else f"{results_dir(lane_id)}/state_probe.json"
-        check = outcome.plan_output_problem if planner else outcome.probe_output_problem
-        worktree = self.repo.layout.worktree(lane_id)
-        if worktree.exists() or not head:
-            return check(worktree / rel)
-        path = self.repo.layout.orch / "runs" / f"{lane_id}.{rel.rpartition('/')[2]}"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.unlink(missing_ok=True)
-        shown = git.run("show", f"{head}:{rel}", cwd=self.repo.root, check=False)
-        if shown.returncode == 0:
-            path.write_text(shown.stdout, encoding="utf-8")
-        return check(path)
-
-    def _started(self, update: LaneUpdate) -> None:
-        lane_id = update.lane_id
-
-        def change(t: Tracker) -> None:
-            agent = t.agents[agent_name(lane_id)]
-            agent.status, agent.pid, agent.pid_started = "running", update.pid, update.pid_started
-            agent.host = update.host
-            lane = t.lanes[lane_id]
-            lane.host, lane.worker = update.host, update.worker
-
-        self.repo.store.update(change, "agent-start", lane=lane_id, pid=update.pid,
-                               host=update.host, worker=update.worker)  # fmt: skip
-        where = f"on {update.host} ({update.worker})" if update.host else f"pid {update.pid}"
-        self.report(f"→ {lane_id}: started (attempt {update.attempt}, {where})")
-
     def _free_port(self, tracker: Tracker) -> int:
         low, high = self.repo.config.worktree.ports
         used = {lane.port for lane in tracker.lanes.values() if lane.status == "running"}
@@ -319,116 +243,6 @@ class Execution:
             if port not in used:
                 return port
         return low
-
-    # --- recording outcomes ------------------------------------------------------------
-
-    def _record(self, update: LaneUpdate) -> None:
-        lane_id, attempt = update.lane_id, update.attempt
-        run = self.running.pop(lane_id, None) or Running(attempt)
-        lane = self.repo.store.read().lanes[lane_id]
-        head = self.executor().fetch(lane_id) or update.head
-        changed: list[str] = []
-        if head and lane.start_commit:
-            changed = git.changed_files(self.repo.root, lane.start_commit, head)
-        prefix = results_dir(lane_id) + "/"
-        results = sorted({p for p in changed if p.startswith(prefix)} | set(lane.results))
-        got = outcome.judge(
-            self.repo.config,
-            lane,
-            update,
-            run.fatal,
-            lambda: self._probe_problem(lane_id, lane, head),
-        )
-        fields: dict[str, Any] = {
-            "error": got.error,
-            "head_commit": head,
-            "changed_files": changed,
-            "results": results,
-            "no_changes": got.ok and not changed,
-            "session_id": got.session_id,
-            "num_turns": got.num_turns,
-            "cost_usd": got.cost_usd,
-        }
-        if update.host:  # its started event may not have arrived (a quick remote lane)
-            fields.update(host=update.host, worker=update.worker)
-        if got.ok:
-            status = "completed"
-        elif run.fatal is None and (update.reason in ("cancelled", "interrupted") or self._stop):
-            status = "cancelled"
-        elif got.auth_failure:
-            status = "failed"
-            self._hold_agent(lane_id, lane.agent or self.repo.config.defaults.agent, got.error)
-        elif attempt < (lane.max_attempts or self.repo.config.defaults.max_attempts):
-            status = "pending"
-        else:
-            status = "failed"
-        self._settle(lane_id, attempt, status, fields, update.exit_code, update.timings)
-
-    def _settle(
-        self,
-        lane_id: str,
-        attempt: int,
-        status: str,
-        fields: dict[str, Any],
-        exit_code: int | None,
-        timings: dict[str, float] | None = None,
-    ) -> None:
-        def change(t: Tracker) -> None:
-            lane = t.lanes[lane_id]
-            for key, value in fields.items():
-                setattr(lane, key, value)
-            lane.status = status  # type: ignore[assignment]
-            lane.finished_at = now_iso()
-            agent = t.agents.get(agent_name(lane_id))
-            if agent is not None:
-                agent.status = "completed" if status == "completed" else "failed"
-                agent.exit_code = exit_code
-                agent.finished_at = lane.finished_at
-
-        steps = {"timings": timings} if timings else {}  # a remote lane's seconds per step
-        self.repo.store.update(
-            change, "lane-end", lane=lane_id, status=status, attempt=attempt, **steps
-        )
-        self.summary.statuses[lane_id] = status
-        mark = {"completed": "✓", "pending": "↻"}.get(status, "✗")
-        note = fields.get("error")
-        if status == "completed" and fields.get("no_changes"):
-            note = "completed but changed nothing"
-        retry = " (will retry)" if status == "pending" else ""
-        self.report(f"{mark} {lane_id}: {status}{retry}" + (f": {note}" if note else ""))
-
-    def _block(self, blocks: dict[str, str], quiet: bool = False) -> None:
-        def change(t: Tracker) -> None:
-            for lane_id, why in blocks.items():
-                lane = t.lanes[lane_id]
-                lane.status = "blocked"
-                lane.error = why
-
-        self.repo.store.update(change, "lanes-blocked", lanes=sorted(blocks))
-        for lane_id, why in blocks.items():
-            self.summary.statuses[lane_id] = "blocked"
-            if not quiet:
-                self.report(f"✗ {lane_id}: blocked: {why}")
-
-    def _hold_agent(self, lane_id: str, agent: str, error: str | None) -> None:
-        """An authentication failure holds every other pending lane of that agent: one
-        line now naming them, the login hint once at the end (`Summary.held`)."""
-        hint = agents.get_agent(agent, self.repo.config).login_hint
-        why = f"{HELD}agent {agent!r} is not logged in ({error}); {hint}"
-        self.summary.held[agent] = why
-        tracker = self.repo.store.read()
-        held = {
-            k: why
-            for k, lane in tracker.lanes.items()
-            if k != lane_id
-            and lane.status == "pending"
-            and (lane.agent or self.repo.config.defaults.agent) == agent
-            and self._in_scope(k, lane.kind)
-        }
-        if held:
-            self._block(held, quiet=True)
-            names = ", ".join(sorted(held, key=lambda k: tracker.lanes[k].order))
-            self.report(f"✗ {names}: blocked: agent {agent!r} is not logged in (see below)")
 
     # --- resume, preflight, stop ---------------------------------------------------------
 

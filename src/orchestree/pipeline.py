@@ -16,6 +16,7 @@ from typing import Any
 from orchestree import execution, git, merger, orchestrator, planner, planner_agent, probes
 from orchestree.config import ProbeConfig
 from orchestree.errors import EnvironmentRefused, UserError
+from orchestree.lanebook import Summary
 from orchestree.layout import GENERATED_DIR, PLAN_FILE, agent_name, branch
 from orchestree.models import Plan, ProbeResult, Tracker
 from orchestree.orchestrator import Repo
@@ -135,7 +136,7 @@ def _check_base_worktree(repo: Repo) -> None:
 
 @dataclass
 class ProbesResult:
-    run: execution.Summary
+    run: Summary
     merge: merger.MergeReport | None
     failed: dict[str, str] = field(default_factory=dict)  # probe -> why
 
@@ -284,7 +285,7 @@ def register_plan(repo: Repo, plan: Plan, where: str = "the plan") -> list[str]:
 class FullResult:
     probes: ProbesResult
     plan: list[str]
-    run: execution.Summary | None
+    run: Summary | None
     merge: merger.MergeReport | None
     plan_error: str | None = None
 

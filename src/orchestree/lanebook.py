@@ -1,0 +1,224 @@
+"""What happens to lanes during `execute`, written into the tracker and said aloud.
+
+The execution loop decides and drives; this book is where it records: a lane claimed,
+its agent started, its outcome judged (completed, retried, failed, cancelled), lanes
+blocked or held behind an agent that is not logged in. Every line the user sees about
+a lane comes from here too, so the tracker and the output always agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestree import agents, git, outcome
+from orchestree.access_tracker import now_iso
+from orchestree.executors import LaneUpdate
+from orchestree.layout import PLAN_FILE, agent_name, branch, results_dir
+from orchestree.models import Agent, Lane, Tracker
+from orchestree.orchestrator import Repo
+from orchestree.report import HELD
+
+Reporter = Callable[[str], None]
+
+
+@dataclass
+class Summary:
+    statuses: dict[str, str] = field(default_factory=dict)
+    held: dict[str, str] = field(default_factory=dict)  # agent -> one message
+    interrupted: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        bad = {"failed", "blocked", "cancelled", "conflict", "verify_failed"}
+        return 1 if any(s in bad for s in self.statuses.values()) else 0
+
+
+class LaneBook:
+    def __init__(self, repo: Repo, report: Reporter, in_scope: Callable[[str, str], bool]):
+        self.repo = repo
+        self.report = report
+        self.in_scope = in_scope
+        self.summary = Summary()
+
+    def claim(self, lane_id: str, attempt: int, start: str, port: int) -> Tracker:
+        """Mark the lane running (before anything is submitted: a crash after this is
+        seen by the next run as an attempt to reattach to or to fail)."""
+        layout, default = self.repo.layout, self.repo.config.defaults.agent
+
+        def change(t: Tracker) -> None:
+            entry = t.lanes[lane_id]
+            entry.status = "running"
+            entry.attempts = attempt
+            entry.start_commit = entry.start_commit or start
+            entry.port = port
+            entry.error = None
+            entry.started_at = now_iso()
+            entry.finished_at = None
+            t.agents[agent_name(lane_id)] = Agent(
+                worktree=layout.rel(layout.worktree(lane_id)),
+                lane=lane_id,
+                branch=branch(lane_id),
+                agent=entry.agent or default,
+                status="created",
+                log=layout.rel(layout.log(lane_id)),
+                started_at=entry.started_at,
+            )
+
+        return self.repo.store.update(change, "lane-start", lane=lane_id, attempt=attempt)
+
+    def submitted(self, lane_id: str, handle: str) -> None:
+        def change(t: Tracker) -> None:
+            t.agents[agent_name(lane_id)].handle = handle
+
+        self.repo.store.update(change, "agent-submit", lane=lane_id, handle=handle)
+
+    def started(self, update: LaneUpdate) -> None:
+        lane_id = update.lane_id
+
+        def change(t: Tracker) -> None:
+            agent = t.agents[agent_name(lane_id)]
+            agent.status, agent.pid, agent.pid_started = "running", update.pid, update.pid_started
+            agent.host = update.host
+            lane = t.lanes[lane_id]
+            lane.host, lane.worker = update.host, update.worker
+
+        self.repo.store.update(change, "agent-start", lane=lane_id, pid=update.pid,
+                               host=update.host, worker=update.worker)  # fmt: skip
+        where = f"on {update.host} ({update.worker})" if update.host else f"pid {update.pid}"
+        self.report(f"→ {lane_id}: started (attempt {update.attempt}, {where})")
+
+    def progress(self, lane_id: str, text: str | None, data: dict[str, Any] | None) -> None:
+        def change(t: Tracker) -> None:
+            lane = t.lanes[lane_id]
+            lane.progress = text
+            if data is not None:
+                lane.data = data
+
+        self.repo.store.update(change, "progress", lane=lane_id)
+
+    def finished(
+        self, update: LaneUpdate, head: str | None, fatal: str | None, stopping: bool
+    ) -> None:
+        """Judge a finished attempt and record it: completed, pending again (a retry),
+        failed (holding the agent's other lanes on a login failure) or cancelled."""
+        lane_id, attempt = update.lane_id, update.attempt
+        lane = self.repo.store.read().lanes[lane_id]
+        changed: list[str] = []
+        if head and lane.start_commit:
+            changed = git.changed_files(self.repo.root, lane.start_commit, head)
+        prefix = results_dir(lane_id) + "/"
+        results = sorted({p for p in changed if p.startswith(prefix)} | set(lane.results))
+        got = outcome.judge(
+            self.repo.config, lane, update, fatal, lambda: self._probe_problem(lane_id, lane, head)
+        )
+        fields: dict[str, Any] = {
+            "error": got.error,
+            "head_commit": head,
+            "changed_files": changed,
+            "results": results,
+            "no_changes": got.ok and not changed,
+            "session_id": got.session_id,
+            "num_turns": got.num_turns,
+            "cost_usd": got.cost_usd,
+        }
+        if update.host:  # its started event may not have arrived (a quick remote lane)
+            fields.update(host=update.host, worker=update.worker)
+        if got.ok:
+            status = "completed"
+        elif fatal is None and (update.reason in ("cancelled", "interrupted") or stopping):
+            status = "cancelled"
+        elif got.auth_failure:
+            status = "failed"
+            self.hold_agent(lane_id, lane.agent or self.repo.config.defaults.agent, got.error)
+        elif attempt < (lane.max_attempts or self.repo.config.defaults.max_attempts):
+            status = "pending"
+        else:
+            status = "failed"
+        self.settle(lane_id, attempt, status, fields, update.exit_code, update.timings)
+
+    def settle(
+        self,
+        lane_id: str,
+        attempt: int,
+        status: str,
+        fields: dict[str, Any],
+        exit_code: int | None,
+        timings: dict[str, float] | None = None,
+    ) -> None:
+        def change(t: Tracker) -> None:
+            lane = t.lanes[lane_id]
+            for key, value in fields.items():
+                setattr(lane, key, value)
+            lane.status = status  # type: ignore[assignment]
+            lane.finished_at = now_iso()
+            agent = t.agents.get(agent_name(lane_id))
+            if agent is not None:
+                agent.status = "completed" if status == "completed" else "failed"
+                agent.exit_code = exit_code
+                agent.finished_at = lane.finished_at
+
+        steps = {"timings": timings} if timings else {}  # a remote lane's seconds per step
+        self.repo.store.update(
+            change, "lane-end", lane=lane_id, status=status, attempt=attempt, **steps
+        )
+        self.summary.statuses[lane_id] = status
+        mark = {"completed": "✓", "pending": "↻"}.get(status, "✗")
+        note = fields.get("error")
+        if status == "completed" and fields.get("no_changes"):
+            note = "completed but changed nothing"
+        retry = " (will retry)" if status == "pending" else ""
+        self.report(f"{mark} {lane_id}: {status}{retry}" + (f": {note}" if note else ""))
+
+    def block(self, blocks: dict[str, str], quiet: bool = False) -> None:
+        def change(t: Tracker) -> None:
+            for lane_id, why in blocks.items():
+                lane = t.lanes[lane_id]
+                lane.status = "blocked"
+                lane.error = why
+
+        self.repo.store.update(change, "lanes-blocked", lanes=sorted(blocks))
+        for lane_id, why in blocks.items():
+            self.summary.statuses[lane_id] = "blocked"
+            if not quiet:
+                self.report(f"✗ {lane_id}: blocked: {why}")
+
+    def hold_agent(self, lane_id: str, agent: str, error: str | None) -> None:
+        """An authentication failure holds every other pending lane of that agent: one
+        line now naming them, the login hint once at the end (`Summary.held`)."""
+        hint = agents.get_agent(agent, self.repo.config).login_hint
+        why = f"{HELD}agent {agent!r} is not logged in ({error}); {hint}"
+        self.summary.held[agent] = why
+        tracker = self.repo.store.read()
+        held = {
+            k: why
+            for k, lane in tracker.lanes.items()
+            if k != lane_id
+            and lane.status == "pending"
+            and (lane.agent or self.repo.config.defaults.agent) == agent
+            and self.in_scope(k, lane.kind)
+        }
+        if held:
+            self.block(held, quiet=True)
+            names = ", ".join(sorted(held, key=lambda k: tracker.lanes[k].order))
+            self.report(f"✗ {names}: blocked: agent {agent!r} is not logged in (see below)")
+
+    def _probe_problem(self, lane_id: str, lane: Lane, head: str | None) -> str | None:
+        """Why a probe lane's `state_probe.json` is unusable (for a planner agent's lane,
+        its plan): read from its worktree, or from its branch when it ran elsewhere."""
+        planner = PLAN_FILE in lane.results  # a planner agent: its result is the plan
+        rel = PLAN_FILE if planner else f"{results_dir(lane_id)}/state_probe.json"
+        check = outcome.plan_output_problem if planner else outcome.probe_output_problem
+        worktree = self.repo.layout.worktree(lane_id)
+        if worktree.exists() or not head:
+            return check(worktree / rel)
+        path = self.repo.layout.orch / "runs" / f"{lane_id}.{rel.rpartition('/')[2]}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        shown = git.run("show", f"{head}:{rel}", cwd=self.repo.root, check=False)
+        if shown.returncode == 0:
+            path.write_text(shown.stdout, encoding="utf-8")
+        return check(path)
