@@ -9,7 +9,13 @@ import os
 
 
 def emit(
-    bench: str, figure: str, value: str, baseline: str, ratio: float | None, target: str, met: bool
+    bench: str,
+    figure: str,
+    value: str,
+    baseline: str,
+    ratio: float | None,
+    target: str,
+    met: bool | None,  # None: a figure shown for context, with no target
 ) -> None:
     path = os.environ.get("ORCHESTREE_BENCH_ROWS")
     if not path:

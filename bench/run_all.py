@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+MET = {True: "yes", False: "**no**", None: "—"}
 OUT = HERE.parent / "docs" / "benchmarks.md"
 
 
@@ -83,7 +84,7 @@ def main() -> int:
         shown = f"{ratio:.2f}" if isinstance(ratio, int | float) else "—"
         lines.append(
             f"| {row['bench']} | {row['figure']} | {row['value']} | {row['baseline']} | "
-            f"{shown} | {row['target']} | {'yes' if row['met'] else '**no**'} |"
+            f"{shown} | {row['target'] or '—'} | {MET[row['met']]} |"
         )
     if failures:
         lines += ["", "Benches that failed: " + "; ".join(failures) + "."]

@@ -117,7 +117,7 @@ def main() -> int:
          f"{local_span:.2f} s (local, max_parallel {args.workers})",
          dask_span / local_span, "≤ 1.15", met)  # fmt: skip
     emit("scale.py", "the same, whole `execute` (cluster start and stop included)",
-         f"{dask:.2f} s", f"{local:.2f} s (local)", dask / local, "—", True)  # fmt: skip
+         f"{dask:.2f} s", f"{local:.2f} s (local)", dask / local, "", None)  # fmt: skip
     print("| remote step | mean s | max s |")
     print("|---|---|---|")
     for step in STEPS:

@@ -86,8 +86,8 @@ def test_probes_refuse_a_dirty_base_worktree_before_running(
     line = one_line_error(cli(repo, "probes"), code=3)
 
     assert line == (
-        f"orchestree: {repo} has uncommitted changes to tracked files (a.py), where the "
-        "probes' results are merged; commit or stash them, then run the probes again"
+        f"orchestree: {repo} has uncommitted changes to tracked files (a.py); commit or "
+        "stash them, then run the probes again (their results are merged there)"
     )
     assert tracker_bytes(repo) == before
     assert git(repo, "branch", "--format=%(refname:short)") == "main"

@@ -95,12 +95,19 @@ def merge(
 
 
 def _preconditions(root: Path, base: str, check: bool) -> list[str]:
+    return base_worktree_problems(root, base, "merge again", check=check)
+
+
+def base_worktree_problems(root: Path, base: str, then: str, check: bool = False) -> list[str]:
+    """The base worktree must be on the base branch with no uncommitted changes to
+    tracked files, else merging would move the user's files under them. Refuses (exit
+    3) saying what to do and `then` what; with `check`, only notes a dirty worktree."""
     here = git.current_branch(root)
     if here != base:
         where = f"on branch {here!r}" if here else "at a detached HEAD"
         raise EnvironmentRefused(
             f"{root} is {where}, not on the base branch {base!r}; "
-            f"run `git switch {base}` there, then merge again"
+            f"run `git switch {base}` there, then {then}"
         )
     dirty = git.dirty_files(root, untracked=False)
     if not dirty:
@@ -110,7 +117,7 @@ def _preconditions(root: Path, base: str, check: bool) -> list[str]:
         return [f"uncommitted changes to {listed}: `merge` will refuse until they are committed"]
     raise EnvironmentRefused(
         f"{root} has uncommitted changes to tracked files ({listed}); "
-        "commit or stash them, then merge again"
+        f"commit or stash them, then {then}"
     )
 
 

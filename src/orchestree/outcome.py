@@ -7,9 +7,9 @@ cancel, a lost worker) decide before the agent's output is read.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from orchestree import agents
@@ -25,19 +25,13 @@ _NOT_RUN = {
 }
 
 
-@dataclass(frozen=True)
-class Verdict:
-    ok: bool
-    error: str | None = None
-    auth_failure: bool = False
-    session_id: str | None = None
-    num_turns: int | None = None
-    cost_usd: float | None = None
+# A verdict is what the agent's output says (an `agents.Outcome`), overruled where the
+# attempt did not end as the agent's own exit or its output failed a check.
+Verdict = agents.Outcome
 
 
 def _from(outcome: agents.Outcome, ok: bool, error: str | None) -> Verdict:
-    return Verdict(ok, error, outcome.auth_failure, outcome.session_id, outcome.num_turns,
-                   outcome.cost_usd)  # fmt: skip
+    return dataclasses.replace(outcome, ok=ok, error=error)
 
 
 def judge(

@@ -15,7 +15,7 @@ from typing import Any
 
 from orchestree import execution, git, merger, orchestrator, planner, planner_agent, probes
 from orchestree.config import ProbeConfig
-from orchestree.errors import EnvironmentRefused, UserError
+from orchestree.errors import UserError
 from orchestree.lanebook import Summary
 from orchestree.layout import GENERATED_DIR, PLAN_FILE, agent_name, branch
 from orchestree.models import Plan, ProbeResult, Tracker
@@ -117,21 +117,10 @@ def _forget_probe(repo: Repo, probe_id: str) -> None:
 
 def _check_base_worktree(repo: Repo) -> None:
     """The merge's precondition, checked before the probes run rather than after."""
-    base, root = repo.store.read().base_branch, repo.root
-    here = git.current_branch(root)
-    if here != base:
-        where = f"on branch {here!r}" if here else "at a detached HEAD"
-        raise EnvironmentRefused(
-            f"{root} is {where}, not on the base branch {base!r}, where the probes' "
-            f"results are merged; run `git switch {base}` there, then run the probes again"
-        )
-    dirty = git.dirty_files(root, untracked=False)
-    if dirty:
-        listed = ", ".join(dirty[:10]) + (f" and {len(dirty) - 10} more" if len(dirty) > 10 else "")
-        raise EnvironmentRefused(
-            f"{root} has uncommitted changes to tracked files ({listed}), where the probes' "
-            "results are merged; commit or stash them, then run the probes again"
-        )
+    base = repo.store.read().base_branch
+    merger.base_worktree_problems(
+        repo.root, base, "run the probes again (their results merge there)"
+    )
 
 
 @dataclass

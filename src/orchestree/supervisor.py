@@ -59,21 +59,29 @@ def _become_subreaper() -> None:
         libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
-def _proc_table() -> dict[int, tuple[int, str]]:
-    """pid -> (ppid, state) for every process, read from /proc."""
-    table: dict[int, tuple[int, str]] = {}
+def _stat(pid: int | str) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state first), or None.
+
+    The command name may hold spaces and parentheses: parse after the last ')'."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            raw = fh.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    return raw[raw.rfind(")") + 2 :].split()
+
+
+def _alive(fields: list[str]) -> bool:
+    return fields[0] not in ("Z", "X")  # zombies and the dead do not count
+
+
+def _proc_table() -> dict[int, list[str]]:
+    """pid -> its stat fields (state, ppid, pgrp, ...) for every process."""
+    table: dict[int, list[str]] = {}
     for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as fh:
-                raw = fh.read().decode("ascii", "replace")
-        except OSError:
-            continue
-        # The command name may hold spaces and parentheses: parse after the last ')'.
-        rest = raw[raw.rfind(")") + 2 :].split()
-        if len(rest) >= 2:
-            table[int(name)] = (int(rest[1]), rest[0])
+        fields = _stat(name) if name.isdigit() else None
+        if fields is not None and len(fields) >= 3:
+            table[int(name)] = fields
     return table
 
 
@@ -81,13 +89,13 @@ def live_descendants(root: int) -> list[int]:
     """Descendants of `root` that are not zombies."""
     table = _proc_table()
     children: dict[int, list[int]] = {}
-    for pid, (ppid, _state) in table.items():
-        children.setdefault(ppid, []).append(pid)
+    for pid, fields in table.items():
+        children.setdefault(int(fields[1]), []).append(pid)
     found: list[int] = []
     stack = list(children.get(root, []))
     while stack:
         pid = stack.pop()
-        if table.get(pid, (0, "Z"))[1] not in ("Z", "X"):
+        if _alive(table[pid]):
             found.append(pid)
         stack.extend(children.get(pid, []))
     return found
@@ -144,30 +152,14 @@ def end_tree(
 
 def start_ticks(pid: int) -> int | None:
     """When a live `pid` started, in clock ticks since boot (field 22 of /proc/PID/stat)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            raw = fh.read().decode("ascii", "replace")
-    except OSError:
+    fields = _stat(pid)
+    if fields is None or len(fields) < 20 or not _alive(fields):
         return None
-    rest = raw[raw.rfind(")") + 2 :].split()
-    if len(rest) < 20 or rest[0] in ("Z", "X"):
-        return None
-    return int(rest[19])
+    return int(fields[19])
 
 
 def _group_alive(pgid: int) -> bool:
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as fh:
-                raw = fh.read().decode("ascii", "replace")
-        except OSError:
-            continue
-        rest = raw[raw.rfind(")") + 2 :].split()
-        if len(rest) >= 3 and rest[2] == str(pgid) and rest[0] not in ("Z", "X"):
-            return True
-    return False
+    return any(f[2] == str(pgid) and _alive(f) for f in _proc_table().values())
 
 
 def end_orphaned_agent(agent_file: str, grace_s: float) -> bool:
