@@ -63,6 +63,7 @@ class Execution:
         self._executor: LaneExecutor | None = None
         self._base = ""
         self._run_id = ""
+        self._git_identity: tuple[str, str] | None = None
 
     # --- the loop -------------------------------------------------------------------
 
@@ -213,9 +214,14 @@ class Execution:
             config=repo.config,
             base=tracker.base_commit,
             start=lane.start_commit or start,
-            expected=git.head_commit(repo.root, f"refs/heads/{branch(lane_id)}"),
+            # A first attempt's branch does not exist yet: only a retry has a head to lease.
+            expected=(
+                git.head_commit(repo.root, f"refs/heads/{branch(lane_id)}")
+                if lane.attempts > 1
+                else None
+            ),
             port=port,
-            identity=git.identity(repo.root),
+            identity=self._identity(),
         )
         log_offset = self._log_size(lane_id)
         try:
@@ -228,6 +234,12 @@ class Execution:
             return
         self.running[lane_id] = Running(attempt, self._preset(lane.agent), log_offset)
         self.book.submitted(lane_id, handle)
+
+    def _identity(self) -> tuple[str, str]:
+        """The git identity lanes commit with, read once per run."""
+        if self._git_identity is None:
+            self._git_identity = git.identity(self.repo.root)
+        return self._git_identity
 
     def _preset(self, agent: str | None) -> agents.AgentPreset:
         return agents.get_agent(agent or self.repo.config.defaults.agent, self.repo.config)
@@ -287,8 +299,9 @@ class Execution:
         if local:
             for name in sorted(names):
                 agents.check_available(name, self.repo.config)
+        heads = git.ref_heads(self.repo.root, "refs/heads/lane-*")  # one call for all lanes
         for lane_id, lane in todo.items():
-            problem = runner.ownership_problem(self.repo, lane_id, lane)
+            problem = runner.ownership_problem(self.repo, lane_id, lane, heads)
             if problem:
                 raise UserError(f"lane {lane_id!r}: {problem}")
         for warning in agents.agent_warnings(names, self.repo.config) if local else []:

@@ -259,12 +259,15 @@ def dirty_files(path: Path, untracked: bool = True) -> list[str]:
 
 def commit_all(path: Path, message: str) -> str | None:
     """Commit everything uncommitted in `path` (respecting ignores); the new sha or None."""
-    if not dirty_files(path):
-        return None
+    # Three git calls where asking first (status, then diff --cached) took five: commit
+    # and read its answer. "Nothing to commit" is exit 1 with that sentence on stdout.
     run("add", "-A", cwd=path)
-    if run("diff", "--cached", "--quiet", cwd=path, check=False).returncode == 0:
-        return None
-    run("commit", "-q", "--no-verify", "-m", message, cwd=path)
+    proc = run("commit", "-q", "--no-verify", "-m", message, cwd=path, check=False,
+               env={"LC_ALL": "C"})  # fmt: skip
+    if proc.returncode != 0:
+        if "nothing to commit" in proc.stdout or "nothing added to commit" in proc.stdout:
+            return None
+        raise GitError(("git", "commit", "-m", message), proc.returncode, proc.stderr)
     return head_commit(path)
 
 

@@ -119,7 +119,7 @@ def _check_base_worktree(repo: Repo) -> None:
     """The merge's precondition, checked before the probes run rather than after."""
     base = repo.store.read().base_branch
     merger.base_worktree_problems(
-        repo.root, base, "run the probes again (their results merge there)"
+        repo.root, base, "run the probes again (their results are merged there)"
     )
 
 

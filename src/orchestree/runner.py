@@ -53,9 +53,16 @@ def start_point(root: Path, base: str, dep_heads: list[tuple[str, str]]) -> Star
     return StartPoint(candidate, [])
 
 
-def ownership_problem(repo: Repo, lane_id: str, lane: Lane) -> str | None:
-    """Why the lane's worktree path or branch cannot be used, if they are not ours."""
+def ownership_problem(
+    repo: Repo, lane_id: str, lane: Lane, heads: dict[str, str] | None = None
+) -> str | None:
+    """Why the lane's worktree path or branch cannot be used, if they are not ours.
+
+    `heads` (branch -> commit, read once for many lanes) spares a git call per lane;
+    a lane with neither a folder nor a branch yet is fine without asking git more."""
     root, path, name = repo.root, repo.layout.worktree(lane_id), branch(lane_id)
+    if heads is not None and name not in heads and not path.exists():
+        return None
     registered = {w.path.resolve(): w for w in git.worktree_list(root)}
     if path.exists() and path.resolve() not in registered:
         return (
@@ -65,7 +72,7 @@ def ownership_problem(repo: Repo, lane_id: str, lane: Lane) -> str | None:
     wt = registered.get(path.resolve())
     if wt is not None and wt.branch != name:
         return f"{path} is a worktree on {wt.branch or 'a detached HEAD'}, not on {name}"
-    head = git.head_commit(root, f"refs/heads/{name}")
+    head = heads.get(name) if heads is not None else git.head_commit(root, f"refs/heads/{name}")
     if head is not None:
         mine = lane.start_commit is not None and git.is_ancestor(root, lane.start_commit, head)
         if not mine:

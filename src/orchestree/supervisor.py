@@ -256,16 +256,13 @@ def _prepare_worktree(spec: dict[str, Any]) -> None:
 
 
 def _commit_left_work(spec: dict[str, Any], result: dict[str, Any]) -> None:
-    """Commit what the agent left uncommitted; record the head and the changed files."""
+    """Commit what the agent left uncommitted; record the head."""
     cwd = Path(spec["cwd"])
     if not spec.get("commit_message") or not cwd.is_dir():
         return
     try:
-        git.commit_all(cwd, spec["commit_message"])
-        head = git.head_commit(cwd)
-        start = spec.get("start_commit")
-        result["head"] = head
-        result["changed"] = git.changed_files(cwd, start, head) if head and start else []
+        # The orchestrator reads the changed files from the head, for every executor alike.
+        result["head"] = git.commit_all(cwd, spec["commit_message"]) or git.head_commit(cwd)
     except GitError as exc:
         result["commit_error"] = str(exc)
 

@@ -19,7 +19,7 @@ from orchestree.layout import branch
 from orchestree.orchestrator import Repo
 from orchestree.tracker import is_our_process
 
-POLL_S = 0.02
+POLL_S = 0.005  # a finished lane is noticed within 5 ms (a stat per running lane)
 
 
 @dataclass
@@ -52,6 +52,7 @@ class LocalExecutor:
         self.cancelled: set[str] = set()
         self.includes: list[str] | None = None  # .worktreeinclude matches, found once
         self.spawner = runner.Spawner()
+        self.heads: dict[str, str] = {}  # lane -> head its last finished attempt left
 
     def submit(self, spec: LaneSpec) -> str:
         lane_id = spec.lane_id
@@ -107,6 +108,8 @@ class LocalExecutor:
             }
         self.cancelled.discard(lane_id)
         head = runner.commit_leftovers(self.repo, lane_id, run.attempt, result)
+        if head:
+            self.heads[lane_id] = head
         code = result.get("exit_code")
         return LaneUpdate(
             lane_id,
@@ -129,7 +132,9 @@ class LocalExecutor:
             os.kill(run.launched.pid, signal.SIGTERM)
 
     def fetch(self, lane_id: str) -> str | None:
-        return git.head_commit(self.repo.root, f"refs/heads/{branch(lane_id)}")
+        """The lane branch is local already: its head as the attempt left it."""
+        known = self.heads.pop(lane_id, None)
+        return known or git.head_commit(self.repo.root, f"refs/heads/{branch(lane_id)}")
 
     def reattach(self, handles: list[str]) -> list[LaneUpdate]:
         """Adopt supervisors that still run or left an outcome; report the others gone."""
