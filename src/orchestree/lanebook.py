@@ -108,7 +108,9 @@ class LaneBook:
         lane_id, attempt = update.lane_id, update.attempt
         lane = self.repo.store.read().lanes[lane_id]
         changed: list[str] = []
-        if head and lane.start_commit:
+        if update.changed is not None and head == update.head:
+            changed = update.changed
+        elif head and lane.start_commit:
             changed = git.changed_files(self.repo.root, lane.start_commit, head)
         prefix = results_dir(lane_id) + "/"
         results = sorted({p for p in changed if p.startswith(prefix)} | set(lane.results))

@@ -84,17 +84,15 @@ def ownership_problem(
 
 
 def prepare(repo: Repo, lane_id: str, lane: Lane, start: str) -> bool:
-    """Register the lane's worktree at `start`, or reuse ours; True when it is new.
-
-    A new worktree is only registered here (`worktree add --no-checkout`, under the
-    administration lock); the lane's supervisor populates it, in parallel with the
-    other lanes. A new path on a new branch needs no ownership check: git refuses to
-    create a branch that exists or to use a folder that is not empty.
+    """Reuse the lane's worktree, or say it is new (True): the lane's supervisor then
+    registers it (`worktree add`, under the administration lock shared by every
+    process) and populates it, in parallel with the other lanes, off the orchestrator's
+    path. A new path on a new branch needs no ownership check: git refuses to create a
+    branch that exists or to use a folder that is not empty.
     """
     path, name = repo.layout.worktree(lane_id), branch(lane_id)
     if not path.exists() and not git.branch_exists(repo.root, name):
         path.parent.mkdir(parents=True, exist_ok=True)
-        git.worktree_add(repo.root, path, name, start, populate=False)
         return True
     problem = ownership_problem(repo, lane_id, lane)
     if problem:
@@ -212,7 +210,7 @@ def launch(
         "result": str(result),
         "agent_file": str(agent_file),
         "setup": config.worktree.setup if new else "",
-        "populate": start if new else "",
+        "register": {"branch": branch(lane_id), "start": start} if new else None,
         "root": str(repo.root),
         "includes": includes if new else [],
         "helper": "" if tracked else str(layout.helper),

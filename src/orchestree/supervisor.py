@@ -240,11 +240,12 @@ def _run_setup(spec: dict[str, Any], log: Any, deadline: float, grace: float) ->
 
 
 def _prepare_worktree(spec: dict[str, Any]) -> None:
-    """Populate a newly registered worktree, then copy in includes and the helper."""
+    """Register and populate a new worktree, then copy in includes and the helper."""
     cwd = Path(spec["cwd"])
-    if spec.get("populate"):
-        git.run("reset", "-q", "--hard", spec["populate"], cwd=cwd)
     root = Path(spec.get("root", ""))
+    new = spec.get("register")
+    if new:
+        git.worktree_add(root, cwd, new["branch"], new["start"])
     for rel in spec.get("includes", []):
         target = cwd / rel
         if not target.exists():
@@ -256,13 +257,16 @@ def _prepare_worktree(spec: dict[str, Any]) -> None:
 
 
 def _commit_left_work(spec: dict[str, Any], result: dict[str, Any]) -> None:
-    """Commit what the agent left uncommitted; record the head."""
+    """Commit what the agent left uncommitted; record the head and the changed files."""
     cwd = Path(spec["cwd"])
     if not spec.get("commit_message") or not cwd.is_dir():
         return
     try:
-        # The orchestrator reads the changed files from the head, for every executor alike.
-        result["head"] = git.commit_all(cwd, spec["commit_message"]) or git.head_commit(cwd)
+        head = git.commit_all(cwd, spec["commit_message"]) or git.head_commit(cwd)
+        result["head"] = head
+        start = spec.get("start_commit")
+        if head and start:  # here, in parallel, rather than in the orchestrator's loop
+            result["changed"] = git.changed_files(cwd, start, head)
     except GitError as exc:
         result["commit_error"] = str(exc)
 

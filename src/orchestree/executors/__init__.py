@@ -68,6 +68,7 @@ class LaneUpdate:
     error: str | None = None
     output: str = ""  # finished: the attempt's output (tail); output: a new chunk
     head: str | None = None  # finished: the lane branch's head after the attempt
+    changed: list[str] | None = None  # finished: files changed since the start, if known
     host: str | None = None
     worker: str | None = None
     pid: int | None = None

@@ -120,6 +120,8 @@ class LocalExecutor:
             error=result.get("error"),
             output=runner.log_since(self.repo.layout.log(lane_id), run.launched.log_offset),
             head=head,
+            # What the supervisor saw, valid while the head is the one it committed.
+            changed=result.get("changed") if head == result.get("head") else None,
             pid=run.launched.pid,
         )
 
