@@ -90,6 +90,7 @@ def test_same_line_higher_priority_merges_other_conflicts(
     new = sh(rivals, "rev-parse", "main")
     assert git.is_ancestor(rivals, old, new)
     assert tracker(rivals)["phase"] == 4
+    assert tracker(rivals)["base_commit"] == new  # status shows where the base now is
 
 
 def test_dependent_of_conflicted_lane_is_skipped(

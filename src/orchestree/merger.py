@@ -289,6 +289,7 @@ def _record(repo: Repo, report: MergeReport, kind: str | None) -> None:
                 status=cast(MergeStatus, o.status), commit=o.commit, conflicts=o.conflicts
             )
             lane.error = o.reason if o.status == "verify_failed" else None
+        tracker.base_commit = report.new  # where the base branch now is
         tracker.phase = 1 if kind == "probe" else 4  # merging probe results ends phase 1
         tracker.status = "failed" if report.exit_code else "completed"
 
