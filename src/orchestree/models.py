@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import graphlib
 import re
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -175,10 +176,15 @@ class Tracker(_Strict):
     @field_validator("lanes")
     @classmethod
     def _lane_ids(cls, value: dict[str, Lane]) -> dict[str, Lane]:
-        for lane_id in value:
-            check_lane_id(lane_id)
-        check_graph({k: lane.depends_on for k, lane in value.items()})
+        check_lanes(value)
         return value
+
+
+def check_lanes(lanes: Mapping[str, LaneInput]) -> None:
+    """Every id is a valid lane id and the dependencies form a DAG of known lanes."""
+    for lane_id in lanes:
+        check_lane_id(lane_id)
+    check_graph({k: lane.depends_on for k, lane in lanes.items()})
 
 
 def check_graph(deps: dict[str, list[str]]) -> None:
@@ -342,7 +348,5 @@ class Plan(BaseModel):
     @classmethod
     def _graph(cls, value: dict[str, LaneInput]) -> dict[str, LaneInput]:
         # A UserError passes through pydantic untouched: read_plan names the file.
-        for lane_id in value:
-            check_lane_id(lane_id)
-        check_graph({k: lane.depends_on for k, lane in value.items()})
+        check_lanes(value)
         return value
