@@ -9,6 +9,7 @@ removes them too, saying what it removes before it does.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -62,7 +63,7 @@ def _cleanup(repo: Repo, force: bool, say: Callable[[str], None]) -> CleanupRepo
         if tree.path.parent != layout.worktrees or not name.startswith("agent-"):
             continue
         shown = layout.rel(tree.path)
-        if tree.prunable:
+        if tree.prunable and not os.path.lexists(tree.path):
             git.worktree_remove(root, tree.path)
             report.pruned.append(shown)
             continue

@@ -324,6 +324,13 @@ def is_tracked(root: Path, rel: str) -> bool:
     return bool(raw.strip("\0"))
 
 
+def added_files(root: Path, old: str, new: str) -> list[str]:
+    """Files that `new` has and `old` does not."""
+    raw = run("diff", "--name-only", "-z", "--no-renames", "--diff-filter=A", old, new,
+              cwd=root).stdout  # fmt: skip
+    return [p for p in raw.split("\0") if p]
+
+
 def changed_files(root: Path, old: str, new: str) -> list[str]:
     raw = run("diff", "--name-only", "-z", "--no-renames", old, new, cwd=root).stdout
     return [p for p in raw.split("\0") if p]
