@@ -40,70 +40,87 @@ class Scenario:
 SCENARIOS: dict[str, Scenario] = {
     # A FILE named like orchestree's folders: excluded, never committed, never merged.
     "orch-file": Scenario(
-        'Path(".worktrees").write_text("x")\n'
+        body='Path(".worktrees").write_text("x")\n'
         'Path(".orchestration").write_text("x")\n'
         'Path(f"{lane}.txt").write_text("work")\n',
-        "completed", "", "merged",
+        status="completed",
+        says="",
+        merge="merged",
     ),
     # Commits orchestree's paths itself: the lane is held at merge, paths named.
     "commits-orch-paths": Scenario(
-        'Path(".worktrees/agent-x").mkdir(parents=True)\n'
+        body='Path(".worktrees/agent-x").mkdir(parents=True)\n'
         'Path(".worktrees/agent-x/README.md").write_text("overwritten")\n'
         'git("add", "-f", ".worktrees/agent-x/README.md")\n'
         'git("commit", "-qm", "mine")\n',
-        "completed", "", "skipped",
+        status="completed",
+        says="",
+        merge="skipped",
     ),
     # Un-ignores the user's .env and the tracker: the leftover commit takes neither.
     "unignore": Scenario(
-        'Path(".gitignore").write_text("!/.env\\n!/.orchestration/\\n")\n'
+        body='Path(".gitignore").write_text("!/.env\\n!/.orchestration/\\n")\n'
         'Path(".env").write_text("SECRET=agent\\n")\n'
         'Path(".orchestration").mkdir(exist_ok=True)\n'
         'Path(".orchestration/tracker.json").write_text("{}")\n'
         'Path(f"{lane}.txt").write_text("work")\n',
-        "completed", "", "merged",
+        status="completed",
+        says="",
+        merge="merged",
     ),
     # Commits the user's .env on purpose: merge refuses to overwrite the ignored file.
     "commits-env": Scenario(
-        'Path(".env").write_text("SECRET=agent\\n")\n'
+        body='Path(".env").write_text("SECRET=agent\\n")\n'
         'git("add", "-f", ".env")\n'
         'git("commit", "-qm", "env")\n',
-        "completed", "", "refused",
+        status="completed",
+        says="",
+        merge="refused",
     ),
     # Leaves its branch: commits on a detached HEAD are kept and named.
     "detach": Scenario(
-        'git("checkout", "-q", "--detach")\n'
+        body='git("checkout", "-q", "--detach")\n'
         'Path(f"{lane}.txt").write_text("detached work")\n'
         'git("add", "-A")\n'
         'git("commit", "-qm", "off the branch")\n',
-        "failed", "detached its worktree's HEAD", "none",
+        status="failed",
+        says="detached its worktree's HEAD",
+        merge="none",
     ),
     # Deletes its worktree's .git link: nothing may be committed in the base repository.
     "delete-dotgit": Scenario(
-        'os.remove(".git")\n'
-        'Path(f"{lane}.txt").write_text("work")\n',
-        "failed", "deleted", "none",
+        body='os.remove(".git")\nPath(f"{lane}.txt").write_text("work")\n',
+        status="failed",
+        says="deleted",
+        merge="none",
     ),
     # Points its .git link at another repository's admin folder.
     "rewrite-dotgit": Scenario(
-        'Path(".git").write_text(f"gitdir: {OUTSIDE / \'other\' / \'.git\'}\\n")\n'
+        body="Path(\".git\").write_text(f\"gitdir: {OUTSIDE / 'other' / '.git'}\\n\")\n"
         'Path(f"{lane}.txt").write_text("work")\n',
-        "failed", "rewrote", "none",
+        status="failed",
+        says="rewrote",
+        merge="none",
     ),
     # Replaces its worktree with a symlink to another repository.
     "symlink-worktree": Scenario(
-        'here = Path.cwd()\n'
+        body="here = Path.cwd()\n"
         'os.chdir("/")\n'
-        'shutil.rmtree(here)\n'
+        "shutil.rmtree(here)\n"
         'os.symlink(OUTSIDE / "other", here)\n',
-        "failed", "symlink", "none",
+        status="failed",
+        says="symlink",
+        merge="none",
     ),
     # Commits `.env` as a symlink out of the repository, for a dependent lane's copy.
     "env-symlink": Scenario(
-        'Path(".env").unlink(missing_ok=True)\n'
+        body='Path(".env").unlink(missing_ok=True)\n'
         'os.symlink(OUTSIDE / "secret-target", ".env")\n'
         'git("add", "-f", ".env")\n'
         'git("commit", "-qm", "env link")\n',
-        "completed", "", "refused",
+        status="completed",
+        says="",
+        merge="refused",
     ),
 }
 
@@ -146,7 +163,11 @@ def outside_state(outside: Path) -> dict[str, str]:
     other = outside / "other"
     for args in (["rev-parse", "HEAD"], ["status", "--porcelain", "--untracked-files=all"]):
         proc = subprocess.run(  # --no-optional-locks: git status must not rewrite the index
-            ["git", "--no-optional-locks", *args], cwd=other, capture_output=True, text=True
+            ["git", "--no-optional-locks", *args],
+            cwd=other,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         state[" ".join(args)] = proc.stdout
     return state

@@ -46,7 +46,8 @@ def tree_of(repo: Path, ref: str) -> list[str]:
 
 def orchestree_intact(repo: Path) -> None:
     """The tracker parses, and orchestree's folders are folders."""
-    assert (repo / ".orchestration").is_dir() and (repo / ".worktrees").is_dir()
+    assert (repo / ".orchestration").is_dir()
+    assert (repo / ".worktrees").is_dir()
     json.loads((repo / ".orchestration" / "tracker.json").read_text(encoding="utf-8"))
     assert cli(repo, "status", "--json").code == 0
 
@@ -60,7 +61,8 @@ def test_files_named_like_orchestrees_folders_are_never_committed_or_merged(
 
     files = tree_of(repo, "lane-h")
     assert "h.txt" in files
-    assert ".worktrees" not in files and ".orchestration" not in files
+    assert ".worktrees" not in files
+    assert ".orchestration" not in files
     merged = cli(repo, "merge")
 
     assert merged.code == 0, merged.out
@@ -87,7 +89,8 @@ def test_a_lane_committing_orchestrees_paths_is_held_naming_them(
 
     assert merged.code == 1
     line = [ln for ln in merged.out.splitlines() if " h " in ln]
-    assert len(line) == 1 and "skipped" in line[0]
+    assert len(line) == 1
+    assert "skipped" in line[0]
     assert "orchestree's own paths (.worktrees/agent-x/README.md)" in line[0]
     assert git(repo, "rev-parse", "main") == head
     assert (repo / ".worktrees" / "agent-x" / "README.md").read_text() == "lane x's own\n"
@@ -105,7 +108,8 @@ def test_an_agents_gitignore_cannot_get_the_users_env_or_the_tracker_committed(
     assert cli(repo, "execute").code == 0
 
     files = tree_of(repo, "lane-h")
-    assert ".gitignore" in files and "h.txt" in files
+    assert ".gitignore" in files
+    assert "h.txt" in files
     assert ".env" not in files  # the copy from .worktreeinclude (the agent rewrote it)
     assert not any(f.startswith(".orchestration") for f in files)
     assert cli(repo, "merge").code == 0
@@ -155,7 +159,8 @@ def test_includes_are_never_copied_through_a_symlink_a_lane_committed(
     assert not os.path.lexists(outside / "secret-target")
     assert outside_state(outside) == before
     link = repo / ".worktrees" / "agent-next" / ".env"
-    assert link.is_symlink() and os.readlink(link) == str(outside / "secret-target")
+    assert link.is_symlink()
+    assert os.readlink(link) == str(outside / "secret-target")
     assert git(repo, "show", "lane-next:next.txt") == "seen"
     # And the merge will not put that symlink over the user's ignored .env.
     assert cli(repo, "merge").code == 3

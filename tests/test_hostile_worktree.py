@@ -40,7 +40,8 @@ def run_one(repo: Path, scenario: str, lane: str = "h") -> str:
     assert expected.says in error
     assert "\n" not in error
     line = [ln for ln in result.out.splitlines() if ln.startswith(f"✗ {lane}:")]
-    assert len(line) == 1 and expected.says in line[0]
+    assert len(line) == 1
+    assert expected.says in line[0]
     return error
 
 
@@ -89,7 +90,8 @@ def test_another_repository_is_never_committed_to_and_reruns_work(
     # Before: every rerun exited 3 with a raw git error and the lane stayed running.
     again = cli(repo, "execute")
     assert again.code == 1, again.err
-    assert "Traceback" not in again.err and "fatal:" not in again.err
+    assert "Traceback" not in again.err
+    assert "fatal:" not in again.err
     assert tracker(repo)["lanes"]["h"]["status"] == "failed"
     assert cli(repo, "merge").code == 0  # nothing completed: nothing to merge
     cleaned = cli(repo, "cleanup", "--force")
@@ -113,7 +115,8 @@ def test_commits_on_a_detached_head_are_kept_and_named(
     assert git(repo, "rev-parse", "lane-h") == history[0]  # nothing on the lane branch
     # Before: the lane was `completed` and merged as "already in main".
     merged = cli(repo, "merge")
-    assert merged.code == 0 and "no completed lanes" in merged.out
+    assert merged.code == 0
+    assert "no completed lanes" in merged.out
     assert log_of(repo, "main") == history
     # Before: plain cleanup made those commits unreachable.
     assert cli(repo, "cleanup").code == 0
@@ -140,7 +143,7 @@ def test_cleanup_keeps_commits_found_off_the_branch(
 
     assert result.code == 0, result.err
     ref = "refs/orchestree/attempts/x/1"
-    assert f"kept commits of .worktrees/agent-x (the agent detached" in result.out
+    assert "kept commits of .worktrees/agent-x (the agent detached" in result.out
     assert ref in result.out
     assert git(repo, "rev-parse", ref) == later
     assert not wt.exists()
@@ -156,7 +159,8 @@ def test_a_retry_never_runs_an_agent_in_a_worktree_that_is_not_ours(
     result = cli(repo, "retry", "h")  # runs the lane again at once
 
     assert result.code == 1
-    assert "check" in result.out and "remove it, then retry" in result.out
+    assert "check" in result.out
+    assert "remove it, then retry" in result.out
     state = tracker(repo)["lanes"]["h"]
     assert state["status"] == "failed"
     assert "deleted .worktrees/agent-h/.git" in state["error"]

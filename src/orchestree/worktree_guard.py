@@ -210,15 +210,16 @@ def worktree_root_problem(root: Path, value: str, ask_git: bool = True) -> str |
     `ask_git=False` checks the path alone (no git call, for every command).
     """
     what = f"[worktree] root = {value!r}"
-    fix = "set it to an untracked folder inside the repository, e.g. \".worktrees\""
+    fix = 'set it to an untracked folder inside the repository, e.g. ".worktrees"'
     rel = os.path.relpath(os.path.normpath(root / value), root)
     parts = Path(rel).parts
     if not value.strip() or rel == "." or ".." in Path(value).parts or parts[0] == "..":
         return f"{what} is not a folder inside the repository; {fix}"
     if parts[0] in (".git", *ORCH_PATHS):
-        return f"{what} is {parts[0]}, which belongs to {'git' if parts[0] == '.git' else 'orchestree'}; {fix}"
-    resolved = Path(os.path.realpath(root / rel))
-    if not resolved.is_relative_to(os.path.realpath(root)) or resolved == Path(os.path.realpath(root)):
+        owner = "git" if parts[0] == ".git" else "orchestree"
+        return f"{what} is in {parts[0]}, which belongs to {owner}; {fix}"
+    top, resolved = Path(os.path.realpath(root)), Path(os.path.realpath(root / rel))
+    if resolved == top or not resolved.is_relative_to(top):
         return f"{what} leads outside the repository (through a symlink); {fix}"
     if ask_git and git.is_tracked(root, rel):
         return f"{what} is a folder git tracks (orchestree would exclude it from git); {fix}"

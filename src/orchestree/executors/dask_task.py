@@ -48,6 +48,7 @@ def clone_problem(clone: Path, name: str) -> str | None:
         return f"the agent left its branch {name} (HEAD is {head[:60] or 'unreadable'})"
     return None
 
+
 STOPPING = frozenset({"closing", "closing_gracefully", "closed", "stopping", "stopped", "failed"})
 TICK_S = 0.1
 CHECK_S = 0.5  # cancel event, output and progress
@@ -164,9 +165,10 @@ class _Attempt:
             # Through the clone's own git folder, never a `.git` the agent could rewrite.
             env = git.worktree_env(self.clone / ".git", self.clone)
             message = runner.leftover_message(spec.lane_id, spec.attempt)
-            head = git.commit_all(self.clone, message, env=env, keep_out=KEEP_OUT) or git.run(
-                "rev-parse", "HEAD", cwd=self.clone, env=env
-            ).stdout.strip()
+            head = (
+                git.commit_all(self.clone, message, env=env, keep_out=KEEP_OUT)
+                or git.run("rev-parse", "HEAD", cwd=self.clone, env=env).stdout.strip()
+            )
         with self.step("push"):
             record = {"reason": reason, "exit_code": code, "error": outcome.get("error"),
                       "host": self.host, "worker": self.worker.address}  # fmt: skip
