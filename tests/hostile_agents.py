@@ -8,8 +8,8 @@ by one; the chaos suite can import `SCENARIOS`, `write_agents` and `hostile_conf
 to run them all together.
 
 `outside` is a folder outside the repository (another git repository lives in
-`outside/other`, and `outside/secret-target` is where a symlink points): after a
-run, nothing there may have changed (`outside_state`).
+`outside/other`; `outside/secret-target` and `outside/secret-dir` are where symlinks
+point): after a run, nothing there may have changed (`outside_state`).
 """
 
 from __future__ import annotations
@@ -112,11 +112,14 @@ SCENARIOS: dict[str, Scenario] = {
         says="symlink",
         merge="none",
     ),
-    # Commits `.env` as a symlink out of the repository, for a dependent lane's copy.
+    # Commits `.env` (and the folder `conf`) as symlinks out of the repository, for a
+    # dependent lane's `.worktreeinclude` copy to write through.
     "env-symlink": Scenario(
         body='Path(".env").unlink(missing_ok=True)\n'
         'os.symlink(OUTSIDE / "secret-target", ".env")\n'
-        'git("add", "-f", ".env")\n'
+        'shutil.rmtree("conf", ignore_errors=True)\n'
+        'os.symlink(OUTSIDE / "secret-dir", "conf")\n'
+        'git("add", "-f", ".env", "conf")\n'
         'git("commit", "-qm", "env link")\n',
         status="completed",
         says="",
@@ -145,9 +148,11 @@ def hostile_config(scripts: dict[str, Path]) -> str:
 
 
 def make_outside(outside: Path) -> None:
-    """Another repository with one commit, beside the one orchestree runs in."""
+    """Another repository with one commit, beside the one orchestree runs in, and an
+    empty folder a symlink may point at."""
     other = outside / "other"
     other.mkdir(parents=True)
+    (outside / "secret-dir").mkdir()
     for args in (["init", "-q", "-b", "main"], ["commit", "-q", "--allow-empty", "-m", "x"]):
         subprocess.run(["git", *args], cwd=other, check=True, capture_output=True)
 

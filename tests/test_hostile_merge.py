@@ -18,6 +18,7 @@ from helpers import assert_one_line
 from hostile_agents import hostile_config, make_outside, outside_state, write_agents
 
 USER_ENV = "SECRET=the user's own\n"
+USER_CONF = "LOCAL=the user's own\n"
 
 
 @pytest.fixture
@@ -28,15 +29,18 @@ def outside(tmp_path: Path) -> Path:
 
 
 def user_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside: Path) -> Path:
-    """A repository whose user keeps an ignored `.env`, copied into each worktree."""
+    """A repository whose user keeps an ignored `.env` and `conf/local.env`, copied
+    into each worktree."""
     scripts = write_agents(tmp_path / "agents", outside)
+    ignored = ".env\nconf/local.env\n"
     repo = make_repo(
         tmp_path,
         monkeypatch,
         config=BASE_CONFIG + hostile_config(scripts),
-        files={".gitignore": ".env\n", ".worktreeinclude": ".env\n"},
+        files={".gitignore": ignored, ".worktreeinclude": ignored, "conf/app.toml": "\n"},
     )
     (repo / ".env").write_text(USER_ENV, encoding="utf-8")
+    (repo / "conf" / "local.env").write_text(USER_CONF, encoding="utf-8")
     return repo
 
 
@@ -155,13 +159,37 @@ def test_includes_are_never_copied_through_a_symlink_a_lane_committed(
     result = cli(repo, "execute")
 
     assert result.code == 0, result.out
-    # Before: the copy followed `.env -> outside/secret-target` and wrote the secret there.
+    # Before: the copy followed `.env -> outside/secret-target` and wrote the secret
+    # there (and `conf/local.env` into outside/secret-dir through `conf`).
     assert not os.path.lexists(outside / "secret-target")
+    assert not os.path.lexists(outside / "secret-dir" / "local.env")
     assert outside_state(outside) == before
-    link = repo / ".worktrees" / "agent-next" / ".env"
-    assert link.is_symlink()
-    assert os.readlink(link) == str(outside / "secret-target")
+    worktree = repo / ".worktrees" / "agent-next"
+    assert os.readlink(worktree / ".env") == str(outside / "secret-target")
+    assert os.readlink(worktree / "conf") == str(outside / "secret-dir")
     assert git(repo, "show", "lane-next:next.txt") == "seen"
-    # And the merge will not put that symlink over the user's ignored .env.
-    assert cli(repo, "merge").code == 3
+    # And the merge will not put those symlinks over the user's ignored files.
+    merged = cli(repo, "merge")
+    assert merged.code == 3
+    assert_one_line(merged.err, "lane dep", ".env", "conf")
     assert (repo / ".env").read_text() == USER_ENV
+    assert (repo / "conf" / "local.env").read_text() == USER_CONF
+
+
+@pytest.mark.parametrize("name", [".orchestration", ".worktrees", "access_tracker.py"])
+def test_a_lane_that_commits_a_file_named_like_orchestrees_paths_is_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside: Path, name: str
+) -> None:
+    repo = user_repo(tmp_path, monkeypatch, outside)
+    task = f"rm -f {name}; echo x > {name} && git add -f {name} && git commit -qm x"
+    add_lanes(repo, {"h": {"tasks": [task]}})
+    assert cli(repo, "execute").code == 0
+    assert name in tree_of(repo, "lane-h")
+    head = git(repo, "rev-parse", "main")
+
+    merged = cli(repo, "merge")
+
+    assert merged.code == 1
+    assert f"orchestree's own paths ({name})" in merged.out
+    assert git(repo, "rev-parse", "main") == head
+    orchestree_intact(repo)
