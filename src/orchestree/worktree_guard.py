@@ -128,8 +128,10 @@ def keep_off_branch(
 ) -> str | None:
     """Keep the commits the agent made off its lane branch; the ref, or None if none."""
     commit = check.off_branch
+    if commit is None:
+        return None
     lane_head = git.head_commit(root, f"refs/heads/{branch}")
-    if commit is None or (lane_head is not None and git.is_ancestor(root, commit, lane_head)):
+    if lane_head is not None and git.is_ancestor(root, commit, lane_head):
         return None
     return git.keep_attempt_head(root, lane_id, attempt, commit)
 
