@@ -14,6 +14,7 @@ import pytest
 
 from exec_helpers import BASE_CONFIG, add_lanes, cli, git, make_repo, tracker
 from hostile_agents import SCENARIOS, hostile_config, make_outside, outside_state, write_agents
+from orchestree import worktree_guard
 
 
 @pytest.fixture
@@ -168,3 +169,33 @@ def test_a_retry_never_runs_an_agent_in_a_worktree_that_is_not_ours(
     assert log_of(repo, "main") == history
     assert not (repo / ".worktrees" / "agent-h" / ".git").exists()  # nothing ran there
     assert tracker(repo)["agents"]["agent-h"]["status"] == "failed"
+
+
+def test_verify_names_each_change_and_hands_no_agent_text_to_git(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outside: Path
+) -> None:
+    repo = hostile_repo(tmp_path, monkeypatch, outside)
+    wt = repo / ".worktrees" / "agent-v"
+    git(repo, "worktree", "add", "-q", "-b", "lane-v", str(wt))
+    admin = Path(git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir"))
+    admin = admin / "worktrees" / "agent-v"
+    assert worktree_guard.verify(repo, wt, "lane-v") == worktree_guard.WorktreeCheck(admin, None)
+
+    git(wt, "switch", "-q", "-c", "elsewhere")
+    check = worktree_guard.verify(repo, wt, "lane-v")
+    assert check.problem == "the agent switched its worktree to branch elsewhere"
+    assert check.off_branch == git(repo, "rev-parse", "elsewhere")
+
+    (admin / "HEAD").write_text(f"--output={tmp_path / 'x'}\nmore\n", encoding="utf-8")
+    check = worktree_guard.verify(repo, wt, "lane-v")
+    assert (
+        check.problem == f"the agent detached its worktree's HEAD (--output={tmp_path / 'x'} more)"
+    )
+    assert check.off_branch is None
+    assert not (tmp_path / "x").exists()
+
+    (admin / "HEAD").write_text("ref: refs/heads/lane-v\n", encoding="utf-8")
+    (admin / "commondir").write_text(str(outside / "other" / ".git"), encoding="utf-8")
+    check = worktree_guard.verify(repo, wt, "lane-v")
+    assert check.admin is None
+    assert "no longer points at this repository" in (check.problem or "")

@@ -16,6 +16,7 @@ Standard library and `orchestree.git` only: the lane supervisor imports it.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,8 +72,10 @@ def verify(root: Path, path: Path, branch: str) -> WorktreeCheck:
     """Check the worktree at `path` is still the lane's own (see the module's text)."""
     rel = _shown(root, path)
     if path.is_symlink():
-        return WorktreeCheck(None, f"the agent replaced its worktree {rel} with a symlink "
-                             f"to {os.readlink(path)}")  # fmt: skip
+        target = _oneline(os.readlink(path))
+        return WorktreeCheck(
+            None, f"the agent replaced its worktree {rel} with a symlink to {target}"
+        )
     if not path.is_dir():
         return WorktreeCheck(None, f"the agent removed its worktree {rel}")
     common = git.common_dir(root)
@@ -85,13 +88,24 @@ def verify(root: Path, path: Path, branch: str) -> WorktreeCheck:
     head = _read(admin / "HEAD") or ""
     if head == f"ref: refs/heads/{branch}":
         return WorktreeCheck(admin, None)
-    if head.startswith("ref: "):
-        other = head.removeprefix("ref: ").removeprefix("refs/heads/")
-        at = git.head_commit(root, head.removeprefix("ref: "))
+    # The agent wrote this file: only a ref name or a commit id goes on to git.
+    ref = head.removeprefix("ref: ")
+    if head.startswith("ref: ") and _REF.fullmatch(ref):
+        at = git.head_commit(root, ref)
+        other = ref.removeprefix("refs/heads/")
         return WorktreeCheck(admin, f"the agent switched its worktree to branch {other}", at)
-    at = head if git.head_commit(root, head) else None
-    shown = f" at {head[:10]}" if at else ""
+    at = head if _SHA.fullmatch(head) and git.head_commit(root, head) else None
+    shown = f" at {head[:10]}" if at else f" ({_oneline(head) or 'empty'})"
     return WorktreeCheck(admin, f"the agent detached its worktree's HEAD{shown}", at)
+
+
+_REF = re.compile(r"refs/[A-Za-z0-9._/-]{1,200}")
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+def _oneline(text: str) -> str:
+    """Agent-written text, shown on one line and short."""
+    return " ".join(text.split())[:120]
 
 
 def _link_problem(path: Path, admin: Path, common: Path, rel: str) -> str | None:
@@ -103,7 +117,7 @@ def _link_problem(path: Path, admin: Path, common: Path, rel: str) -> str | None
         return f"the agent replaced {rel}/.git with something other than a plain file"
     target = link.removeprefix("gitdir:").strip()
     if not link.startswith("gitdir:") or not _same(path / target, admin):
-        return f"the agent rewrote {rel}/.git to point at {target or 'nothing'}"
+        return f"the agent rewrote {rel}/.git to point at {_oneline(target) or 'nothing'}"
     commondir = _read(admin / "commondir")
     if commondir is None or not _same(admin / commondir, common):
         return f"the admin folder {admin} of {rel} no longer points at this repository"
