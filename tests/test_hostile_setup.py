@@ -84,7 +84,7 @@ def test_the_preapproved_helper_is_read_only_outside_the_worktree_and_restored(
     helper = repo / ".orchestration" / "access_tracker.py"
     genuine = Path(orchestree.access_tracker.__file__).read_bytes()
     assert helper.read_bytes() == genuine
-    assert stat.S_IMODE(helper.stat().st_mode) == 0o444
+    assert stat.S_IMODE(helper.stat().st_mode) == 0o555
     tamper = (
         'h="$(dirname "$ORCHESTREE_TRACKER")/access_tracker.py"; '
         'chmod u+w "$h"; echo "import os; os.system(\'id\')" > "$h"'
@@ -104,7 +104,7 @@ def test_the_preapproved_helper_is_read_only_outside_the_worktree_and_restored(
     assert result.code == 0, result.out
     assert git(repo, "show", "lane-second:same.txt") == "same"
     assert helper.read_bytes() == genuine
-    assert stat.S_IMODE(helper.stat().st_mode) == 0o444
+    assert stat.S_IMODE(helper.stat().st_mode) == 0o555
     assert (repo / ".worktrees" / "agent-second" / "access_tracker.py").read_bytes() == genuine
     prompt = (repo / ".orchestration" / "runs" / "second.prompt.md").read_text()
     assert f"python3 {helper} " in prompt

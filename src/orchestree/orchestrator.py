@@ -127,18 +127,19 @@ def init(path: Path) -> InitResult:
 def install_helper(layout: Layout) -> None:
     """Place the stdlib helper agents call, refreshed so it matches this version.
 
-    Read-only (0444) and outside every worktree: it is the file the Claude preset
-    pre-approves running, so no agent may rewrite it. Replaced whole (write a temp
-    file, then rename) so a changed or read-only old copy is never written through.
+    Read-only (0555: readable and executable, never writable) and outside every
+    worktree: it is the file the Claude preset pre-approves running, so no agent may
+    rewrite it. Replaced whole (a temp file, then a rename), so a changed or
+    read-only old copy is never written through.
     """
     source = Path(access_tracker.__file__)
     target = layout.helper
     current = target.read_bytes() if target.is_file() and not target.is_symlink() else None
-    if current == source.read_bytes() and stat.S_IMODE(target.stat().st_mode) == 0o444:
+    if current == source.read_bytes() and stat.S_IMODE(target.stat().st_mode) == 0o555:
         return
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     shutil.copyfile(source, tmp)
-    tmp.chmod(0o444)
+    tmp.chmod(0o555)
     os.replace(tmp, target)
 
 

@@ -191,7 +191,7 @@ class _Attempt:
         helper = self.root / "access_tracker.py"
         helper.unlink(missing_ok=True)
         shutil.copyfile(access_tracker.__file__, helper)
-        helper.chmod(0o444)
+        helper.chmod(0o555)
         prompt_file = self.root / "prompt.md"
         name = branch(spec.lane_id)
         agent_name = lane.agent or config.defaults.agent
