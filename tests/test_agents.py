@@ -69,7 +69,7 @@ def test_registry_holds_exactly_the_configs_presets() -> None:
             "claude",
             ["claude", "-p", "--permission-mode", "acceptEdits", "--output-format", "json",
              "--allowedTools", "Bash(git add *)", "Bash(git commit *)",
-             "Bash(python3 access_tracker.py *)", "--", PROMPT],
+             "Bash(python3 {helper} *)", "--", PROMPT],
         ),
         ("codex", ["codex", "exec", "--json", "--sandbox", "workspace-write", "--", PROMPT]),
         (
@@ -83,6 +83,8 @@ def test_registry_holds_exactly_the_configs_presets() -> None:
 def test_default_argv_passes_the_prompt_as_one_argument(
     name: str, argv: list[str], ctx: LaunchContext
 ) -> None:
+    helper = ctx.tracker.parent / "access_tracker.py"
+    argv = [arg.replace("{helper}", str(helper)) for arg in argv]
     assert get_agent(name, Config()).invocation(ctx, PROMPT).argv == argv
 
 
@@ -238,21 +240,24 @@ def test_prompt_names_tasks_place_results_commit_and_tracker(ctx: LaunchContext)
     assert "docs/_generated/db-projection/" in prompt
     assert "git commit" in prompt
     expected = (
-        f"python3 access_tracker.py {ctx.tracker} "
+        f"python3 {ctx.tracker.parent / 'access_tracker.py'} {ctx.tracker} "
         '\'{"lanes": {"db-projection": {"progress": "50% complete: parser done"}}}\''
     )
     assert expected in prompt
     assert not prompt.startswith("-")
 
 
-def test_prompt_points_at_orchestrations_helper_when_the_repo_has_its_own(
-    ctx: LaunchContext,
+@pytest.mark.parametrize("in_worktree", [True, False])
+def test_prompt_and_approval_name_orchestrations_read_only_helper(
+    ctx: LaunchContext, in_worktree: bool
 ) -> None:
-    ctx = LaunchContext(**{**ctx.__dict__, "helper_in_worktree": False})
+    # The worktree's copy is the agent's to edit: only the one outside is pre-approved.
+    ctx = LaunchContext(**{**ctx.__dict__, "helper_in_worktree": in_worktree})
     helper = ctx.tracker.parent / "access_tracker.py"
     assert f"python3 {helper} {ctx.tracker} " in build_prompt(ctx)
     argv = get_agent("claude", Config()).invocation(ctx, "p").argv
     assert f"Bash(python3 {helper} *)" in argv
+    assert not any("python3 access_tracker.py" in arg for arg in argv)
 
 
 def test_prompt_carries_a_lanes_own_prompt_and_expected_results(ctx: LaunchContext) -> None:
@@ -265,7 +270,8 @@ def test_prompt_carries_a_lanes_own_prompt_and_expected_results(ctx: LaunchConte
 def test_a_tracker_path_with_spaces_is_quoted_for_the_shell(tmp_path: Path) -> None:
     tracker = tmp_path / "my repo" / ".orchestration" / "tracker.json"
     ctx = LaunchContext("x", Lane(), tmp_path, "lane-x", tracker, tmp_path / "p.md")
-    assert f"python3 access_tracker.py '{tracker}' '" in build_prompt(ctx)
+    helper = tracker.parent / "access_tracker.py"
+    assert f"python3 '{helper}' '{tracker}' '" in build_prompt(ctx)
 
 
 # --- programs available ------------------------------------------------------------------

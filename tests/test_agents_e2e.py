@@ -50,14 +50,14 @@ def lane_spec(agent: str, **extra: Any) -> dict[str, Any]:
     return {"name": f"{agent} lane", "tasks": TASKS, "agent": agent, **extra}
 
 
-def options(agent: str) -> list[str]:
+def options(agent: str, helper: Path) -> list[str]:
     """Each preset's options, before the prompt: what the real programs accept
     (tests/agents/ checks them against their own parsers)."""
     return {
         "claude": [
             "-p", "--permission-mode", "acceptEdits", "--output-format", "json",
             "--allowedTools", "Bash(git add *)", "Bash(git commit *)",
-            "Bash(python3 access_tracker.py *)", "--",
+            f"Bash(python3 {helper} *)", "--",
         ],
         "codex": ["exec", "--json", "--sandbox", "workspace-write", "--"],
         "gemini": ["--yolo", "--output-format", "json", "-p"],
@@ -94,7 +94,8 @@ def test_each_preset_is_run_as_its_cli_expects(
         worktree = repo / ".worktrees" / f"agent-{lane}"
         prompt_file = repo / ".orchestration" / "runs" / f"{lane}.prompt.md"
         prompt = prompt_file.read_text(encoding="utf-8")
-        assert run["argv"] == [str(fake_agents.bin / agent), *options(agent), prompt]
+        helper = repo.resolve() / ".orchestration" / "access_tracker.py"
+        assert run["argv"] == [str(fake_agents.bin / agent), *options(agent, helper), prompt]
         assert (run["stdin"], run["stdin_is_devnull"]) == ("", True)
         assert run["cwd"] == str(worktree)
         for task in TASKS:

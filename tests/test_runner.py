@@ -177,7 +177,9 @@ time.sleep(0.4)
 def test_worktree_root_places_worktrees_elsewhere(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    elsewhere = tmp_path / "lane-checkouts"
+    # An absolute path inside the repository, to an untracked nested folder (issue 20:
+    # a root outside the repository is refused, see tests/test_hostile_worktree_root.py).
+    elsewhere = tmp_path / "repo" / "build" / "lane-checkouts"
     config = BASE_CONFIG + f'\n[worktree]\nroot = "{elsewhere}"\n'
     repo = make_repo(tmp_path, monkeypatch, config=config)
     add_lanes(
@@ -192,7 +194,7 @@ def test_worktree_root_places_worktrees_elsewhere(
     assert (elsewhere / "agent-next" / "copy.txt").exists()
     assert not (repo / ".worktrees").exists()
     state = tracker(repo)
-    assert state["agents"]["agent-far"]["worktree"] == str(elsewhere / "agent-far")
+    assert state["agents"]["agent-far"]["worktree"] == "build/lane-checkouts/agent-far"
     assert git(repo, "status", "--porcelain") == ""
 
 

@@ -9,11 +9,12 @@ removes them too, saying what it removes before it does.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from orchestree import git
+from orchestree import git, worktree_guard
 from orchestree.errors import GitError
 from orchestree.layout import branch
 from orchestree.runlock import run_lock
@@ -29,6 +30,7 @@ class CleanupReport:
     kept: list[str] = field(default_factory=list)  # worktrees kept, with the reason
     deleted: list[str] = field(default_factory=list)  # branches deleted
     kept_branches: list[str] = field(default_factory=list)  # unmerged branches, with hints
+    kept_refs: list[str] = field(default_factory=list)  # commits found off a lane branch
 
     def lines(self) -> list[str]:
         out = [f"removed worktree {p}" for p in self.removed]
@@ -36,6 +38,7 @@ class CleanupReport:
         out += [f"deleted branch {b}" for b in self.deleted]
         out += [f"kept worktree {line}" for line in self.kept]
         out += [f"kept branch {line}" for line in self.kept_branches]
+        out += self.kept_refs
         if self.kept or self.kept_branches:
             out.append("nothing unmerged or uncommitted was removed; `--force` removes it too")
         return out or ["nothing to clean up"]
@@ -60,11 +63,23 @@ def _cleanup(repo: Repo, force: bool, say: Callable[[str], None]) -> CleanupRepo
         if tree.path.parent != layout.worktrees or not name.startswith("agent-"):
             continue
         shown = layout.rel(tree.path)
-        if tree.prunable:
+        if tree.prunable and not os.path.lexists(tree.path):
             git.worktree_remove(root, tree.path)
             report.pruned.append(shown)
             continue
-        lane = tracker.lanes.get(name.removeprefix("agent-"))
+        lane_id = name.removeprefix("agent-")
+        lane = tracker.lanes.get(lane_id)
+        check = worktree_guard.verify(root, tree.path, branch(lane_id))
+        if check.problem and check.admin is None:
+            # Never act in (or delete through) a worktree that is no longer ours: not
+            # even with --force. The person decides.
+            report.kept.append(f"{shown} ({check.problem}; check it, then remove it by hand)")
+            busy.add(branch(lane_id))
+            continue
+        attempt = lane.attempts if lane is not None else 0
+        ref = worktree_guard.keep_off_branch(root, check, lane_id, attempt, branch(lane_id))
+        if ref:  # commits made off the lane branch outlive its worktree
+            report.kept_refs.append(f"kept commits of {shown} ({check.problem}) at {ref}")
         dirty = git.dirty_files(tree.path)
         reason = ""
         if lane is not None and lane.status == "running":

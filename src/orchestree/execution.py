@@ -23,7 +23,7 @@ from orchestree.executors.local import handle_of as local_handle
 from orchestree.lanebook import LaneBook, Summary
 from orchestree.layout import agent_name, branch
 from orchestree.models import Tracker
-from orchestree.orchestrator import Repo
+from orchestree.orchestrator import Repo, check_worktree_root
 from orchestree.runlock import run_lock
 
 WAIT_S = 0.5
@@ -299,6 +299,7 @@ class Execution:
         if local:
             for name in sorted(names):
                 agents.check_available(name, self.repo.config)
+        check_worktree_root(self.repo.root, self.repo.config.worktree.root)
         heads = git.ref_heads(self.repo.root, "refs/heads/lane-*")  # one call for all lanes
         for lane_id, lane in todo.items():
             problem = runner.ownership_problem(self.repo, lane_id, lane, heads)

@@ -257,18 +257,78 @@ def dirty_files(path: Path, untracked: bool = True) -> list[str]:
     return files
 
 
-def commit_all(path: Path, message: str) -> str | None:
-    """Commit everything uncommitted in `path` (respecting ignores); the new sha or None."""
+def commit_all(
+    path: Path,
+    message: str,
+    env: dict[str, str] | None = None,
+    keep_out: tuple[str, ...] | list[str] = (),
+) -> str | None:
+    """Commit everything uncommitted in `path` (respecting ignores); the new sha or None.
+
+    `env` names the repository explicitly (`worktree_env`), so a `.git` link the agent
+    rewrote cannot send the commit elsewhere; paths in `keep_out` (orchestree's own,
+    the files copied in from `.worktreeinclude`) are never taken, whatever an agent's
+    `.gitignore` un-ignores.
+    """
     # Three git calls where asking first (status, then diff --cached) took five: commit
     # and read its answer. "Nothing to commit" is exit 1 with that sentence on stdout.
-    run("add", "-A", cwd=path)
+    run("add", "-A", cwd=path, env=env)
+    if keep_out:  # back to HEAD's state: staged by `add -A` or by the agent, all the same
+        run("--literal-pathspecs", "reset", "-q", "--", *keep_out, cwd=path, env=env)
     proc = run("commit", "-q", "--no-verify", "-m", message, cwd=path, check=False,
-               env={"LC_ALL": "C"})  # fmt: skip
+               env={**(env or {}), "LC_ALL": "C"})  # fmt: skip
     if proc.returncode != 0:
         if "nothing to commit" in proc.stdout or "nothing added to commit" in proc.stdout:
             return None
         raise GitError(("git", "commit", "-m", message), proc.returncode, proc.stderr)
-    return head_commit(path)
+    return run("rev-parse", "HEAD", cwd=path, env=env).stdout.strip()
+
+
+def worktree_env(admin: Path, path: Path) -> dict[str, str]:
+    """Run git on the worktree at `path` through its admin folder, never its `.git` link."""
+    return {"GIT_DIR": str(admin), "GIT_WORK_TREE": str(path)}
+
+
+ATTEMPTS_REFS = "refs/orchestree/attempts"
+
+
+def keep_attempt_head(root: Path, lane_id: str, attempt: int, commit: str) -> str:
+    """Keep `commit` reachable as `refs/orchestree/attempts/<lane>/<attempt>`; the ref.
+
+    A ref already there at another commit is never moved: the next free
+    `<attempt>-<k>` is used instead, so no kept head is ever lost.
+    """
+    base = f"{ATTEMPTS_REFS}/{lane_id}/{attempt}"
+    for k in range(1, 100):
+        ref = base if k == 1 else f"{base}-{k}"
+        have = head_commit(root, ref)
+        if have == commit:
+            return ref
+        if have is None and update_ref(root, ref, commit, ""):  # "": must not exist yet
+            return ref
+    raise GitError(("git", "update-ref", base, commit), 1, f"no free ref under {base}")
+
+
+def tracked_under(root: Path, rev: str, paths: list[str]) -> list[str]:
+    """Files of commit `rev` at or under any of `paths` (each taken literally)."""
+    if not paths:
+        return []
+    raw = literal("ls-tree", "-r", "-z", "--name-only", "--full-tree", rev, "--", *paths,
+                  cwd=root).stdout  # fmt: skip
+    return [p for p in raw.split("\0") if p]
+
+
+def is_tracked(root: Path, rel: str) -> bool:
+    """Does the index of the worktree at `root` hold `rel` or anything under it?"""
+    raw = literal("ls-files", "-z", "--", rel, cwd=root).stdout
+    return bool(raw.strip("\0"))
+
+
+def added_files(root: Path, old: str, new: str) -> list[str]:
+    """Files that `new` has and `old` does not."""
+    raw = run("diff", "--name-only", "-z", "--no-renames", "--diff-filter=A", old, new,
+              cwd=root).stdout  # fmt: skip
+    return [p for p in raw.split("\0") if p]
 
 
 def changed_files(root: Path, old: str, new: str) -> list[str]:

@@ -19,6 +19,7 @@ from orchestree.layout import PLAN_FILE, agent_name, branch, results_dir
 from orchestree.models import Agent, Lane, Tracker
 from orchestree.orchestrator import Repo
 from orchestree.report import HELD
+from orchestree.worktree_guard import UNTRUSTED
 
 Reporter = Callable[[str], None]
 
@@ -136,6 +137,8 @@ class LaneBook:
         elif got.auth_failure:
             status = "failed"
             self.hold_agent(lane_id, lane.agent or self.repo.config.defaults.agent, got.error)
+        elif update.reason == UNTRUSTED:
+            status = "failed"  # a retry would act in a worktree that is no longer ours
         elif attempt < (lane.max_attempts or self.repo.config.defaults.max_attempts):
             status = "pending"
         else:

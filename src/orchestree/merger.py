@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
-from orchestree import git, publish
+from orchestree import git, merge_guard, publish
 from orchestree.errors import EnvironmentRefused, UserError
 from orchestree.layout import branch
 from orchestree.models import (
@@ -44,6 +44,11 @@ class Outcome:
     conflicts: list[str] = field(default_factory=list)
     reason: str = ""  # why it was skipped, the verify output's tail, or "already in <base>"
 
+    @property
+    def fresh(self) -> bool:
+        """Merged by this plan, as a new merge commit on top of the candidate."""
+        return self.status == "merged" and not self.reason
+
 
 @dataclass
 class MergeReport:
@@ -69,7 +74,11 @@ def merge(
         notes = _preconditions(repo.root, tracker.base_branch, check=True)
         if publish.read_journal(repo.layout) is not None:
             notes.append("an interrupted merge awaits repair; `orchestree merge` finishes it")
-        return _plan(repo, tracker, lane_id, check=True, notes=notes, kind=kind)
+        report = _plan(repo, tracker, lane_id, check=True, notes=notes, kind=kind)
+        refused = _overwrite_problem(repo, report)
+        if refused:
+            report.notes.append(f"`merge` will refuse: {refused}")
+        return report
     with run_lock(repo.layout, "merge"):
         notes = []
         repaired = publish.recover(repo.layout, repo.root)
@@ -81,6 +90,9 @@ def merge(
             report = _plan(repo, tracker, lane_id, check=False, notes=notes, kind=kind)
             if not report.outcomes:
                 return report
+            refused = _overwrite_problem(repo, report)
+            if refused:
+                raise EnvironmentRefused(refused)
             if report.new == report.old or publish.publish(
                 repo.layout, repo.root, report.base_branch, report.old, report.new
             ):
@@ -175,6 +187,20 @@ def merge_order(lanes: dict[str, Lane], chosen: set[str]) -> list[str]:
     return order
 
 
+def _overwrite_problem(repo: Repo, report: MergeReport) -> str | None:
+    """Why the fast-forward must not happen: it would write over files untracked or
+    ignored in the base worktree (git refuses only the untracked ones), by lane."""
+    holder = publish.checked_out_in(repo.root, report.base_branch)
+    chain = [(o.lane_id, o.commit) for o in report.outcomes if o.fresh and o.commit]
+    if holder is None or not chain:
+        return None
+    lanes = merge_guard.would_overwrite(repo.root, holder, report.old, chain)
+    if not lanes:
+        return None
+    said = "; ".join(f"lane {lane_id}: {why}" for lane_id, why in lanes.items())
+    return f"{said}; nothing was published"
+
+
 def _plan(
     repo: Repo,
     tracker: Tracker,
@@ -197,6 +223,7 @@ def _plan(
     merges: dict[str, str] = {}  # second parent -> merge commit, read when first needed
     failed: dict[str, str] = {}  # lane -> its outcome, for lanes that were not merged
     planned = set(order)
+    own = merge_guard.own_paths(repo.layout, old)
 
     def decide(lid: str, verify: Verifier | None) -> Outcome:
         lane = tracker.lanes[lid]
@@ -212,6 +239,9 @@ def _plan(
             return Outcome(lid, "merged", merges.get(head, head), reason=f"already in {base}")
         if lane.depends_on and git.is_ancestor(root, head, report.new):
             return Outcome(lid, "merged", report.new, reason="brought in by its dependencies")
+        refused = merge_guard.own_paths_problem(root, lid, head, own)
+        if refused:
+            return Outcome(lid, "skipped", reason=refused)
         outcome = _merge_one(root, lid, lane, head, report.new, verify)
         if outcome.status == "merged" and outcome.commit:
             report.new = outcome.commit

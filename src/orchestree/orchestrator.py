@@ -8,7 +8,9 @@ modules and start from `open_repo`.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,7 +36,9 @@ from orchestree.tracker import TrackerStore
 
 # Kept out of every commit: orchestree's own state, the worktrees and the helper each
 # worktree gets, and what agents drop on their own account (Aider's history and cache).
-EXCLUDES = ["/.orchestration/", "/access_tracker.py"]
+# Root-anchored and without a trailing slash, so a FILE named `.orchestration` that an
+# agent writes is excluded as well as the folder.
+EXCLUDES = ["/.orchestration", "/access_tracker.py"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ def find_root(path: Path) -> Path:
 def open_repo(path: Path, must_exist: bool = True) -> Repo:
     root = find_root(path)
     config = load_config(root)
+    check_worktree_root(root, config.worktree.root, ask_git=False)
     layout = Layout(root, config.worktree.root)
     store = TrackerStore(layout.tracker)
     if must_exist and not store.exists():
@@ -69,6 +74,15 @@ class InitResult:
     repo: Repo
     created: bool
     excludes_added: list[str]
+
+
+def check_worktree_root(root: Path, value: str, ask_git: bool = True) -> None:
+    """Refuse (exit 2) a `[worktree] root` that is not an untracked folder in the repo."""
+    from orchestree.worktree_guard import worktree_root_problem
+
+    problem = worktree_root_problem(root, value, ask_git)
+    if problem:
+        raise UserError(f"{root / 'orchestree.toml'}: {problem}")
 
 
 def init(path: Path) -> InitResult:
@@ -90,8 +104,10 @@ def init(path: Path) -> InitResult:
         )
     if git.head_commit(root, f"refs/heads/{base_branch}") is None:
         raise UserError(f"base branch {base_branch!r} does not exist in {root}")
+    check_worktree_root(root, repo.config.worktree.root)  # before it is excluded from git
     layout.logs.mkdir(parents=True, exist_ok=True)
-    worktree_excl = f"/{repo.config.worktree.root.strip('/')}/"
+    # No trailing slash: a root-anchored pattern must match a file of that name too.
+    worktree_excl = f"/{layout.rel(layout.worktrees).strip('/')}"
     from orchestree.agents import AGENT_EXCLUDES
 
     added = git.add_excludes(root, [*EXCLUDES, worktree_excl, *AGENT_EXCLUDES])
@@ -109,12 +125,22 @@ def init(path: Path) -> InitResult:
 
 
 def install_helper(layout: Layout) -> None:
-    """Place the stdlib helper agents call, refreshed so it matches this version."""
+    """Place the stdlib helper agents call, refreshed so it matches this version.
+
+    Read-only (0555: readable and executable, never writable) and outside every
+    worktree: it is the file the Claude preset pre-approves running, so no agent may
+    rewrite it. Replaced whole (a temp file, then a rename), so a changed or
+    read-only old copy is never written through.
+    """
     source = Path(access_tracker.__file__)
     target = layout.helper
-    if not target.exists() or target.read_bytes() != source.read_bytes():
-        shutil.copyfile(source, target)
-        target.chmod(0o755)
+    current = target.read_bytes() if target.is_file() and not target.is_symlink() else None
+    if current == source.read_bytes() and stat.S_IMODE(target.stat().st_mode) == 0o555:
+        return
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.copyfile(source, tmp)
+    tmp.chmod(0o555)
+    os.replace(tmp, target)
 
 
 def parse_lane_json(text: str, what: str) -> dict[str, Any]:

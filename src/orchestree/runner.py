@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestree import agents, git
+from orchestree import agents, git, worktree_guard
 from orchestree.errors import UserError
 from orchestree.layout import branch
 from orchestree.models import Lane
-from orchestree.orchestrator import Repo
+from orchestree.orchestrator import Repo, install_helper
 from orchestree.tracker import process_start_time
 
 LOG_TAIL_BYTES = 64 * 1024
@@ -97,7 +97,10 @@ def prepare(repo: Repo, lane_id: str, lane: Lane, start: str) -> bool:
     problem = ownership_problem(repo, lane_id, lane)
     if problem:
         raise UserError(problem)
-    if path.exists():
+    if os.path.lexists(path):  # an earlier attempt's: still ours, or the agent's now?
+        check = worktree_guard.verify(repo.root, path, name)
+        if check.problem:
+            raise UserError(f"{check.problem}; check {path} and remove it, then retry")
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     with git.admin_lock(repo.root):  # ours, from an earlier attempt: keep its work
@@ -164,6 +167,7 @@ def launch(
     config, layout = repo.config, repo.layout
     worktree = layout.worktree(lane_id)
     start = lane.start_commit or ""
+    install_helper(layout)  # restored if anything changed it since: it is pre-approved
     # A repository that tracks its own access_tracker.py keeps it; the prompt then
     # points at orchestree's copy.
     tracked = bool(start) and _tracks_helper(repo.root, start)
@@ -215,9 +219,11 @@ def launch(
         "includes": includes if new else [],
         "helper": "" if tracked else str(layout.helper),
         "start_commit": start,
-        "commit_message": (
-            f"orchestree: work left uncommitted by lane {lane_id} (attempt {attempt})"
-        ),
+        "commit_message": leftover_message(lane_id, attempt),
+        "branch": branch(lane_id),
+        "lane_id": lane_id,
+        "attempt": attempt,
+        "keep_out": keep_out(repo, tracked, includes),
     }
     spec_file = runs / f"{lane_id}.{attempt}.spec.json"
     spec_file.write_text(json.dumps(spec), encoding="utf-8")
@@ -296,20 +302,42 @@ def read_result(path: Path) -> dict[str, Any] | None:
     return data
 
 
-def commit_leftovers(repo: Repo, lane_id: str, attempt: int, result: dict[str, Any]) -> str | None:
+def leftover_message(lane_id: str, attempt: int) -> str:
+    return f"orchestree: work left uncommitted by lane {lane_id} (attempt {attempt})"
+
+
+def keep_out(repo: Repo, helper_tracked: bool, includes: list[str]) -> list[str]:
+    """The paths a lane's leftover commit never takes (`worktree_guard.protected_paths`)."""
+    return worktree_guard.protected_paths(repo.layout.rel(repo.layout.worktrees),
+                                          not helper_tracked, includes)  # fmt: skip
+
+
+def commit_leftovers(
+    repo: Repo,
+    lane_id: str,
+    attempt: int,
+    result: dict[str, Any],
+    includes: list[str] | None = None,
+) -> str | None:
     """The lane's head after the attempt. The supervisor commits what the agent left
     and records the head in its result; when it did not get to it, commit here, so no
-    work is lost."""
+    work is lost: after checking the worktree is still the lane's (else the result
+    says what the agent changed, and nothing is committed)."""
     if "head" in result:
         head: str | None = result["head"]
         return head
     worktree = repo.layout.worktree(lane_id)
-    if not worktree.exists():
+    if not os.path.lexists(worktree):
         return None
-    git.commit_all(
-        worktree, f"orchestree: work left uncommitted by lane {lane_id} (attempt {attempt})"
-    )
-    return git.head_commit(worktree)
+    head = git.head_commit(repo.root, f"refs/heads/{branch(lane_id)}")
+    tracked = head is not None and _tracks_helper(repo.root, head)
+    left = worktree_guard.commit_left_work(
+        repo.root, worktree, branch(lane_id), lane_id, attempt,
+        leftover_message(lane_id, attempt), keep_out(repo, tracked, includes or []),
+    )  # fmt: skip
+    if left.problem:
+        result.update(reason=worktree_guard.UNTRUSTED, error=left.problem)
+    return left.head
 
 
 def log_since(log: Path, offset: int) -> str:

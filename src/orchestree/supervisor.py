@@ -32,7 +32,6 @@ import ctypes
 import json
 import os
 import select
-import shutil
 import signal
 import stat
 import subprocess
@@ -42,7 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestree import git
+from orchestree import git, worktree_guard
 from orchestree.errors import GitError
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -246,27 +245,34 @@ def _prepare_worktree(spec: dict[str, Any]) -> None:
     new = spec.get("register")
     if new:
         git.worktree_add(root, cwd, new["branch"], new["start"])
+    if cwd.is_symlink():  # never prepare a folder the path does not own
+        raise OSError(f"{cwd} is a symlink, not the lane's worktree")
     for rel in spec.get("includes", []):
-        target = cwd / rel
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(root / rel, target)
+        # Regular files only, never through or onto a symlink a lane committed.
+        worktree_guard.copy_regular(root / rel, cwd, rel)
     helper = spec.get("helper")
-    if helper and not (cwd / "access_tracker.py").exists():  # a tracked one is kept
-        shutil.copyfile(helper, cwd / "access_tracker.py")
+    if helper:  # a tracked one (or anything the agent put there) is kept
+        worktree_guard.copy_regular(Path(helper), cwd, "access_tracker.py")
 
 
 def _commit_left_work(spec: dict[str, Any], result: dict[str, Any]) -> None:
-    """Commit what the agent left uncommitted; record the head and the changed files."""
-    cwd = Path(spec["cwd"])
-    if not spec.get("commit_message") or not cwd.is_dir():
+    """Verify the worktree is still the lane's, then commit what the agent left
+    uncommitted; record the head and the changed files, or what the agent changed."""
+    cwd, root = Path(spec["cwd"]), Path(spec.get("root", ""))
+    if not spec.get("commit_message"):
         return
     try:
-        head = git.commit_all(cwd, spec["commit_message"]) or git.head_commit(cwd)
-        result["head"] = head
+        left = worktree_guard.commit_left_work(
+            root, cwd, spec["branch"], spec["lane_id"], int(spec["attempt"]),
+            spec["commit_message"], spec.get("keep_out", []),
+        )  # fmt: skip
+        if left.problem:
+            result.update(reason=worktree_guard.UNTRUSTED, error=left.problem, head=None)
+            return
+        result["head"] = left.head
         start = spec.get("start_commit")
-        if head and start:  # here, in parallel, rather than in the orchestrator's loop
-            result["changed"] = git.changed_files(cwd, start, head)
+        if left.head and start:  # here, in parallel, rather than in the orchestrator's loop
+            result["changed"] = git.changed_files(root, start, left.head)
     except GitError as exc:
         result["commit_error"] = str(exc)
 

@@ -42,15 +42,16 @@ class LaunchContext:
     branch: str
     tracker: Path
     prompt_file: Path
-    # False when the repository tracks its own `access_tracker.py`: the prompt then
-    # points at the copy in `.orchestration/` beside the tracker (DESIGN.md §5).
+    # False when the repository tracks its own `access_tracker.py` (then the worktree
+    # has no copy of orchestree's at its root; DESIGN.md §5).
     helper_in_worktree: bool = True
 
     @property
     def helper_command(self) -> str:
-        """The shell words that run the tracker helper from the worktree root."""
-        if self.helper_in_worktree:
-            return "python3 access_tracker.py"
+        """The shell words that run the tracker helper: always orchestree's read-only
+        copy beside the tracker, outside the worktree, by its absolute path. The Claude
+        preset pre-approves exactly this, and the agent cannot edit that file (it can
+        edit the seed's copy at its worktree root, so that one is never pre-approved)."""
         return f"python3 {shlex.quote(str(self.tracker.parent / 'access_tracker.py'))}"
 
 

@@ -36,6 +36,7 @@ REASONS = (
     "lost",  # the Dask worker running it died
     "abandoned",  # the Dask worker was closing (retired, scaled down): agent ended
     "claim-conflict",  # another run holds this attempt's claim: this run stopped
+    "untrusted",  # the agent subverted its worktree (`worktree_guard`): nothing committed
 )
 RETRY_REASONS = frozenset({"gone", "lost", "abandoned", "claim-conflict", "parent-died"})
 

@@ -30,6 +30,24 @@ from orchestree import access_tracker, agents, git, remote, runner
 from orchestree.executors import LaneSpec
 from orchestree.layout import branch
 from orchestree.orchestrator import EXCLUDES
+from orchestree.worktree_guard import ORCH_PATHS, UNTRUSTED
+
+KEEP_OUT = [*ORCH_PATHS, "access_tracker.py"]  # never in a lane's leftover commit
+
+
+def clone_problem(clone: Path, name: str) -> str | None:
+    """What the agent changed in its clone that makes committing there unsafe, or None."""
+    dotgit = clone / ".git"
+    if clone.is_symlink() or dotgit.is_symlink() or not dotgit.is_dir():
+        return f"the agent replaced {dotgit} (or its clone) with something else"
+    try:
+        head = (dotgit / "HEAD").read_text(encoding="utf-8").strip()
+    except OSError:
+        head = ""
+    if head != f"ref: refs/heads/{name}":
+        return f"the agent left its branch {name} (HEAD is {head[:60] or 'unreadable'})"
+    return None
+
 
 STOPPING = frozenset({"closing", "closing_gracefully", "closed", "stopping", "stopped", "failed"})
 TICK_S = 0.1
@@ -141,9 +159,16 @@ class _Attempt:
         if reason not in ("exited", "timeout", "setup-failed"):
             return self.result(reason, exit_code=code, error=outcome.get("error"))
         with self.step("commit"):
-            git.commit_all(self.clone, f"orchestree: work left uncommitted by lane "
-                           f"{spec.lane_id} (attempt {spec.attempt})")  # fmt: skip
-            head = git.head_commit(self.clone)
+            problem = clone_problem(self.clone, name)
+            if problem:
+                return self.result(UNTRUSTED, exit_code=code, error=problem)
+            # Through the clone's own git folder, never a `.git` the agent could rewrite.
+            env = git.worktree_env(self.clone / ".git", self.clone)
+            message = runner.leftover_message(spec.lane_id, spec.attempt)
+            head = (
+                git.commit_all(self.clone, message, env=env, keep_out=KEEP_OUT)
+                or git.run("rev-parse", "HEAD", cwd=self.clone, env=env).stdout.strip()
+            )
         with self.step("push"):
             record = {"reason": reason, "exit_code": code, "error": outcome.get("error"),
                       "host": self.host, "worker": self.worker.address}  # fmt: skip
@@ -161,6 +186,12 @@ class _Attempt:
         tracker = self.root / "tracker.json"
         _scratch_tracker(tracker, spec)
         shutil.copyfile(access_tracker.__file__, self.clone / "access_tracker.py")
+        # The copy the prompt names and the Claude preset pre-approves: outside the
+        # clone, read-only, so the agent cannot change what the approval runs.
+        helper = self.root / "access_tracker.py"
+        helper.unlink(missing_ok=True)
+        shutil.copyfile(access_tracker.__file__, helper)
+        helper.chmod(0o555)
         prompt_file = self.root / "prompt.md"
         name = branch(spec.lane_id)
         agent_name = lane.agent or config.defaults.agent

@@ -60,9 +60,7 @@ class LocalExecutor:
         # The supervisor populates a new worktree at the lane's start commit.
         lane = spec.lane.model_copy(update={"start_commit": spec.lane.start_commit or spec.start})
         new = runner.prepare(repo, lane_id, lane, spec.start)
-        if new and self.includes is None:
-            self.includes = runner.include_files(repo.root, repo.layout.worktrees)
-        includes = self.includes or []
+        includes = self._includes()
         launched = runner.launch(
             repo, lane_id, lane, spec.attempt, spec.port, new, includes, self.spawner
         )
@@ -72,6 +70,13 @@ class LocalExecutor:
         )
         self.queued.append(started)
         return handle_of(lane_id, spec.attempt, launched.pid, launched.pid_started)
+
+    def _includes(self) -> list[str]:
+        """The `.worktreeinclude` matches, found once: copied into a new worktree and,
+        in every attempt, kept out of the lane's leftover commit."""
+        if self.includes is None:
+            self.includes = runner.include_files(self.repo.root, self.repo.layout.worktrees)
+        return self.includes
 
     def poll(self, timeout: float = 0.0) -> list[LaneUpdate]:
         deadline = time.monotonic() + timeout
@@ -107,7 +112,7 @@ class LocalExecutor:
                 "error": "the lane's supervisor ended without an outcome",
             }
         self.cancelled.discard(lane_id)
-        head = runner.commit_leftovers(self.repo, lane_id, run.attempt, result)
+        head = runner.commit_leftovers(self.repo, lane_id, run.attempt, result, self._includes())
         if head:
             self.heads[lane_id] = head
         code = result.get("exit_code")
