@@ -358,9 +358,11 @@ MaxParallel = Annotated[
 def probes(max_parallel: MaxParallel = None, repo: RepoOpt = Path(".")) -> None:
     """Run the probes in parallel worktrees, then merge their results into the base branch.
 
-    Probes are [probes.<id>] in orchestree.toml (default: the built-in inventory,
-    markers, tests and lint). Each writes docs/_generated/<id>/state_probe.json and
-    state_probe.md; invalid output fails that probe and the others go on.
+    The built-in inventory, markers, tests and lint run, plus each [probes.<id>] of
+    orchestree.toml ([defaults] builtin_probes = false: only those); the first line
+    says which run and why. Each writes docs/_generated/<id>/state_probe.json and
+    state_probe.md; invalid output fails that probe and the others go on. A probe
+    whose results did not change commits nothing.
 
     Example: orchestree probes && cat docs/_generated/markers/state_probe.md
     """

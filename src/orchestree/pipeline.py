@@ -26,9 +26,36 @@ Reporter = Callable[[str], None]
 
 
 def configured_probes(repo: Repo) -> dict[str, ProbeConfig]:
-    if repo.config.probes:
-        return dict(repo.config.probes)
-    return {name: ProbeConfig(builtin=name) for name in DEFAULT_PROBES}
+    """The probes a run starts: every `[probes.<id>]`, plus each built-in the config
+    neither redefines (same id) nor already runs (same `builtin`), unless `[defaults]
+    builtin_probes = false`."""
+    chosen = dict(repo.config.probes)
+    if repo.config.defaults.builtin_probes:
+        used = {cfg.builtin for cfg in chosen.values()}
+        for name in DEFAULT_PROBES:
+            if name not in chosen and name not in used:
+                chosen[name] = ProbeConfig(builtin=name)
+    return chosen
+
+
+def describe_probes(repo: Repo) -> str:
+    """One line saying which probes run and why, printed on every probes run."""
+    configured = repo.config.probes
+    parts = []
+    for probe_id, cfg in configured_probes(repo).items():
+        if probe_id not in configured:
+            parts.append(f"{probe_id} (built-in)")
+        elif cfg.builtin is not None:
+            parts.append(f"{probe_id} ([probes.{probe_id}], built-in {cfg.builtin})")
+        else:
+            parts.append(f"{probe_id} ([probes.{probe_id}], agent)")
+    why = (
+        "built-ins kept beside orchestree.toml's probes; [defaults] builtin_probes = false "
+        "runs only those"
+        if repo.config.defaults.builtin_probes
+        else "[defaults] builtin_probes = false: only orchestree.toml's probes"
+    )
+    return f"probes: {', '.join(parts) or 'none'} — {why}"
 
 
 def probe_lane(repo: Repo, probe_id: str, cfg: ProbeConfig) -> dict[str, Any]:
@@ -132,6 +159,7 @@ class ProbesResult:
 
 def run_probes(repo: Repo, max_parallel: int | None, report: Reporter) -> ProbesResult:
     _check_base_worktree(repo)
+    report(describe_probes(repo))
     ids = register_probes(repo)
     run = execution.execute(repo, set(ids), max_parallel, report, kind="probe")
     tracker = repo.store.read()
