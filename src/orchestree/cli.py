@@ -15,7 +15,13 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestree.errors import EXIT_INTERNAL, EXIT_LANES_FAILED, EXIT_USAGE, OrchestreeError
+from orchestree.errors import (
+    EXIT_ENVIRONMENT,
+    EXIT_INTERNAL,
+    EXIT_LANES_FAILED,
+    EXIT_USAGE,
+    OrchestreeError,
+)
 
 app = typer.Typer(
     name="orchestree",
@@ -112,6 +118,30 @@ def status(
 
     state = orchestrator.open_repo(repo)
     render_status(state.store.read(), state.layout)
+
+
+@app.command()
+def doctor(repo: RepoOpt = Path(".")) -> int:
+    """Check everything a run needs, change nothing, and print it as a table.
+
+    git (2.38 or newer), the repository and its base branch, orchestree.toml, every
+    agent program the probes, the plan and the pending lanes would start, python3 for
+    the tracker helper, the [merge] verify, [worktree] setup and probe commands, and
+    for the Dask executor its extra and remote. Exit 0 when all is there, 3 when
+    something is missing (each row says what to do).
+
+    Example: orchestree doctor && orchestree full
+    """
+    from orchestree import doctor as checks
+
+    rows = checks.diagnose(repo)
+    for line in checks.render(rows):
+        _out(line)
+    missing = sum(not row.ok for row in rows)
+    _out(
+        f"{missing} missing; fix the rows marked ✗" if missing else "everything a run needs is here"
+    )
+    return EXIT_ENVIRONMENT if missing else 0
 
 
 # An id such as `-bad` is not an option: let it through to the id check, which names it.

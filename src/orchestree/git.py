@@ -455,3 +455,23 @@ def line_counts(root: Path, excludes: tuple[str, ...] = ()) -> dict[str, int]:
         counts[os.fsdecode(raw[pos:path_end])] = int(raw[path_end + 1 : count_end])
         pos = count_end + 1
     return counts
+
+
+# --- What `orchestree doctor` and the preflight ask (issue 21) -----------------------
+
+
+def version(cwd: Path) -> tuple[int, ...] | None:
+    """git's version as numbers, e.g. (2, 43, 0); None when git does not run."""
+    try:
+        text = run("--version", cwd=cwd, check=False).stdout
+    except OSError:
+        return None
+    words = text.split()
+    numbers = words[2].split(".") if len(words) > 2 else []
+    return tuple(int(n) for n in numbers if n.isdigit()) or None
+
+
+def remote_known(root: Path, remote: str) -> bool:
+    """True when `remote` is a configured remote of `root` (its URL is not contacted)."""
+    return run("remote", "get-url", remote, cwd=root, check=False).returncode == 0
+

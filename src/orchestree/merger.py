@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
-from orchestree import git, publish
+from orchestree import doctor, git, publish
 from orchestree.errors import EnvironmentRefused, UserError
 from orchestree.layout import branch
 from orchestree.models import (
@@ -70,6 +70,7 @@ def merge(
         if publish.read_journal(repo.layout) is not None:
             notes.append("an interrupted merge awaits repair; `orchestree merge` finishes it")
         return _plan(repo, tracker, lane_id, check=True, notes=notes, kind=kind)
+    doctor.require(repo.config, repo.root, "merge")  # the verify command's program
     with run_lock(repo.layout, "merge"):
         notes = []
         repaired = publish.recover(repo.layout, repo.root)

@@ -13,8 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestree import execution, git, merger, orchestrator, planner, planner_agent, probes
-from orchestree.config import ProbeConfig
+from orchestree import (
+    doctor,
+    execution,
+    git,
+    merger,
+    orchestrator,
+    planner,
+    planner_agent,
+    probes,
+)
+from orchestree.config import ProbeConfig, load_config
 from orchestree.errors import UserError
 from orchestree.lanebook import Summary
 from orchestree.layout import GENERATED_DIR, PLAN_FILE, agent_name, branch
@@ -158,6 +167,7 @@ class ProbesResult:
 
 
 def run_probes(repo: Repo, max_parallel: int | None, report: Reporter) -> ProbesResult:
+    doctor.require(repo.config, repo.root, "probes")
     _check_base_worktree(repo)
     report(describe_probes(repo))
     ids = register_probes(repo)
@@ -318,7 +328,12 @@ class FullResult:
 def full(
     path: Path, max_parallel: int | None, report: Reporter, group_by: str | None = None
 ) -> tuple[Repo, FullResult]:
-    """init if needed → probes → plan → execute → merge."""
+    """init if needed → probes → plan → execute → merge.
+
+    Every program the run will need (agents, verify, setup, test commands, the remote)
+    is checked first: a missing one refuses the run before init or any probe."""
+    root = orchestrator.find_root(path)
+    doctor.require(load_config(root), root, "full")
     repo = orchestrator.init(path).repo
     probed = run_probes(repo, max_parallel, report)
     if probed.run.interrupted:
