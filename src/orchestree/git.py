@@ -257,15 +257,25 @@ def dirty_files(path: Path, untracked: bool = True) -> list[str]:
     return files
 
 
-def commit_all(path: Path, message: str) -> str | None:
-    """Commit everything uncommitted in `path` (respecting ignores); the new sha or None."""
+def commit_all(path: Path, message: str, keep_out: dict[str, str] | None = None) -> str | None:
+    """Commit everything uncommitted in `path` (respecting ignores); the new sha or None.
+
+    `keep_out` (file -> blob id, "" for a deleted file) names files to leave out while
+    they are still exactly so: what `[worktree] setup` made, not the agent."""
     # Three git calls where asking first (status, then diff --cached) took five: commit
     # and read its answer. "Nothing to commit" is exit 1 with that sentence on stdout.
     run("add", "-A", cwd=path)
+    if keep_out:
+        now = hash_files(path, list(keep_out))
+        same = [f for f, blob in keep_out.items() if now.get(f, "") == blob]
+        if same:
+            run("reset", "-q", "--pathspec-from-file=-", "--pathspec-file-nul", cwd=path,
+                input="\0".join(same), env={"GIT_LITERAL_PATHSPECS": "1"})  # fmt: skip
     proc = run("commit", "-q", "--no-verify", "-m", message, cwd=path, check=False,
                env={"LC_ALL": "C"})  # fmt: skip
     if proc.returncode != 0:
-        if "nothing to commit" in proc.stdout or "nothing added to commit" in proc.stdout:
+        said = proc.stdout
+        if any(f"{w} to commit" in said for w in ("nothing", "nothing added", "no changes added")):
             return None
         raise GitError(("git", "commit", "-m", message), proc.returncode, proc.stderr)
     return head_commit(path)
@@ -475,3 +485,11 @@ def remote_known(root: Path, remote: str) -> bool:
     """True when `remote` is a configured remote of `root` (its URL is not contacted)."""
     return run("remote", "get-url", remote, cwd=root, check=False).returncode == 0
 
+
+def keep_attempt_head(root: Path, lane_id: str, attempt: int, commit: str) -> str:
+    """Keep an earlier attempt's head as `refs/orchestree/attempts/<lane>/<attempt>`
+    (DESIGN.md §13), so starting a lane over loses no commit; returns the ref."""
+    ref = f"refs/orchestree/attempts/{lane_id}/{attempt}"
+    with admin_lock(root):
+        run("update-ref", ref, commit, cwd=root)
+    return ref

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestree import agents, git
+from orchestree import agents, git, supervisor
 from orchestree.errors import UserError
 from orchestree.layout import branch
 from orchestree.models import Lane
@@ -210,6 +210,8 @@ def launch(
         "result": str(result),
         "agent_file": str(agent_file),
         "setup": config.worktree.setup if new else "",
+        # What setup left, kept for every attempt in this worktree: never committed.
+        "setup_snapshot": str(runs / f"{lane_id}.setup.json"),
         "register": {"branch": branch(lane_id), "start": start} if new else None,
         "root": str(repo.root),
         "includes": includes if new else [],
@@ -306,8 +308,9 @@ def commit_leftovers(repo: Repo, lane_id: str, attempt: int, result: dict[str, A
     worktree = repo.layout.worktree(lane_id)
     if not worktree.exists():
         return None
+    made = supervisor.setup_output(str(repo.layout.orch / "runs" / f"{lane_id}.setup.json"))
     git.commit_all(
-        worktree, f"orchestree: work left uncommitted by lane {lane_id} (attempt {attempt})"
+        worktree, f"orchestree: work left uncommitted by lane {lane_id} (attempt {attempt})", made
     )
     return git.head_commit(worktree)
 

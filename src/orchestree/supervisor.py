@@ -246,6 +246,8 @@ def _prepare_worktree(spec: dict[str, Any]) -> None:
     new = spec.get("register")
     if new:
         git.worktree_add(root, cwd, new["branch"], new["start"])
+        if spec.get("setup_snapshot"):  # an earlier worktree's setup is not this one's
+            Path(spec["setup_snapshot"]).unlink(missing_ok=True)
     for rel in spec.get("includes", []):
         target = cwd / rel
         if not target.exists():
@@ -256,13 +258,37 @@ def _prepare_worktree(spec: dict[str, Any]) -> None:
         shutil.copyfile(helper, cwd / "access_tracker.py")
 
 
+def _snapshot_setup(spec: dict[str, Any]) -> None:
+    """Record what `[worktree] setup` left uncommitted (file -> blob id, "" when it
+    deleted the file), so the lane's commit leaves it out: only the agent's changes
+    are the lane's. A setup file the agent then changes is the agent's, and committed."""
+    where = spec.get("setup_snapshot")
+    if not where:
+        return
+    cwd = Path(spec["cwd"])
+    dirty = git.dirty_files(cwd)
+    blobs = git.hash_files(cwd, dirty)
+    _write_result(where, {f: blobs.get(f, "") for f in dirty})
+
+
+def setup_output(where: str | None) -> dict[str, str]:
+    """What `_snapshot_setup` recorded at `where` for a lane's worktree (any attempt)."""
+    try:
+        with open(where or "", encoding="utf-8") as fh:
+            made = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in made.items()} if isinstance(made, dict) else {}
+
+
 def _commit_left_work(spec: dict[str, Any], result: dict[str, Any]) -> None:
     """Commit what the agent left uncommitted; record the head and the changed files."""
     cwd = Path(spec["cwd"])
     if not spec.get("commit_message") or not cwd.is_dir():
         return
     try:
-        head = git.commit_all(cwd, spec["commit_message"]) or git.head_commit(cwd)
+        made = setup_output(spec.get("setup_snapshot"))
+        head = git.commit_all(cwd, spec["commit_message"], made) or git.head_commit(cwd)
         result["head"] = head
         start = spec.get("start_commit")
         if head and start:  # here, in parallel, rather than in the orchestrator's loop
@@ -312,6 +338,7 @@ def supervise(spec: dict[str, Any], stop: dict[str, str] | None = None) -> dict[
             if code != 0:
                 log.write(f"orchestree: worktree setup failed (exit {code})\n".encode())
                 return {"reason": "setup-failed", "exit_code": code, "started_at": started}
+            _snapshot_setup(spec)
         try:
             agent = subprocess.Popen(
                 spec["argv"],
