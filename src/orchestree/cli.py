@@ -156,7 +156,11 @@ def add_lane(
         typer.Option("--from", help="A JSON object of id -> lane; '-' reads stdin."),
     ] = None,
     replace: Annotated[
-        bool, typer.Option("--replace", help="Redefine a lane that has not started.")
+        bool,
+        typer.Option(
+            "--replace",
+            help="Redefine a lane that has not started, or run a merged lane again afresh.",
+        ),
     ] = False,
     repo: RepoOpt = Path("."),
 ) -> None:
@@ -307,19 +311,32 @@ def retry(
     no_run: Annotated[
         bool, typer.Option("--no-run", help="Only mark it pending; run it later.")
     ] = False,
+    keep_base: Annotated[
+        bool,
+        typer.Option(
+            "--keep-base", help="Continue on its branch from its old start point, not afresh."
+        ),
+    ] = False,
     repo: RepoOpt = Path("."),
 ) -> None:
     """Give a failed, cancelled, blocked or conflicted lane another attempt, and run it.
 
-    Lanes blocked only because of it become pending again.
+    Lanes blocked only because of it become pending again. A conflicted lane, or one
+    the base branch has moved past, starts over from the current base (with its
+    dependencies); its earlier head is kept under refs/orchestree/attempts/<lane>/<n>.
+    --keep-base continues on its branch instead.
 
     Example: orchestree retry db-projection
     """
     from orchestree import execution, orchestrator
 
     state = orchestrator.open_repo(repo)
-    freed = orchestrator.retry_lane(state, lane_id)
-    _out(f"{lane_id} is pending again" + (f"; unblocked: {', '.join(freed)}" if freed else ""))
+    done = orchestrator.retry_lane(state, lane_id, keep_base=keep_base)
+    freed = done.freed
+    how = f"; starts from the current base (earlier work kept at {done.kept})" if done.kept else (
+        "; starts from the current base" if done.fresh else ""
+    )  # fmt: skip
+    _out(f"{lane_id} is pending again{how}" + (f"; unblocked: {', '.join(freed)}" if freed else ""))
     if not no_run:
         kind = _kind(state, lane_id)
         with _progress(state, kind) as report:

@@ -487,9 +487,15 @@ def remote_known(root: Path, remote: str) -> bool:
 
 
 def keep_attempt_head(root: Path, lane_id: str, attempt: int, commit: str) -> str:
-    """Keep an earlier attempt's head as `refs/orchestree/attempts/<lane>/<attempt>`
-    (DESIGN.md §13), so starting a lane over loses no commit; returns the ref."""
-    ref = f"refs/orchestree/attempts/{lane_id}/{attempt}"
+    """Keep an earlier attempt's head as `refs/orchestree/attempts/<lane>/<n>` (DESIGN.md
+    §13), so starting a lane over loses no commit; returns the ref. `n` is `attempt`,
+    or the next number free when that ref already keeps another commit."""
+    prefix = f"refs/orchestree/attempts/{lane_id}/"
     with admin_lock(root):
-        run("update-ref", ref, commit, cwd=root)
-    return ref
+        n = attempt
+        while (held := head_commit(root, f"{prefix}{n}")) is not None:
+            if held == commit:  # kept already (an interrupted earlier try)
+                return f"{prefix}{n}"
+            n += 1
+        run("update-ref", f"{prefix}{n}", commit, "", cwd=root)  # "": must not exist yet
+    return f"{prefix}{n}"
