@@ -499,3 +499,13 @@ def keep_attempt_head(root: Path, lane_id: str, attempt: int, commit: str) -> st
             n += 1
         run("update-ref", f"{prefix}{n}", commit, "", cwd=root)  # "": must not exist yet
     return f"{prefix}{n}"
+
+
+def set_ref(root: Path, ref: str, commit: str) -> None:
+    """Point `ref` (outside refs/heads) at `commit`, creating or moving it."""
+    run("update-ref", ref, commit, cwd=root)
+
+
+def delete_ref(root: Path, ref: str) -> None:
+    """Remove `ref`; nothing happens when it does not exist."""
+    run("update-ref", "-d", ref, cwd=root, check=False)

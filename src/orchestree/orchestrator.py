@@ -155,6 +155,8 @@ def add_lanes(repo: Repo, lanes: dict[str, dict[str, Any]], replace: bool = Fals
                      **{k: v.depends_on for k, v in checked.items()}})  # fmt: skip
         _retire_merged(repo, list(checked))
 
+    adopted = _adoptable(repo, list(checked))
+
     def change(tracker: Tracker) -> None:
         order = max((lane.order for lane in tracker.lanes.values()), default=-1) + 1
         for lane_id, spec in checked.items():
@@ -169,11 +171,24 @@ def add_lanes(repo: Repo, lanes: dict[str, dict[str, Any]], replace: bool = Fals
             lane = Lane(**spec.model_dump(), order=existing.order if existing else order)
             if existing is None:
                 order += 1
+                # A branch a reset kept: the lane continues on it (as `retry --keep-base`).
+                lane.start_commit = adopted.get(lane_id)
             tracker.lanes[lane_id] = lane
         check_graph({k: v.depends_on for k, v in tracker.lanes.items()})
 
-    repo.store.update(change, "add-lane", lanes=sorted(checked))
+    repo.store.update(change, "add-lane", lanes=sorted(checked), adopted=sorted(adopted))
+    for lane_id in adopted:  # the tracker now holds its start point
+        git.delete_ref(repo.root, f"refs/orchestree/kept/{lane_id}")
     return list(checked)
+
+
+def _adoptable(repo: Repo, lane_ids: list[str]) -> dict[str, str]:
+    """Lane id -> start point, for new lanes whose `lane-<id>` branch a reset kept."""
+    from orchestree import restart
+
+    known = repo.store.read().lanes
+    found = {k: restart.adoptable_start(repo, k) for k in lane_ids if k not in known}
+    return {k: v for k, v in found.items() if v is not None}
 
 
 def _why_not_replaced(lane_id: str, status: str) -> str:
@@ -230,11 +245,14 @@ def reset(repo: Repo, force: bool = False, say: Callable[[str], None] = print) -
     Unmerged lane branches and worktrees with uncommitted changes survive unless
     `force`; the archived tracker still names them. `say` hears what cleanup did.
     """
+    from orchestree import restart
     from orchestree.cleanup import cleanup
 
     old = repo.store.read()
-    for line in cleanup(repo, force=force, say=say).lines():
+    marked = restart.mark_kept_branches(repo, old)  # kept branches stay adoptable
+    for line in cleanup(repo, force=force, say=say, resetting=True).lines():
         say(line)
+    restart.forget_gone_branches(repo, marked)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     archived = repo.store.archive(repo.layout.archive, stamp)
     base_commit = git.head_commit(repo.root, f"refs/heads/{old.base_branch}") or old.base_commit

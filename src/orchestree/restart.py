@@ -68,3 +68,37 @@ def forget_start(lane: Lane) -> None:
     lane.head_commit = None
     lane.changed_files = []
     lane.no_changes = False
+
+
+# --- Taking up a lane again after `reset` (issue 21, item 11) -------------------------
+
+KEPT = "refs/orchestree/kept/"  # + <lane>: the start point of a branch a reset kept
+
+
+def mark_kept_branches(repo: Repo, tracker: Tracker) -> list[str]:
+    """Before a reset archives the tracker: remember where each lane branch started,
+    so `add-lane` of that id can tell the branch is orchestree's and adopt it."""
+    marked = []
+    for lane_id, lane in tracker.lanes.items():
+        head = git.head_commit(repo.root, f"refs/heads/{branch(lane_id)}")
+        if head is not None and lane.start_commit is not None:
+            git.set_ref(repo.root, KEPT + lane_id, lane.start_commit)
+            marked.append(lane_id)
+    return marked
+
+
+def forget_gone_branches(repo: Repo, lane_ids: list[str]) -> None:
+    """After the reset's cleanup: a branch it deleted has nothing left to adopt."""
+    for lane_id in lane_ids:
+        if git.head_commit(repo.root, f"refs/heads/{branch(lane_id)}") is None:
+            git.delete_ref(repo.root, KEPT + lane_id)
+
+
+def adoptable_start(repo: Repo, lane_id: str) -> str | None:
+    """The start point of `lane-<id>` when a reset kept it for adoption and it still
+    holds that start (so its commits are orchestree's lane work), else None."""
+    start = git.head_commit(repo.root, KEPT + lane_id)
+    head = git.head_commit(repo.root, f"refs/heads/{branch(lane_id)}")
+    if start is None or head is None or not git.is_ancestor(repo.root, start, head):
+        return None
+    return start
