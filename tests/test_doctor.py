@@ -4,6 +4,7 @@ all missing ones are named in one line, and `orchestree doctor` shows it as a ta
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,24 @@ def test_doctor_outside_a_repository_says_so(tmp_path: Path) -> None:
     assert done.code == 3
     assert "✗ repository" in done.out
     assert "is not inside a git repository" in done.out
+
+
+def test_a_missing_test_runner_refuses_the_probes_before_any_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = _repo(tmp_path, monkeypatch, SHELL_DEFAULTS, init=True)
+    tools = tmp_path / "tools"  # git and sh only: no pytest anywhere but orchestree's own
+    tools.mkdir()
+    for program in ("git", "sh"):
+        found = shutil.which(program)
+        assert found is not None
+        (tools / program).symlink_to(found)
+    monkeypatch.setenv("PATH", os.pathsep.join([str(tools), BIN]))
+    before = _state(repo)
+    done = cli(repo, "probes")
+    assert done.code == 3
+    assert_one_line(done.err, "[probes.tests] runner: pytest: no .venv/venv with it")
+    assert _state(repo) == before
+    table = cli(repo, "doctor")
+    assert table.code == 3
+    assert "✗ [probes.tests] runner" in table.out

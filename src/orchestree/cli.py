@@ -126,8 +126,9 @@ def doctor(repo: RepoOpt = Path(".")) -> int:
 
     git (2.38 or newer), the repository and its base branch, orchestree.toml, every
     agent program the probes, the plan and the pending lanes would start, python3 for
-    the tracker helper, the [merge] verify, [worktree] setup and probe commands, and
-    for the Dask executor its extra and remote. Exit 0 when all is there, 3 when
+    the tracker helper, the [merge] verify, [worktree] setup and probe commands, the
+    test runner the tests probe would use, and for the Dask executor its extra and
+    remote. Exit 0 when all is there, 3 when
     something is missing (each row says what to do).
 
     Example: orchestree doctor && orchestree full

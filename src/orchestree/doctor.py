@@ -122,6 +122,29 @@ def program_checks(
     return rows
 
 
+def tests_probe_checks(config: Config, root: Path) -> list[Check]:
+    """The runner the built-in `tests` probe detects must be there (a configured
+    `command` is checked as a command instead)."""
+    from orchestree.pipeline import probe_set
+    from orchestree.probes.common import find_tool
+    from orchestree.probes.testsuite import detect_runner, project_python
+
+    ids = [k for k, v in probe_set(config).items() if v.builtin == "tests" and not v.command]
+    if not ids:
+        return []
+    runner = detect_runner(root, git.ls_files(root))
+    if runner is None:
+        return []
+    if runner == "pytest":
+        python = project_python(root)
+        found = str(python) if python else find_tool("pytest", own_env=False)
+        why = "pytest: no .venv/venv with it and none on PATH (orchestree's own is not used)"
+    else:
+        found, why = find_tool(runner), f"{runner} not found on PATH"
+    fix = f"; install it or set [probes.{ids[0]}] command"
+    return [Check(f"[probes.{ids[0]}] runner", found is not None, found or why + fix)]
+
+
 def executor_checks(config: Config, root: Path) -> list[Check]:
     """The Dask executor needs the optional extra and a remote lanes clone from."""
     if config.executor.kind != "dask":
@@ -155,6 +178,8 @@ def require(config: Config, root: Path, scope: str, lanes: dict[str, str] | None
     missing, naming every one in a single line."""
     rows = program_checks(config, root, scope, lanes) + executor_checks(config, root)
     rows += sandbox_checks(config)
+    if scope in ("probes", "full"):
+        rows += tests_probe_checks(config, root)
     missing = [f"{row.what}: {row.detail}" for row in rows if not row.ok]
     if missing:
         raise EnvironmentRefused(
@@ -183,7 +208,7 @@ def diagnose(path: Path) -> list[Check]:
     rows.append(Check(CONFIG_FILE, True, "valid" if exists else "none (every default)"))
     rows += _state_checks(root, config)
     lanes = _lanes_to_run(root, config)
-    rows += program_checks(config, root, "doctor", lanes)
+    rows += program_checks(config, root, "doctor", lanes) + tests_probe_checks(config, root)
     rows += executor_checks(config, root) + sandbox_checks(config)
     rows.append(Check("python (orchestree's)", True, sys.executable))
     return rows

@@ -23,7 +23,7 @@ from orchestree import (
     planner_agent,
     probes,
 )
-from orchestree.config import ProbeConfig, load_config
+from orchestree.config import Config, ProbeConfig, load_config
 from orchestree.errors import UserError
 from orchestree.lanebook import Summary
 from orchestree.layout import GENERATED_DIR, PLAN_FILE, agent_name, branch
@@ -35,11 +35,15 @@ Reporter = Callable[[str], None]
 
 
 def configured_probes(repo: Repo) -> dict[str, ProbeConfig]:
+    return probe_set(repo.config)
+
+
+def probe_set(config: Config) -> dict[str, ProbeConfig]:
     """The probes a run starts: every `[probes.<id>]`, plus each built-in the config
     neither redefines (same id) nor already runs (same `builtin`), unless `[defaults]
     builtin_probes = false`."""
-    chosen = dict(repo.config.probes)
-    if repo.config.defaults.builtin_probes:
+    chosen = dict(config.probes)
+    if config.defaults.builtin_probes:
         used = {cfg.builtin for cfg in chosen.values()}
         for name in DEFAULT_PROBES:
             if name not in chosen and name not in used:
