@@ -56,7 +56,7 @@ def test_probes_on_unchanged_code_commit_nothing_and_no_local_path(
         again = cli(repo, "probes")
         assert again.code == 0, again.err
         assert _commits(repo) == after_first, git(repo, "log", "--stat", "-3", "main")
-    history = git(repo, "log", "-p", "main")
+    history = git(repo, "log", "-p", "--all")
     local = [str(tmp_path), sys.executable, sys.prefix, os.path.expanduser("~")]
     assert [path for path in local if path in history] == []
     # What changes from run to run stays in the probe's log, not in its results.
