@@ -6,8 +6,10 @@ Not a conftest: the other test modules of the project keep their own fixtures.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from orchestree.models import ProbeResult
@@ -21,8 +23,28 @@ GIT_ENV = {
     "GIT_CONFIG_GLOBAL": os.devnull,
     "GIT_CONFIG_NOSYSTEM": "1",
 }
-# The user's PATH plus this interpreter's bin, so pytest and ruff are there to be found.
-TOOLS_PATH = os.pathsep.join([os.environ.get("PATH", ""), str(Path(sys.executable).parent)])
+
+
+def user_tools() -> str:
+    """A folder with a `pytest` of "the user's" (outside orchestree's own virtualenv,
+    which the tests probe never uses), running this interpreter's pytest."""
+    folder = Path(tempfile.gettempdir()) / f"orchestree-tests-user-tools-{os.getuid()}"
+    folder.mkdir(exist_ok=True)
+    shim = folder / "pytest"
+    text = f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m pytest "$@"\n'
+    if not shim.exists() or shim.read_text(encoding="utf-8") != text:
+        tmp = folder / f".pytest.{os.getpid()}"
+        tmp.write_text(text, encoding="utf-8")
+        tmp.chmod(0o755)
+        os.replace(tmp, shim)
+    return str(folder)
+
+
+USER_TOOLS = user_tools()
+# The user's pytest, the user's PATH, and this interpreter's bin (ruff) to be found.
+TOOLS_PATH = os.pathsep.join(
+    [USER_TOOLS, os.environ.get("PATH", ""), str(Path(sys.executable).parent)]
+)
 ROOT = Path(__file__).resolve().parents[1]
 
 # A small project with exactly one TODO, one FIXME, one failing test and one lint error,

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from _probe_repos import USER_TOOLS
 from exec_helpers import IDENTITY, PYTHON, Result, cli, git, write_script
 
 BIN = str(Path(sys.executable).parent)
@@ -39,6 +40,8 @@ SHELL_DEFAULTS = """\
 agent = "shell"
 kill_grace_s = 0.5
 """
+# The same, running only the probes the test configures (not the four built-ins too).
+SHELL_ONLY_CONFIGURED = SHELL_DEFAULTS + "builtin_probes = false\n"
 
 
 def pipeline_repo(
@@ -54,7 +57,8 @@ def pipeline_repo(
         monkeypatch.setenv(key, value)
     for key in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
         monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    path = os.pathsep.join([USER_TOOLS, BIN, os.environ.get("PATH", "")])
+    monkeypatch.setenv("PATH", path)
     repo = tmp_path / "repo"
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")

@@ -64,7 +64,7 @@ def test_a_missing_agent_program_is_refused_before_anything_starts(
     config = BASE_CONFIG + '\n[agents.ghostbot]\ncommand = ["ghostbot-not-installed", "{prompt}"]\n'
     repo = make_repo(tmp_path, monkeypatch, config)
     add_lanes(repo, {"fine": {"tasks": ["true"]}, "bot": {"agent": "ghostbot"}})
-    line = _refused(repo, "execute")
+    line = _refused(repo, "execute", code=3)  # the environment lacks a program
     assert "agent 'ghostbot'" in line
     assert "ghostbot-not-installed" in line
     assert "orchestree.toml" in line  # says how to configure it

@@ -14,6 +14,7 @@ from exec_helpers import cli, git
 from pipeline_helpers import (
     BIN,
     SHELL_DEFAULTS,
+    SHELL_ONLY_CONFIGURED,
     lanes,
     one_line_error,
     pipeline_repo,
@@ -78,7 +79,7 @@ def test_a_bad_probe_added_to_the_config_of_an_initialised_repository(
 def test_probes_refuse_a_dirty_base_worktree_before_running(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = SHELL_DEFAULTS + '\n[probes.markers]\nbuiltin = "markers"\n'
+    config = SHELL_ONLY_CONFIGURED + '\n[probes.markers]\nbuiltin = "markers"\n'
     repo = pipeline_repo(tmp_path, monkeypatch, {"a.py": "a = 1  # TODO: a\n"}, config)
     (repo / "a.py").write_text("a = 2  # TODO: a\n")
     before = tracker_bytes(repo)
@@ -159,7 +160,7 @@ gap = {"id": "x", "title": "x", "tasks": ["x"], "paths": ["x"], "agent": "nobody
 (out / "state_probe.json").write_text(json.dumps(
     {"probe": lane, "summary": "one gap", "metrics": {}, "gaps": [gap]}))
 """
-    config = SHELL_DEFAULTS + script_agent(tmp_path, "prober", body)
+    config = SHELL_ONLY_CONFIGURED + script_agent(tmp_path, "prober", body)
     config += '\n[probes.review]\nagent = "prober"\nprompt = "Review."\n'
     repo = pipeline_repo(tmp_path, monkeypatch, {"a.py": "a = 1\n"}, config, init=False)
 

@@ -14,7 +14,7 @@ from orchestree.planner import read_plan
 from orchestree.probes import load_probe_output
 from pipeline_helpers import (
     BUGGY,
-    SHELL_DEFAULTS,
+    SHELL_ONLY_CONFIGURED,
     base_is_clean,
     lanes,
     on_main,
@@ -106,7 +106,7 @@ def test_failing_probes_are_named_and_the_others_still_land(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     faulty = ("bad-json", "no-file", "off-schema", "crash")
-    config = SHELL_DEFAULTS + script_agent(tmp_path, "analyser", FAULTY_PROBE)
+    config = SHELL_ONLY_CONFIGURED + script_agent(tmp_path, "analyser", FAULTY_PROBE)
     config += '\n[probes.markers]\nbuiltin = "markers"\n'
     for probe in ("good", *faulty):
         config += f'\n[probes.{probe}]\nagent = "analyser"\nprompt = "Find gaps."\n'
@@ -159,6 +159,7 @@ FULL_CONFIG = """\
 [defaults]
 agent = "fixer"
 kill_grace_s = 0.5
+builtin_probes = false
 
 [probes.markers]
 builtin = "markers"
@@ -238,7 +239,7 @@ out.mkdir(parents=True, exist_ok=True)
 def test_rerunning_probes_starts_them_over_and_loses_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = SHELL_DEFAULTS + script_agent(tmp_path, "reviewer", FLAKY_PROBE)
+    config = SHELL_ONLY_CONFIGURED + script_agent(tmp_path, "reviewer", FLAKY_PROBE)
     config += '\n[probes.markers]\nbuiltin = "markers"\n'
     config += '\n[probes.review]\nagent = "reviewer"\nprompt = "Review."\n'
     repo = pipeline_repo(tmp_path, monkeypatch, {"a.py": "a = 1  # TODO: a\n"}, config)
@@ -267,7 +268,7 @@ def test_rerunning_probes_starts_them_over_and_loses_nothing(
 def test_a_probe_id_clashing_with_a_plan_lane_is_refused_before_any_change(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = SHELL_DEFAULTS + '\n[probes.markers]\nbuiltin = "markers"\n'
+    config = SHELL_ONLY_CONFIGURED + '\n[probes.markers]\nbuiltin = "markers"\n'
     repo = pipeline_repo(tmp_path, monkeypatch, {"a.py": "a = 1  # TODO: a\n"}, config)
     assert cli(repo, "probes").code == 0
     assert cli(repo, "add-lane", "docs", '{"tasks": ["echo docs"]}').code == 0

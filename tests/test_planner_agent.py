@@ -14,6 +14,7 @@ from orchestree.models import Plan
 from orchestree.planner import read_plan
 from pipeline_helpers import (
     SHELL_DEFAULTS,
+    SHELL_ONLY_CONFIGURED,
     base_is_clean,
     lanes,
     one_line_error,
@@ -169,7 +170,8 @@ def test_full_with_a_planner_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         'subprocess.run(["git", "commit", "-qam", "name a"], check=True)\n',
     )
     config = (
-        SHELL_DEFAULTS + '\n[plan]\nagent = "planbot"\n\n[probes.markers]\nbuiltin = "markers"\n'
+        SHELL_ONLY_CONFIGURED
+        + '\n[plan]\nagent = "planbot"\n\n[probes.markers]\nbuiltin = "markers"\n'
     )
     config += script_agent(tmp_path, "planbot", PLANBOT) + 'env = { PLANBOT_AGENT = "fixer" }\n'
     repo = pipeline_repo(tmp_path, monkeypatch, {"a.py": "a = 1  # TODO: a\n"}, config + fixer)

@@ -96,8 +96,74 @@ def test_no_test_suite_is_a_result_saying_so(tmp_path: Path) -> None:
 
 def test_a_runner_missing_from_path_fails_the_probe_clearly(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo", BUGGY)
-    with pytest.raises(ProbeError, match=r"use pytest but no `pytest` is on PATH"):
+    with pytest.raises(ProbeError, match=r"use pytest but .* no `pytest` is on PATH"):
         probe_tests(repo, ProbeOptions(probe_id="tests", path=str(tmp_path / "nothing")))
+    # orchestree's own pytest would test orchestree's packages: it is never used.
+    own = str(Path(sys.executable).parent)
+    with pytest.raises(ProbeError, match=r"orchestree's own is not used"):
+        probe_tests(repo, ProbeOptions(probe_id="tests", path=own))
+
+
+# A src-layout package whose tests pass only against this checkout's code, and an
+# "installed" copy of it (older, VALUE = 1) that a runner would otherwise import.
+SRC_LAYOUT: dict[str, str | bytes] = {
+    "pyproject.toml": "[tool.pytest.ini_options]\ntestpaths = ['tests']\n",
+    "src/mypkg/__init__.py": "VALUE = 2\n",
+    "tests/test_value.py": "import mypkg\n\n\ndef test_value():\n    assert mypkg.VALUE == 2\n",
+}
+
+
+def _installed_copy(tmp_path: Path) -> Path:
+    site = tmp_path / "site-packages"
+    (site / "mypkg").mkdir(parents=True)
+    (site / "mypkg" / "__init__.py").write_text("VALUE = 1\n", encoding="utf-8")
+    return site
+
+
+def test_the_suite_tests_the_repository_code_not_an_installed_copy(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", SRC_LAYOUT)
+    site = _installed_copy(tmp_path)
+    # The user's environment has the old copy installed: after PYTHONPATH, as
+    # site-packages is.
+    env = {"PYTHONPATH": str(site)}
+    result = probe_tests(repo, ProbeOptions(probe_id="tests", path=TOOLS_PATH, env=env))
+    assert (result.metrics["passed"], result.metrics["failed"]) == (1, 0), result.summary
+
+
+def test_the_projects_own_virtualenv_runs_the_suite_also_from_a_worktree(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", SRC_LAYOUT)
+    site, used = _installed_copy(tmp_path), tmp_path / "venv-used"
+    venv_python = repo / ".venv" / "bin" / "python"  # untracked, as a virtualenv is
+    venv_python.parent.mkdir(parents=True)
+    venv_python.write_text(
+        f'#!/bin/sh\necho "$PWD" >> {used}\n'
+        f'PYTHONPATH="${{PYTHONPATH:+$PYTHONPATH:}}{site}" exec {sys.executable} "$@"\n',
+        encoding="utf-8",
+    )
+    venv_python.chmod(0o755)
+    worktree = tmp_path / "wt"
+    git(repo, "worktree", "add", "-q", str(worktree), "HEAD")
+    nothing = str(tmp_path / "no-tools")  # no pytest on PATH: the venv's is enough
+    for where in (repo, worktree):
+        result = probe_tests(where, ProbeOptions(probe_id="tests", path=nothing))
+        assert (result.metrics["passed"], result.metrics["failed"]) == (1, 0), result.summary
+    assert used.read_text(encoding="utf-8").split() == [str(repo), str(worktree)]
+
+
+def test_nearly_everything_failing_one_way_is_one_environment_gap(tmp_path: Path) -> None:
+    files: dict[str, str | bytes] = {
+        f"tests/test_m{i}.py": "import missing_dependency_xyz\n\n\ndef test_x():\n    pass\n"
+        for i in range(6)
+    }
+    files["tests/test_ok.py"] = "def test_ok():\n    pass\n"
+    repo = make_repo(tmp_path / "repo", files)
+    result = probe_tests(repo, options())
+    assert [(g.id, g.priority) for g in result.gaps] == [("tests-environment", "high")]
+    gap = result.gaps[0]
+    assert "6 of 7 tests fail the same way" in gap.title
+    assert "No module named 'missing_dependency_xyz'" in gap.title
+    assert "not a bug per test" in gap.tasks[0]
+    assert result.metrics["environment_problem"] == gap.title
 
 
 def test_npm_test_with_node_test_runner(tmp_path: Path) -> None:

@@ -132,6 +132,39 @@ def test_setup_runs_once_in_each_new_worktree_before_the_agent(
     assert git(repo, "show", "lane-x:x.txt") == "ok"
 
 
+def test_only_what_the_agent_changed_is_committed_not_what_setup_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Setup makes an untracked file, edits a tracked one and deletes another: none of it
+    # is the lane's work. A setup file the agent then edits is the agent's work.
+    setup = "echo generated > made.txt && echo local >> tracked.txt && rm gone.txt"
+    config = BASE_CONFIG + f'\n[worktree]\nsetup = "{setup}"\n'
+    files = {"tracked.txt": "base\n", "gone.txt": "here\n"}
+    repo = make_repo(tmp_path, monkeypatch, config=config, files=files)
+    add_lanes(
+        repo,
+        {
+            "idle": {"tasks": ["test -f made.txt"]},
+            "busy": {"tasks": ["echo mine > mine.txt && echo agent >> made.txt"]},
+        },
+    )
+    done = cli(repo, "execute")
+    assert done.code == 0, done.err
+    idle = next(line for line in done.out.splitlines() if line.startswith("✓ idle: "))
+    assert idle.endswith("changed nothing")
+    lanes = tracker(repo)["lanes"]
+    base = git(repo, "rev-parse", "main")
+    assert git(repo, "rev-parse", "lane-idle") == base
+    assert lanes["idle"]["head_commit"] in (None, base)
+    changed = git(repo, "diff", "--name-only", base, "lane-busy").split()
+    assert changed == ["made.txt", "mine.txt"]
+    assert git(repo, "show", "lane-busy:made.txt") == "generated\nagent"
+    # The second attempt of a lane reuses its worktree: setup's output stays out too.
+    assert cli(repo, "add-lane", "again", '{"tasks": ["false"], "max_attempts": 2}').code == 0
+    assert cli(repo, "execute").code == 1
+    assert git(repo, "rev-parse", "lane-again") == base
+
+
 def test_a_failing_setup_fails_the_attempt_with_its_output_in_the_log(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -48,6 +48,7 @@ max_parallel = 2
 max_attempts = 2
 timeout_s = 120
 kill_grace_s = 1
+builtin_probes = false  # only the three probes below
 
 [agents.demo]
 command = [{python}, {agent}]

@@ -44,13 +44,32 @@ class CleanupReport:
         return out or ["nothing to clean up"]
 
 
-def cleanup(repo: Repo, force: bool = False, say: Callable[[str], None] = print) -> CleanupReport:
-    """Remove worktrees and merged branches. `say` hears what `force` removes, first."""
+def cleanup(
+    repo: Repo, force: bool = False, say: Callable[[str], None] = print, resetting: bool = False
+) -> CleanupReport:
+    """Remove worktrees and merged branches. `say` hears what `force` removes, first.
+    `resetting`: the tracker is about to be archived, so the advice for a kept branch
+    is what works after the reset, not `orchestree merge --lane`."""
     with run_lock(repo.layout, "clean up"):
-        return _cleanup(repo, force, say)
+        return _cleanup(repo, force, say, resetting)
 
 
-def _cleanup(repo: Repo, force: bool, say: Callable[[str], None]) -> CleanupReport:
+def _keep_advice(lane_id: str, name: str, resetting: bool) -> str:
+    if not resetting:
+        return (
+            f"merge it with `orchestree merge --lane {lane_id}` or delete it with "
+            f"`git branch -D {name}`"
+        )
+    return (
+        f"after the reset, `git merge --no-edit {name}` merges it as it is, `orchestree "
+        f"add-lane {lane_id} '<lane JSON>'` takes the lane up again on it, `git branch -D "
+        f"{name}` deletes it"
+    )
+
+
+def _cleanup(
+    repo: Repo, force: bool, say: Callable[[str], None], resetting: bool = False
+) -> CleanupReport:
     from orchestree.verify import sweep_scratch
 
     root, layout = repo.root, repo.layout
@@ -113,8 +132,7 @@ def _cleanup(repo: Repo, force: bool, say: Callable[[str], None]) -> CleanupRepo
         if not merged and not force:
             report.kept_branches.append(
                 f"{name} ({lane.status}, at {head[:10]}, not in {tracker.base_branch}): "
-                f"merge it with `orchestree merge --lane {lane_id}` or delete it with "
-                f"`git branch -D {name}`"
+                + _keep_advice(lane_id, name, resetting)
             )
             continue
         if not merged:

@@ -15,7 +15,13 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestree.errors import EXIT_INTERNAL, EXIT_LANES_FAILED, EXIT_USAGE, OrchestreeError
+from orchestree.errors import (
+    EXIT_ENVIRONMENT,
+    EXIT_INTERNAL,
+    EXIT_LANES_FAILED,
+    EXIT_USAGE,
+    OrchestreeError,
+)
 
 app = typer.Typer(
     name="orchestree",
@@ -114,6 +120,31 @@ def status(
     render_status(state.store.read(), state.layout)
 
 
+@app.command()
+def doctor(repo: RepoOpt = Path(".")) -> int:
+    """Check everything a run needs, change nothing, and print it as a table.
+
+    git (2.38 or newer), the repository and its base branch, orchestree.toml, every
+    agent program the probes, the plan and the pending lanes would start, python3 for
+    the tracker helper, the [merge] verify, [worktree] setup and probe commands, the
+    test runner the tests probe would use, and for the Dask executor its extra and
+    remote. Exit 0 when all is there, 3 when
+    something is missing (each row says what to do).
+
+    Example: orchestree doctor && orchestree full
+    """
+    from orchestree import doctor as checks
+
+    rows = checks.diagnose(repo)
+    for line in checks.render(rows):
+        _out(line)
+    missing = sum(not row.ok for row in rows)
+    _out(
+        f"{missing} missing; fix the rows marked ✗" if missing else "everything a run needs is here"
+    )
+    return EXIT_ENVIRONMENT if missing else 0
+
+
 # An id such as `-bad` is not an option: let it through to the id check, which names it.
 @app.command("add-lane", context_settings={"ignore_unknown_options": True})
 def add_lane(
@@ -126,7 +157,11 @@ def add_lane(
         typer.Option("--from", help="A JSON object of id -> lane; '-' reads stdin."),
     ] = None,
     replace: Annotated[
-        bool, typer.Option("--replace", help="Redefine a lane that has not started.")
+        bool,
+        typer.Option(
+            "--replace",
+            help="Redefine a lane that has not started, or run a merged lane again afresh.",
+        ),
     ] = False,
     repo: RepoOpt = Path("."),
 ) -> None:
@@ -277,19 +312,32 @@ def retry(
     no_run: Annotated[
         bool, typer.Option("--no-run", help="Only mark it pending; run it later.")
     ] = False,
+    keep_base: Annotated[
+        bool,
+        typer.Option(
+            "--keep-base", help="Continue on its branch from its old start point, not afresh."
+        ),
+    ] = False,
     repo: RepoOpt = Path("."),
 ) -> None:
     """Give a failed, cancelled, blocked or conflicted lane another attempt, and run it.
 
-    Lanes blocked only because of it become pending again.
+    Lanes blocked only because of it become pending again. A conflicted lane, or one
+    the base branch has moved past, starts over from the current base (with its
+    dependencies); its earlier head is kept under refs/orchestree/attempts/<lane>/<n>.
+    --keep-base continues on its branch instead.
 
     Example: orchestree retry db-projection
     """
     from orchestree import execution, orchestrator
 
     state = orchestrator.open_repo(repo)
-    freed = orchestrator.retry_lane(state, lane_id)
-    _out(f"{lane_id} is pending again" + (f"; unblocked: {', '.join(freed)}" if freed else ""))
+    done = orchestrator.retry_lane(state, lane_id, keep_base=keep_base)
+    freed = done.freed
+    how = f"; starts from the current base (earlier work kept at {done.kept})" if done.kept else (
+        "; starts from the current base" if done.fresh else ""
+    )  # fmt: skip
+    _out(f"{lane_id} is pending again{how}" + (f"; unblocked: {', '.join(freed)}" if freed else ""))
     if not no_run:
         kind = _kind(state, lane_id)
         with _progress(state, kind) as report:
@@ -358,9 +406,11 @@ MaxParallel = Annotated[
 def probes(max_parallel: MaxParallel = None, repo: RepoOpt = Path(".")) -> None:
     """Run the probes in parallel worktrees, then merge their results into the base branch.
 
-    Probes are [probes.<id>] in orchestree.toml (default: the built-in inventory,
-    markers, tests and lint). Each writes docs/_generated/<id>/state_probe.json and
-    state_probe.md; invalid output fails that probe and the others go on.
+    The built-in inventory, markers, tests and lint run, plus each [probes.<id>] of
+    orchestree.toml ([defaults] builtin_probes = false: only those); the first line
+    says which run and why. Each writes docs/_generated/<id>/state_probe.json and
+    state_probe.md; invalid output fails that probe and the others go on. A probe
+    whose results did not change commits nothing.
 
     Example: orchestree probes && cat docs/_generated/markers/state_probe.md
     """

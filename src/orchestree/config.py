@@ -29,6 +29,8 @@ class Defaults(_Section):
     max_attempts: int = Field(default=1, ge=1)
     kill_grace_s: float = Field(default=5.0, ge=0)
     base_branch: str | None = None
+    # The four built-in probes run beside the configured ones unless this is false.
+    builtin_probes: bool = True
 
 
 class AgentConfig(_Section):

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from orchestree import agents, executors, git, runner, scheduler
+from orchestree import agents, doctor, executors, git, runner, scheduler
 from orchestree.errors import EnvironmentRefused, OrchestreeError, UserError
 from orchestree.executors import LaneExecutor, LaneSpec, LaneUpdate
 from orchestree.executors.local import handle_of as local_handle
@@ -294,12 +294,13 @@ class Execution:
             for k, lane in tracker.lanes.items()
             if lane.status in ("pending", "running") and self._in_scope(k, lane.kind)
         }
-        names = {lane.agent or self.repo.config.defaults.agent for lane in todo.values()}
-        local = self.repo.config.executor.kind == "local"  # remote agents are the workers' own
-        if local:
-            for name in sorted(names):
-                agents.check_available(name, self.repo.config)
-        check_worktree_root(self.repo.root, self.repo.config.worktree.root)
+        config = self.repo.config
+        names = {lane.agent or config.defaults.agent for lane in todo.values()}
+        local = config.executor.kind == "local"  # remote agents are the workers' own
+        if local:  # every missing program in one refusal, not one per run
+            users = {k: lane.agent or config.defaults.agent for k, lane in todo.items()}
+            doctor.require(config, self.repo.root, "execute", users)
+        check_worktree_root(self.repo.root, config.worktree.root)
         heads = git.ref_heads(self.repo.root, "refs/heads/lane-*")  # one call for all lanes
         for lane_id, lane in todo.items():
             problem = runner.ownership_problem(self.repo, lane_id, lane, heads)

@@ -262,23 +262,33 @@ def commit_all(
     message: str,
     env: dict[str, str] | None = None,
     keep_out: tuple[str, ...] | list[str] = (),
+    setup_made: dict[str, str] | None = None,
 ) -> str | None:
     """Commit everything uncommitted in `path` (respecting ignores); the new sha or None.
 
     `env` names the repository explicitly (`worktree_env`), so a `.git` link the agent
     rewrote cannot send the commit elsewhere; paths in `keep_out` (orchestree's own,
     the files copied in from `.worktreeinclude`) are never taken, whatever an agent's
-    `.gitignore` un-ignores.
+    `.gitignore` un-ignores. `setup_made` (file -> blob id, "" for a deleted file)
+    names files to leave out while they are still exactly so: what `[worktree] setup`
+    made, not the agent.
     """
     # Three git calls where asking first (status, then diff --cached) took five: commit
     # and read its answer. "Nothing to commit" is exit 1 with that sentence on stdout.
     run("add", "-A", cwd=path, env=env)
-    if keep_out:  # back to HEAD's state: staged by `add -A` or by the agent, all the same
-        run("--literal-pathspecs", "reset", "-q", "--", *keep_out, cwd=path, env=env)
+    left_out = list(keep_out)
+    if setup_made:
+        now = hash_files(path, list(setup_made), env=env)
+        left_out += [f for f, blob in setup_made.items() if now.get(f, "") == blob]
+    if left_out:  # back to HEAD's state: staged by `add -A` or by the agent, all the same
+        literal_env = {**(env or {}), "GIT_LITERAL_PATHSPECS": "1"}
+        run("reset", "-q", "--pathspec-from-file=-", "--pathspec-file-nul", cwd=path,
+            input="\0".join(left_out), env=literal_env)  # fmt: skip
     proc = run("commit", "-q", "--no-verify", "-m", message, cwd=path, check=False,
                env={**(env or {}), "LC_ALL": "C"})  # fmt: skip
     if proc.returncode != 0:
-        if "nothing to commit" in proc.stdout or "nothing added to commit" in proc.stdout:
+        said = proc.stdout
+        if any(f"{w} to commit" in said for w in ("nothing", "nothing added", "no changes added")):
             return None
         raise GitError(("git", "commit", "-m", message), proc.returncode, proc.stderr)
     return run("rev-parse", "HEAD", cwd=path, env=env).stdout.strip()
@@ -430,12 +440,13 @@ def blob_ids(root: Path, commit: str, paths: list[str]) -> dict[str, str]:
     return found
 
 
-def hash_files(path: Path, files: list[str]) -> dict[str, str]:
+def hash_files(path: Path, files: list[str], env: dict[str, str] | None = None) -> dict[str, str]:
     """The blob id each existing file of `files` in the worktree at `path` would get."""
     present = [f for f in files if (path / f).is_file() or (path / f).is_symlink()]
     if not present:
         return {}
-    raw = run("hash-object", "--stdin-paths", cwd=path, input="\n".join(present) + "\n").stdout
+    raw = run("hash-object", "--stdin-paths", cwd=path, input="\n".join(present) + "\n",
+              env=env).stdout  # fmt: skip
     return dict(zip(present, raw.split(), strict=True))
 
 
@@ -515,3 +526,32 @@ def line_counts(root: Path, excludes: tuple[str, ...] = ()) -> dict[str, int]:
         counts[os.fsdecode(raw[pos:path_end])] = int(raw[path_end + 1 : count_end])
         pos = count_end + 1
     return counts
+
+
+# --- What `orchestree doctor` and the preflight ask (issue 21) -----------------------
+
+
+def version(cwd: Path) -> tuple[int, ...] | None:
+    """git's version as numbers, e.g. (2, 43, 0); None when git does not run."""
+    try:
+        text = run("--version", cwd=cwd, check=False).stdout
+    except OSError:
+        return None
+    words = text.split()
+    numbers = words[2].split(".") if len(words) > 2 else []
+    return tuple(int(n) for n in numbers if n.isdigit()) or None
+
+
+def remote_known(root: Path, remote: str) -> bool:
+    """True when `remote` is a configured remote of `root` (its URL is not contacted)."""
+    return run("remote", "get-url", remote, cwd=root, check=False).returncode == 0
+
+
+def set_ref(root: Path, ref: str, commit: str) -> None:
+    """Point `ref` (outside refs/heads) at `commit`, creating or moving it."""
+    run("update-ref", ref, commit, cwd=root)
+
+
+def delete_ref(root: Path, ref: str) -> None:
+    """Remove `ref`; nothing happens when it does not exist."""
+    run("update-ref", "-d", ref, cwd=root, check=False)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
-from orchestree import git, merge_guard, publish
+from orchestree import doctor, git, merge_guard, publish
 from orchestree.errors import EnvironmentRefused, UserError
 from orchestree.layout import branch
 from orchestree.models import (
@@ -79,6 +79,7 @@ def merge(
         if refused:
             report.notes.append(f"`merge` will refuse: {refused}")
         return report
+    doctor.require(repo.config, repo.root, "merge")  # the verify command's program
     with run_lock(repo.layout, "merge"):
         notes = []
         repaired = publish.recover(repo.layout, repo.root)
@@ -287,9 +288,12 @@ def _merge_one(
 
 
 def merge_message(lane_id: str, lane: Lane) -> str:
-    """The merge commit's message: the lane, its name and its tasks."""
+    """The merge commit's message: the lane, its name and its tasks.
+
+    A probe's tasks are the command line that ran it on this machine (the path of its
+    python, its options): they stay in the tracker and out of the repository's history."""
     title = f"Merge {branch(lane_id)}" + (f": {lane.name}" if lane.name else "")
-    tasks = "".join(f"- {task}\n" for task in lane.tasks)
+    tasks = "" if lane.kind == "probe" else "".join(f"- {task}\n" for task in lane.tasks)
     body = f"\nTasks:\n{tasks}" if tasks else ""
     return f"{title}\n{body}\nOrchestree-Lane: {lane_id}\n"
 

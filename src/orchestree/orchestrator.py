@@ -167,6 +167,21 @@ def add_lanes(repo: Repo, lanes: dict[str, dict[str, Any]], replace: bool = Fals
         if spec.agent is not None:
             repo.config.check_agent(spec.agent, f"lane {lane_id!r}")
         checked[lane_id] = spec
+    if replace:  # refuse before a merged lane's branch is retired, not after
+        current = repo.store.read().lanes
+        for lane_id in checked:
+            old = current.get(lane_id)
+            if (
+                old is not None
+                and old.status != "merged"
+                and (old.status != "pending" or old.attempts)
+            ):
+                raise UserError(_why_not_replaced(lane_id, old.status))
+        check_graph({**{k: v.depends_on for k, v in current.items()},
+                     **{k: v.depends_on for k, v in checked.items()}})  # fmt: skip
+        _retire_merged(repo, list(checked))
+
+    adopted = _adoptable(repo, list(checked))
 
     def change(tracker: Tracker) -> None:
         order = max((lane.order for lane in tracker.lanes.values()), default=-1) + 1
@@ -178,18 +193,62 @@ def add_lanes(repo: Repo, lanes: dict[str, dict[str, Any]], replace: bool = Fals
                         f"lane {lane_id!r} already exists; use --replace to redefine it"
                     )
                 if existing.status != "pending" or existing.attempts:
-                    raise UserError(
-                        f"lane {lane_id!r} has started ({existing.status}); "
-                        "only a lane that has not started can be replaced"
-                    )
+                    raise UserError(_why_not_replaced(lane_id, existing.status))
             lane = Lane(**spec.model_dump(), order=existing.order if existing else order)
             if existing is None:
                 order += 1
+                # A branch a reset kept: the lane continues on it (as `retry --keep-base`).
+                lane.start_commit = adopted.get(lane_id)
             tracker.lanes[lane_id] = lane
         check_graph({k: v.depends_on for k, v in tracker.lanes.items()})
 
-    repo.store.update(change, "add-lane", lanes=sorted(checked))
+    repo.store.update(change, "add-lane", lanes=sorted(checked), adopted=sorted(adopted))
+    for lane_id in adopted:  # the tracker now holds its start point
+        git.delete_ref(repo.root, f"refs/orchestree/kept/{lane_id}")
     return list(checked)
+
+
+def _adoptable(repo: Repo, lane_ids: list[str]) -> dict[str, str]:
+    """Lane id -> start point, for new lanes whose `lane-<id>` branch a reset kept."""
+    from orchestree import restart
+
+    known = repo.store.read().lanes
+    found = {k: restart.adoptable_start(repo, k) for k in lane_ids if k not in known}
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def _why_not_replaced(lane_id: str, status: str) -> str:
+    """What works instead of `--replace` for a lane that has started and is not merged."""
+    instead = {
+        "running": f"cancel it first (`orchestree cancel {lane_id}`)",
+        "completed": f"merge it first (`orchestree merge --lane {lane_id}`), then replace it",
+    }.get(status, f"`orchestree retry {lane_id}` runs it again from the current base")
+    return (
+        f"lane {lane_id!r} has started ({status}); a lane can be replaced before it starts "
+        f"or once merged: {instead}"
+    )
+
+
+def _retire_merged(repo: Repo, lane_ids: list[str]) -> None:
+    """Merged lanes being replaced start over: keep each one's branch head under the
+    attempts ref, remove its worktree and branch, and drop its record (a merged lane
+    cannot become pending in place), so `add_lanes` registers it afresh."""
+    from orchestree import restart
+    from orchestree.layout import agent_name
+
+    lanes = repo.store.read().lanes
+    merged = [k for k in lane_ids if k in lanes and lanes[k].status == "merged"]
+    for lane_id in merged:
+        restart.retire_branch(repo, lane_id, lanes[lane_id], "remove the worktree by hand")
+
+    def change(tracker: Tracker) -> None:
+        for lane_id in merged:
+            if tracker.lanes.get(lane_id) is not None and tracker.lanes[lane_id].status == "merged":
+                del tracker.lanes[lane_id]
+                tracker.agents.pop(agent_name(lane_id), None)
+
+    if merged:
+        repo.store.update(change, "lane-retired", lanes=merged)
 
 
 def tracker_get(repo: Repo, key_path: str | None) -> Any:
@@ -212,11 +271,14 @@ def reset(repo: Repo, force: bool = False, say: Callable[[str], None] = print) -
     Unmerged lane branches and worktrees with uncommitted changes survive unless
     `force`; the archived tracker still names them. `say` hears what cleanup did.
     """
+    from orchestree import restart
     from orchestree.cleanup import cleanup
 
     old = repo.store.read()
-    for line in cleanup(repo, force=force, say=say).lines():
+    marked = restart.mark_kept_branches(repo, old)  # kept branches stay adoptable
+    for line in cleanup(repo, force=force, say=say, resetting=True).lines():
         say(line)
+    restart.forget_gone_branches(repo, marked)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     archived = repo.store.archive(repo.layout.archive, stamp)
     base_commit = git.head_commit(repo.root, f"refs/heads/{old.base_branch}") or old.base_commit
@@ -256,13 +318,33 @@ def require_ready(repo: Repo, lane_id: str) -> Lane:
 RETRYABLE = {"failed", "cancelled", "blocked", "conflict", "verify_failed"}
 
 
-def retry_lane(repo: Repo, lane_id: str) -> list[str]:
-    """Make a finished-badly lane pending again, with the lanes blocked behind it."""
-    require_lane(repo, lane_id, RETRYABLE, "be retried")
+@dataclass(frozen=True)
+class Retried:
+    freed: list[str]  # lanes blocked only behind it, pending again
+    fresh: bool  # it starts over from the current base
+    kept: str | None  # where its earlier head is kept, when it starts over
+
+
+def retry_lane(repo: Repo, lane_id: str, keep_base: bool = False) -> Retried:
+    """Make a finished-badly lane pending again, with the lanes blocked behind it.
+
+    A conflicted lane, or one the base branch has moved past, starts over from the
+    current base (its earlier head kept under `refs/orchestree/attempts/`); with
+    `keep_base` it continues on its branch from its old start point."""
+    from orchestree import restart
+
+    old = require_lane(repo, lane_id, RETRYABLE, "be retried")
+    fresh = not keep_base and restart.wants_fresh_start(repo, repo.store.read(), old)
+    kept = None
+    if fresh:
+        how = f"`orchestree retry {lane_id} --keep-base` continues on its branch"
+        kept = restart.retire_branch(repo, lane_id, old, how)
     freed: list[str] = []
 
     def change(tracker: Tracker) -> None:
         lane = tracker.lanes[lane_id]
+        if fresh:
+            restart.forget_start(lane)
         lane.status, lane.error = "pending", None
         lane.max_attempts = max(lane.max_attempts or 1, lane.attempts + 1)
         lane.merge = lane.merge.model_copy(update={"status": None, "conflicts": []})
@@ -275,8 +357,8 @@ def retry_lane(repo: Repo, lane_id: str) -> list[str]:
                     freed.append(other_id)
                     waiting.append(other_id)
 
-    repo.store.update(change, "retry", lane=lane_id)
-    return freed
+    repo.store.update(change, "retry", lane=lane_id, fresh=fresh, kept=kept)
+    return Retried(freed, fresh, kept)
 
 
 def cancel_lane(repo: Repo, lane_id: str) -> str:

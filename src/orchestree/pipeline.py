@@ -13,8 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestree import execution, git, merger, orchestrator, planner, planner_agent, probes
-from orchestree.config import ProbeConfig
+from orchestree import (
+    doctor,
+    execution,
+    git,
+    merger,
+    orchestrator,
+    planner,
+    planner_agent,
+    probes,
+)
+from orchestree.config import Config, ProbeConfig, load_config
 from orchestree.errors import UserError
 from orchestree.lanebook import Summary
 from orchestree.layout import GENERATED_DIR, PLAN_FILE, agent_name, branch
@@ -26,9 +35,40 @@ Reporter = Callable[[str], None]
 
 
 def configured_probes(repo: Repo) -> dict[str, ProbeConfig]:
-    if repo.config.probes:
-        return dict(repo.config.probes)
-    return {name: ProbeConfig(builtin=name) for name in DEFAULT_PROBES}
+    return probe_set(repo.config)
+
+
+def probe_set(config: Config) -> dict[str, ProbeConfig]:
+    """The probes a run starts: every `[probes.<id>]`, plus each built-in the config
+    neither redefines (same id) nor already runs (same `builtin`), unless `[defaults]
+    builtin_probes = false`."""
+    chosen = dict(config.probes)
+    if config.defaults.builtin_probes:
+        used = {cfg.builtin for cfg in chosen.values()}
+        for name in DEFAULT_PROBES:
+            if name not in chosen and name not in used:
+                chosen[name] = ProbeConfig(builtin=name)
+    return chosen
+
+
+def describe_probes(repo: Repo) -> str:
+    """One line saying which probes run and why, printed on every probes run."""
+    configured = repo.config.probes
+    parts = []
+    for probe_id, cfg in configured_probes(repo).items():
+        if probe_id not in configured:
+            parts.append(f"{probe_id} (built-in)")
+        elif cfg.builtin is not None:
+            parts.append(f"{probe_id} ([probes.{probe_id}], built-in {cfg.builtin})")
+        else:
+            parts.append(f"{probe_id} ([probes.{probe_id}], agent)")
+    why = (
+        "built-ins kept beside orchestree.toml's probes; [defaults] builtin_probes = false "
+        "runs only those"
+        if repo.config.defaults.builtin_probes
+        else "[defaults] builtin_probes = false: only orchestree.toml's probes"
+    )
+    return f"probes: {', '.join(parts) or 'none'} — {why}"
 
 
 def probe_lane(repo: Repo, probe_id: str, cfg: ProbeConfig) -> dict[str, Any]:
@@ -131,7 +171,9 @@ class ProbesResult:
 
 
 def run_probes(repo: Repo, max_parallel: int | None, report: Reporter) -> ProbesResult:
+    doctor.require(repo.config, repo.root, "probes")
     _check_base_worktree(repo)
+    report(describe_probes(repo))
     ids = register_probes(repo)
     run = execution.execute(repo, set(ids), max_parallel, report, kind="probe")
     tracker = repo.store.read()
@@ -290,7 +332,12 @@ class FullResult:
 def full(
     path: Path, max_parallel: int | None, report: Reporter, group_by: str | None = None
 ) -> tuple[Repo, FullResult]:
-    """init if needed → probes → plan → execute → merge."""
+    """init if needed → probes → plan → execute → merge.
+
+    Every program the run will need (agents, verify, setup, test commands, the remote)
+    is checked first: a missing one refuses the run before init or any probe."""
+    root = orchestrator.find_root(path)
+    doctor.require(load_config(root), root, "full")
     repo = orchestrator.init(path).repo
     probed = run_probes(repo, max_parallel, report)
     if probed.run.interrupted:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestree import agents, git, worktree_guard
+from orchestree import agents, git, supervisor, worktree_guard
 from orchestree.errors import UserError
 from orchestree.layout import branch
 from orchestree.models import Lane
@@ -214,6 +214,8 @@ def launch(
         "result": str(result),
         "agent_file": str(agent_file),
         "setup": config.worktree.setup if new else "",
+        # What setup left, kept for every attempt in this worktree: never committed.
+        "setup_snapshot": str(runs / f"{lane_id}.setup.json"),
         "register": {"branch": branch(lane_id), "start": start} if new else None,
         "root": str(repo.root),
         "includes": includes if new else [],
@@ -331,9 +333,10 @@ def commit_leftovers(
         return None
     head = git.head_commit(repo.root, f"refs/heads/{branch(lane_id)}")
     tracked = head is not None and _tracks_helper(repo.root, head)
+    made = supervisor.setup_output(str(repo.layout.orch / "runs" / f"{lane_id}.setup.json"))
     left = worktree_guard.commit_left_work(
         repo.root, worktree, branch(lane_id), lane_id, attempt,
-        leftover_message(lane_id, attempt), keep_out(repo, tracked, includes or []),
+        leftover_message(lane_id, attempt), keep_out(repo, tracked, includes or []), made,
     )  # fmt: skip
     if left.problem:
         result.update(reason=worktree_guard.UNTRUSTED, error=left.problem)

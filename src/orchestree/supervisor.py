@@ -245,6 +245,8 @@ def _prepare_worktree(spec: dict[str, Any]) -> None:
     new = spec.get("register")
     if new:
         git.worktree_add(root, cwd, new["branch"], new["start"])
+        if spec.get("setup_snapshot"):  # an earlier worktree's setup is not this one's
+            Path(spec["setup_snapshot"]).unlink(missing_ok=True)
     if cwd.is_symlink():  # never prepare a folder the path does not own
         raise OSError(f"{cwd} is a symlink, not the lane's worktree")
     for rel in spec.get("includes", []):
@@ -253,6 +255,29 @@ def _prepare_worktree(spec: dict[str, Any]) -> None:
     helper = spec.get("helper")
     if helper:  # a tracked one (or anything the agent put there) is kept
         worktree_guard.copy_regular(Path(helper), cwd, "access_tracker.py")
+
+
+def _snapshot_setup(spec: dict[str, Any]) -> None:
+    """Record what `[worktree] setup` left uncommitted (file -> blob id, "" when it
+    deleted the file), so the lane's commit leaves it out: only the agent's changes
+    are the lane's. A setup file the agent then changes is the agent's, and committed."""
+    where = spec.get("setup_snapshot")
+    if not where:
+        return
+    cwd = Path(spec["cwd"])
+    dirty = git.dirty_files(cwd)
+    blobs = git.hash_files(cwd, dirty)
+    _write_result(where, {f: blobs.get(f, "") for f in dirty})
+
+
+def setup_output(where: str | None) -> dict[str, str]:
+    """What `_snapshot_setup` recorded at `where` for a lane's worktree (any attempt)."""
+    try:
+        with open(where or "", encoding="utf-8") as fh:
+            made = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in made.items()} if isinstance(made, dict) else {}
 
 
 def _commit_left_work(spec: dict[str, Any], result: dict[str, Any]) -> None:
@@ -265,6 +290,7 @@ def _commit_left_work(spec: dict[str, Any], result: dict[str, Any]) -> None:
         left = worktree_guard.commit_left_work(
             root, cwd, spec["branch"], spec["lane_id"], int(spec["attempt"]),
             spec["commit_message"], spec.get("keep_out", []),
+            setup_output(spec.get("setup_snapshot")),
         )  # fmt: skip
         if left.problem:
             result.update(reason=worktree_guard.UNTRUSTED, error=left.problem, head=None)
@@ -318,6 +344,7 @@ def supervise(spec: dict[str, Any], stop: dict[str, str] | None = None) -> dict[
             if code != 0:
                 log.write(f"orchestree: worktree setup failed (exit {code})\n".encode())
                 return {"reason": "setup-failed", "exit_code": code, "started_at": started}
+            _snapshot_setup(spec)
         try:
             agent = subprocess.Popen(
                 spec["argv"],

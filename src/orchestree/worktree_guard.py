@@ -158,6 +158,7 @@ def commit_left_work(
     attempt: int,
     message: str,
     keep_out: list[str],
+    setup_made: dict[str, str] | None = None,
 ) -> LeftWork:
     """Verify the worktree, then commit what the agent left, through the admin folder."""
     check = verify(root, path, branch)
@@ -166,7 +167,7 @@ def commit_left_work(
         kept = f"; its commits are kept at {ref}" if ref else ""
         return LeftWork(None, f"{check.problem}{kept}; nothing was committed")
     env = git.worktree_env(check.admin, path)
-    head = git.commit_all(path, message, env=env, keep_out=keep_out)
+    head = git.commit_all(path, message, env=env, keep_out=keep_out, setup_made=setup_made)
     return LeftWork(head or git.head_commit(root, f"refs/heads/{branch}"), None)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -86,18 +87,55 @@ def has_generated_header(file: Path) -> bool:
     return any(mark in head for mark in GENERATED_MARKS)
 
 
-def find_tool(name: str, path: str | None = None) -> str | None:
+def own_bin() -> str | None:
+    """The bin folder of orchestree's own virtualenv, when it runs in one."""
+    return str(Path(sys.prefix) / "bin") if sys.prefix != sys.base_prefix else None
+
+
+def find_tool(name: str, path: str | None = None, *, own_env: bool = True) -> str | None:
     """The user's `name` on PATH, preferring one outside orchestree's own virtualenv.
 
     Probes analyse the user's project with the user's tools, so a `pytest` or `ruff`
-    installed only for orchestree is the last choice, not the first.
+    installed only for orchestree is the last choice, not the first; with `own_env`
+    False it is no choice at all (a test runner there tests orchestree's packages).
     """
     import shutil
 
     search = path if path is not None else os.environ.get("PATH", "")
-    own_bin = str(Path(sys.prefix) / "bin") if sys.prefix != sys.base_prefix else None
-    outside = os.pathsep.join(p for p in search.split(os.pathsep) if p and p != own_bin)
-    return shutil.which(name, path=outside) or shutil.which(name, path=search)
+    mine = own_bin()
+    outside = os.pathsep.join(p for p in search.split(os.pathsep) if p and p != mine)
+    found = shutil.which(name, path=outside)
+    return found or (shutil.which(name, path=search) if own_env else None)
+
+
+# What differs between two runs of the same code: timings, temporary folders.
+_TIMING = re.compile(r"\b\d+(?:\.\d+)?\s?(?:s|ms|sec|seconds)\b")
+_TEMP = re.compile(r"/tmp/[^\s:'\"]*")
+
+
+def scrub(text: str, *roots: Path) -> str:
+    """`text` as it may be committed: no timing, no temporary folder, no absolute path
+    of this machine (each of `roots` becomes `.`, the home folder `~`).
+
+    A probe's committed result must be the same for the same code on any machine, so
+    re-running a probe on unchanged code commits nothing."""
+    for root in sorted({str(r) for r in roots if str(r) not in ("", "/")}, key=len, reverse=True):
+        text = text.replace(root + "/", "").replace(root, ".")
+    home = os.path.expanduser("~")
+    if home not in ("", "/", "~"):
+        text = text.replace(home, "~")
+    prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix}
+    for prefix in sorted(p for p in prefixes if p not in ("", "/", "/usr")):
+        text = text.replace(prefix, "<python>")
+    return _TEMP.sub("<tmp>", _TIMING.sub("<time>", text))
+
+
+def log_run(result: CommandResult, shown: str, lines: int = 20) -> None:
+    """Print a command's duration and output tail to the probe's log (its stdout):
+    volatile, so kept out of the committed results."""
+    code = "timed out" if result.timed_out else f"exit code {result.exit_code}"
+    print(f"`{shown}`: {code} after {result.duration_s:.1f} s; the end of its output:")
+    print(result.tail(lines), flush=True)
 
 
 @dataclass(frozen=True)

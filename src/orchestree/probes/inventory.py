@@ -1,7 +1,9 @@
 """The `inventory` probe: files and lines by language, the largest files, tests vs source.
 
-Gaps: source files too large to work on comfortably, and source folders that no test
-touches (no test file below the folder, and no test file named after any of its modules).
+Gaps: source folders that no test touches (no test file below the folder, and no test
+file named after any of its modules), and one low-priority suggestion naming the source
+files too large to work on comfortably (a suggestion, not a lane per file). Orchestree's
+own results (`docs/_generated/`) are not counted, so they never change what it reports.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from orchestree import git
 from orchestree.models import Gap, ProbeResult, lane_id_from
 from orchestree.probes.common import (
+    GENERATED_PREFIX,
     ProbeOptions,
     excluded_globs,
     has_generated_header,
@@ -43,6 +46,8 @@ def probe_inventory(root: Path, options: ProbeOptions) -> ProbeResult:
     skipped: list[str] = []
     analysed: list[str] = []
     for path in files:
+        if path.startswith(GENERATED_PREFIX):
+            continue  # our own output: counting it would change with every run
         (skipped if is_vendored(path) or is_generated_name(path) else analysed).append(path)
     top_dir = str(root)
     sizes = {p: _size(os.path.join(top_dir, p)) for p in analysed}
@@ -70,8 +75,9 @@ def probe_inventory(root: Path, options: ProbeOptions) -> ProbeResult:
     untested = untested_folders(sources, tests)
 
     pid = options.probe_id
-    gaps = [_large_gap(pid, p, counts[p]) for p in large]
-    gaps += [_untested_gap(pid, folder, modules) for folder, modules in untested.items()]
+    gaps = [_untested_gap(pid, folder, modules) for folder, modules in untested.items()]
+    if large:
+        gaps.append(_large_gap(pid, {p: counts[p] for p in large}))
     total_lines = sum(counts.get(p, 0) for p in text)
     ranked = sorted(by_language.items(), key=lambda kv: (-kv[1]["lines"], -kv[1]["files"]))
     top = ", ".join(f"{lang} {v['lines']}" for lang, v in ranked[:4])
@@ -126,16 +132,20 @@ def _size(file: str) -> int | None:
     return None if stat.S_ISDIR(st.st_mode) else st.st_size  # a submodule is no file
 
 
-def _large_gap(probe_id: str, path: str, lines: int) -> Gap:
+def _large_gap(probe_id: str, large: dict[str, int]) -> Gap:
+    """One low-priority suggestion for every large file: large is not broken."""
+    listed = ", ".join(f"{path} ({lines} lines)" for path, lines in large.items())
     return Gap(
-        id=lane_id_from(f"{probe_id}-large-{path}"),
-        title=f"Split {path} ({lines} lines)",
+        id=lane_id_from(f"{probe_id}-large-files"),
+        title=f"Suggestion: consider splitting {len(large)} file"
+        f"{'s' if len(large) > 1 else ''} over {LARGE_FILE_LINES} lines",
         tasks=[
-            f"{path} has {lines} lines (more than {LARGE_FILE_LINES}). Split it into "
-            "smaller modules of one job each; keep its behaviour and public names.",
+            f"Files over {LARGE_FILE_LINES} lines: {listed}. Where one holds several jobs, "
+            "split it into smaller modules of one job each; keep its behaviour and public "
+            "names. Leave a file whole when splitting would not make it clearer.",
         ],
         priority="low",
-        paths=[path],
+        paths=list(large),
     )
 
 

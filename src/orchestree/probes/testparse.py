@@ -20,6 +20,9 @@ class SuiteReport:
     errors: int | None = None
     skipped: int | None = None
     failing: list[tuple[str, str]] = field(default_factory=list)
+    # Why each test failed (first line of its message), when the runner says: parallel
+    # to `failing`, so many failures for one reason can be told apart from many bugs.
+    reasons: list[str] = field(default_factory=list)
 
 
 def parse_junit(xml_text: str, root: Path) -> SuiteReport:
@@ -39,7 +42,23 @@ def parse_junit(xml_text: str, root: Path) -> SuiteReport:
         else:
             report.errors = (report.errors or 0) + 1
         report.failing.append(_junit_name(case, root))
+        report.reasons.append(_junit_reason(case))
     return report
+
+
+def _junit_reason(case: ET.Element) -> str:
+    """The first line of a failure's message (e.g. `ModuleNotFoundError: No module …`)."""
+    for child in case:
+        if child.tag not in ("failure", "error"):
+            continue
+        # A collection error's message is only "collection failure": its cause is the
+        # last `E   ` line of the traceback.
+        said = [ln[1:].strip() for ln in (child.text or "").splitlines() if ln.startswith("E ")]
+        message = (child.get("message") or "").strip()
+        if said and message in ("", "collection failure"):
+            return said[-1][:200]
+        return message.splitlines()[0][:200] if message else ""
+    return ""
 
 
 def _junit_name(case: ET.Element, root: Path) -> tuple[str, str]:

@@ -1,22 +1,30 @@
 """The `tests` probe: run the project's test suite and report what fails.
 
-`[probes.<id>] command` when set; else the runner is detected: pytest (the user's,
-from PATH), `npm test`, `go test ./...`, `cargo test`. One gap per failing test file.
-The suite runs in the probe's worktree, so pytest is told to leave no cache or
-bytecode behind (the runner commits whatever a lane leaves).
+`[probes.<id>] command` when set; else the runner is detected: pytest, `npm test`,
+`go test ./...`, `cargo test`. pytest is the project's own: its `.venv`/`venv` when it
+has one, else the `pytest` on PATH, never orchestree's own; either way the repository's
+code comes first on the path (`src/` of a src layout, and the root), so the suite tests
+this checkout, not an installed copy. One gap per failing test file; when nearly every
+test fails for one reason, one environment gap instead. The suite runs in the probe's
+worktree, so pytest is told to leave no cache or bytecode behind (the runner commits
+whatever a lane leaves). Timings and output tails go to the probe's log, not into its
+committed result, so an unchanged suite commits nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
 import tempfile
 import tomllib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from orchestree import git
+from orchestree.errors import GitError
 from orchestree.models import Gap, ProbeResult, lane_id_from
 from orchestree.probes.common import (
     CommandResult,
@@ -24,7 +32,9 @@ from orchestree.probes.common import (
     ProbeOptions,
     find_tool,
     is_vendored,
+    log_run,
     run_command,
+    scrub,
 )
 from orchestree.probes.testparse import (
     SuiteReport,
@@ -40,6 +50,12 @@ PYTEST_NO_TESTS = 5
 PYTEST_BROKEN = (3, 4)  # internal error, usage error
 SHELL_CHARS = set(";&|<>`$(){}*?~\n")
 TAIL_LINES = 20
+# "Nearly everything fails the same way": at least this many failures, this share of
+# the tests run, and this share of the failures giving one reason.
+ENV_GAP_MIN_FAILURES = 5
+ENV_GAP_FAILING_SHARE = 0.5
+ENV_GAP_SAME_REASON_SHARE = 0.8
+PROJECT_VENVS = (".venv", "venv")
 
 
 @dataclass
@@ -114,7 +130,29 @@ def probe_tests(root: Path, options: ProbeOptions) -> ProbeResult:
                     metrics={"runner": None},
                 )
             run = _run_detected(runner, root, options, junit)
-    return _result(options, run)
+    return _result(options, run, root)
+
+
+def project_python(root: Path) -> Path | None:
+    """The python of the project's own virtualenv (`.venv` or `venv`), looked for in
+    `root` and, for a worktree, in the main checkout (a virtualenv is never in git)."""
+    places = [root]
+    with contextlib.suppress(OSError, GitError):
+        main = git.common_dir(root).parent
+        if main.resolve() != root.resolve():
+            places.append(main)
+    for place in places:
+        for name in PROJECT_VENVS:
+            python = place / name / "bin" / "python"
+            if python.is_file() and os.access(python, os.X_OK):
+                return python
+    return None
+
+
+def code_path(root: Path) -> str:
+    """PYTHONPATH that puts the repository's own code before any installed copy."""
+    first = [str(root / "src")] if (root / "src").is_dir() else []
+    return os.pathsep.join([*first, str(root), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 def _env(options: ProbeOptions, scratch: Path) -> dict[str, str]:
@@ -134,21 +172,39 @@ def _pytest_args(junit: Path) -> list[str]:
     ]
 
 
-def _run_detected(runner: str, root: Path, options: ProbeOptions, junit: Path) -> _Run:
-    program = {"pytest": "pytest", "npm": "npm", "go": "go", "cargo": "cargo"}[runner]
-    tool = find_tool(program, options.path)
+def _pytest_argv(root: Path, options: ProbeOptions) -> list[str]:
+    """The project's pytest: its virtualenv's, else one on PATH outside orchestree's."""
+    python = project_python(root)
+    if python is not None:
+        return [str(python), "-m", "pytest"]
+    tool = find_tool("pytest", options.path, own_env=False)
     if tool is None:
         raise ProbeError(
-            f"the repository's tests use {runner} but no `{program}` is on PATH; install it "
-            f"or set [probes.{options.probe_id}] command"
+            "the repository's tests use pytest but it has no .venv/venv and no `pytest` is "
+            "on PATH (orchestree's own is not used: it would test orchestree's packages); "
+            f"make a .venv with pytest, or set [probes.{options.probe_id}] command"
         )
-    argv = {
-        "pytest": [tool, "-q", *_pytest_args(junit)],
-        "npm": [tool, "test"],
-        "go": [tool, "test", "-json", "./..."],
-        "cargo": [tool, "test", "--no-fail-fast"],
-    }[runner]
+    return [tool]
+
+
+def _run_detected(runner: str, root: Path, options: ProbeOptions, junit: Path) -> _Run:
+    if runner == "pytest":
+        argv = [*_pytest_argv(root, options), "-q", *_pytest_args(junit)]
+    else:
+        tool = find_tool(runner, options.path)
+        if tool is None:
+            raise ProbeError(
+                f"the repository's tests use {runner} but no `{runner}` is on PATH; install "
+                f"it or set [probes.{options.probe_id}] command"
+            )
+        argv = {
+            "npm": [tool, "test"],
+            "go": [tool, "test", "-json", "./..."],
+            "cargo": [tool, "test", "--no-fail-fast"],
+        }[runner]
     env = _env(options, junit.parent)
+    if runner == "pytest":
+        env["PYTHONPATH"] = code_path(root)
     result = run_command(argv, cwd=root, timeout_s=options.timeout_s, env=env)
     return _Run(runner, DETECTED_COMMANDS[runner], result, _report(runner, result, root, junit))
 
@@ -194,23 +250,25 @@ def _report(runner: str, result: CommandResult, root: Path, junit: Path) -> Suit
     return SuiteReport()
 
 
-def _result(options: ProbeOptions, run: _Run) -> ProbeResult:
+def _result(options: ProbeOptions, run: _Run, root: Path) -> ProbeResult:
     result, report, shown = run.result, run.report, run.shown
+    log_run(result, shown, TAIL_LINES)
     metrics: dict[str, object] = {
         "runner": run.runner,
         "command": shown,
         "exit_code": result.exit_code,
         "timed_out": result.timed_out,
-        "duration_s": round(result.duration_s, 3),
         "passed": report.passed,
         "failed": report.failed,
         "errors": report.errors,
         "skipped": report.skipped,
         "failing_tests": [name for name, _ in report.failing],
-        "output_tail": result.tail(TAIL_LINES),
     }
     no_tests = run.runner == "pytest" and result.exit_code == PYTEST_NO_TESTS
-    gaps = [] if no_tests else _gaps(options, run)
+    environment = None if no_tests else _environment_gap(options, run, root)
+    if environment is not None:
+        metrics["environment_problem"] = environment.title
+    gaps = [] if no_tests else [environment] if environment else _gaps(options, run, root)
     if no_tests:
         summary = f"`{shown}` collected no tests."
     elif result.timed_out:
@@ -231,14 +289,41 @@ def _result(options: ProbeOptions, run: _Run) -> ProbeResult:
     return ProbeResult(probe=options.probe_id, summary=summary, metrics=metrics, gaps=gaps)
 
 
-def _gaps(options: ProbeOptions, run: _Run) -> list[Gap]:
+def _environment_gap(options: ProbeOptions, run: _Run, root: Path) -> Gap | None:
+    """One gap when nearly every test fails for one reason: that is the environment
+    (a missing dependency, the wrong package imported), not a bug per test file."""
+    report = run.report
+    failing = len(report.failing)
+    total = failing + (report.passed or 0)
+    if failing < ENV_GAP_MIN_FAILURES or failing < ENV_GAP_FAILING_SHARE * total:
+        return None
+    reason, count = Counter(report.reasons).most_common(1)[0] if report.reasons else ("", 0)
+    if not reason or count < ENV_GAP_SAME_REASON_SHARE * failing:
+        return None
+    said = scrub(reason, root)
+    return Gap(
+        id=f"{options.probe_id}-environment",
+        title=f"{count} of {total} tests fail the same way: {said}",
+        tasks=[
+            f"`{run.shown}`: {count} of {total} tests fail with `{said}`. That is one "
+            "problem of the test environment, not a bug per test: check that the tests "
+            "import this repository's code (not an installed copy), that the test "
+            "dependencies are installed, and that the suite runs as its README says.",
+            f"Fix that cause, then check with `{run.shown}`.",
+        ],
+        priority="high",
+    )
+
+
+def _gaps(options: ProbeOptions, run: _Run, root: Path) -> list[Gap]:
     result, report, shown = run.result, run.report, run.shown
+    tail = scrub(result.tail(), root)
     if result.timed_out:
         return [
             Gap(
                 id=f"{options.probe_id}-timeout",
                 title=f"The test suite does not finish within {options.timeout_s:g} s",
-                tasks=[f"Find why `{shown}` hangs or is slow, and fix it.", result.tail()],
+                tasks=[f"Find why `{shown}` hangs or is slow, and fix it.", tail],
                 priority="high",
             )
         ]
@@ -264,7 +349,7 @@ def _gaps(options: ProbeOptions, run: _Run) -> list[Gap]:
         tasks = [f"Make {name} pass" for name in unplaced] or [
             f"`{shown}` exits with code {result.exit_code}: make the test suite pass."
         ]
-        tasks.append("The end of its output:\n" + result.tail())
+        tasks.append("The end of its output:\n" + tail)
         gaps.append(
             Gap(
                 id=f"{options.probe_id}-failing",
