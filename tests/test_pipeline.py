@@ -191,7 +191,7 @@ def test_full_on_a_fresh_repository_runs_every_phase_and_sums_up(
     summary = result.out[result.out.index("summary: ") :].splitlines()
     log = ".orchestration/logs/agent-markers-b.py.log"
     assert summary == [
-        "summary: 1 conflict, 1 failed, 3 merged",
+        "summary: 4 lanes: 2 merged, 1 conflict, 1 failed; 1 probe: 1 merged",
         "  ✓ probe markers: merged",
         "  ✗ markers-a.py: conflict in shared.txt (its branch is kept)",
         f"  ✗ markers-b.py: failed: exited with code 4: cannot fix b (log: {log})",
@@ -215,7 +215,7 @@ def test_full_exits_0_when_every_lane_merged(
 
     assert result.code == 0, result.out + result.err
     assert result.out.splitlines()[-3:] == [
-        "summary: 2 merged",
+        "summary: 1 lane: 1 merged; 1 probe: 1 merged",
         "  ✓ probe markers: merged",
         "  ✓ markers-d.py: merged",
     ]

@@ -178,7 +178,7 @@ def test_full_with_a_planner_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     assert result.code == 0, result.out + result.err
     assert result.out.splitlines()[-3:] == [
-        "summary: 2 merged",
+        "summary: 1 lane: 1 merged; 1 probe: 1 merged",
         "  ✓ probe markers: merged",
         "  ✓ do-markers-a.py: merged",
     ]

@@ -111,7 +111,7 @@ def status(
     from orchestree.report import render_status
 
     state = orchestrator.open_repo(repo)
-    render_status(state.store.read(), state.layout)
+    render_status(state.store.read(), state.layout, state.config.defaults.agent)
 
 
 # An id such as `-bad` is not an option: let it through to the id check, which names it.
@@ -218,12 +218,25 @@ def tracker_update(
 
 
 @contextlib.contextmanager
+def _steps(label: str) -> Iterator[Callable[[str], None]]:
+    """A live line naming the running step and its time on a TTY; else plain lines."""
+    from orchestree.report import StepProgress, plain
+
+    if not sys.stdout.isatty():
+        yield plain
+        return
+    with StepProgress(label) as live:
+        yield live
+
+
+@contextlib.contextmanager
 def _progress(state: Any, kind: str | None = "lane") -> Iterator[Callable[[str], None]]:
     """A live progress line on a TTY; one plain line per state change otherwise."""
+    from orchestree.report import LiveProgress, plain
+
     if not sys.stdout.isatty():
-        yield _out
+        yield plain
         return
-    from orchestree.report import LiveProgress
 
     with LiveProgress(state.store.read, kind) as live:
         yield live
@@ -249,7 +262,7 @@ def execute(
     state = orchestrator.open_repo(repo)
     with _progress(state) as report:
         summary = execution.execute(state, None, max_parallel, report)
-    _finish_run(summary)
+    _finish_run(summary, state)
 
 
 @app.command("exec-lane")
@@ -268,7 +281,7 @@ def exec_lane(
     kind = _kind(state, lane_id)
     with _progress(state, kind) as report:
         summary = execution.execute(state, {lane_id}, None, report, kind=kind)
-    _finish_run(summary)
+    _finish_run(summary, state)
 
 
 @app.command()
@@ -294,7 +307,7 @@ def retry(
         kind = _kind(state, lane_id)
         with _progress(state, kind) as report:
             summary = execution.execute(state, {lane_id}, None, report, kind=kind)
-        _finish_run(summary)
+        _finish_run(summary, state)
 
 
 @app.command()
@@ -317,29 +330,38 @@ def logs(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing while the lane runs.")
     ] = False,
+    raw: Annotated[
+        bool,
+        typer.Option("--raw", help="Print the log's bytes as they are, escape sequences too."),
+    ] = False,
     repo: RepoOpt = Path("."),
 ) -> None:
     """Print a lane's agent log (stdout and stderr of every attempt).
+
+    Control characters the agent wrote (escape sequences, carriage returns) are shown
+    as text, such as \\x1b; --raw prints them as they are.
 
     Example: orchestree logs db-projection --follow
     """
     from orchestree import orchestrator
 
-    orchestrator.show_log(orchestrator.open_repo(repo), lane_id, follow, sys.stdout)
+    orchestrator.show_log(orchestrator.open_repo(repo), lane_id, follow, sys.stdout, raw=raw)
 
 
 def _kind(state: Any, lane_id: str) -> str:
     return str(state.store.read().lanes[lane_id].kind)
 
 
-def _finish_run(summary: Any) -> None:
+def _finish_run(summary: Any, state: Any) -> None:
+    from orchestree.report import outcome, tally
+    from orchestree.visible import visible
+
     for message in summary.held.values():
-        _err(message)
-    counts: dict[str, int] = {}
-    for status in summary.statuses.values():
-        counts[status] = counts.get(status, 0) + 1
-    if counts:
-        _out("lanes: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+        _err(visible(message))
+    lanes = state.store.read().lanes
+    outcomes = [outcome(lanes[k]) if k in lanes else s for k, s in summary.statuses.items()]
+    if outcomes:
+        _out(tally(outcomes))  # e.g. "3 lanes: 1 completed, 2 changed nothing"
     if summary.exit_code:
         raise typer.Exit(summary.exit_code)
 
@@ -463,8 +485,11 @@ def merge(
     """
     from orchestree import merger, orchestrator
 
-    report = merger.merge(orchestrator.open_repo(repo), lane_id=lane, check=check)
-    for line in merger.describe(report):
+    state = orchestrator.open_repo(repo)
+    with _steps("merge --check" if check else "merge") as say:
+        watch = merger.ReportWatch(say, check=check)
+        report = merger.merge(state, lane_id=lane, check=check, watch=watch)
+    for line in merger.describe(report, lanes=False):
         _out(line)
     return report.exit_code
 
@@ -488,7 +513,11 @@ def cleanup(
     from orchestree import orchestrator
     from orchestree.cleanup import cleanup as run_cleanup
 
-    for line in run_cleanup(orchestrator.open_repo(repo), force=force, say=_out).lines():
+    state = orchestrator.open_repo(repo)
+    with _steps("cleanup") as say:
+        step = getattr(say, "step", None)
+        done = run_cleanup(state, force=force, say=say, step=step, tell=say)
+    for line in done.lines(told=True):
         _out(line)
 
 

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from orchestree.layout import Layout
-from orchestree.models import Tracker
+from orchestree.models import Lane, Tracker
+from orchestree.visible import visible
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 PHASES = ("initialised", "probes", "plan", "execute", "merge")
 FINISHED = frozenset(
@@ -16,47 +23,60 @@ HELD = "held: "
 MARKS = {"completed": "✓", "failed": "✗", "running": "→", "created": "○"}
 
 
-def render_status(tracker: Tracker, layout: Layout) -> None:
+def render_status(tracker: Tracker, layout: Layout, default_agent: str | None = None) -> None:
+    """The tracker as a table. Agent text (progress, errors) is shown as text: Rich
+    markup in it is not interpreted and control characters are shown as escapes."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console(highlight=False, soft_wrap=False)
     phase = PHASES[tracker.phase] if tracker.phase < len(PHASES) else str(tracker.phase)
     console.print(
-        f"[bold]{layout.root}[/bold]  phase {tracker.phase} ({phase}), {tracker.status}; "
-        f"base {tracker.base_branch} @ {tracker.base_commit[:10]}"
+        Text.assemble(
+            (str(layout.root), "bold"),
+            f"  phase {tracker.phase} ({phase}), {tracker.status}; "
+            f"base {tracker.base_branch} @ {tracker.base_commit[:10]}",
+        )
     )
     if not tracker.lanes:
         console.print("no lanes yet: add one with `orchestree add-lane <id> '<json>'`")
         return
-    table = Table(show_lines=False, expand=False)
+    # A light frame: at 80 columns the width goes to the progress text, not to borders.
+    table = Table(show_lines=False, expand=False, box=box.SIMPLE_HEAD, pad_edge=False,
+                  show_edge=False, collapse_padding=True)  # fmt: skip
     remote = any(lane.host for lane in tracker.lanes.values())  # lanes ran on Dask workers
     with_cost = any(lane.cost_usd is not None for lane in tracker.lanes.values())
-    columns = ["lane", "status", "priority", "agent", "tries", "depends on", "progress"]
-    columns = columns[:5] + (["host"] if remote else []) + columns[5:]
+    # Below 100 columns the dependencies go into the progress text, which keeps its room.
+    narrow = console.width < 100
+    columns = ["lane", "status", "prio", "agent", "tries", "after", "progress"]
+    columns = columns[:5] + (["host"] if remote else []) + columns[5 + narrow :]
     for column in columns + (["cost"] if with_cost else []):
-        # Only the free text folds: ids, statuses and amounts stay whole on narrow screens.
+        # Only the free text folds: ids, statuses and amounts stay whole on narrow screens,
+        # and the progress keeps room for words (it folds between them).
         table.add_column(
             column,
             overflow="fold",
-            no_wrap=column not in ("host", "depends on", "progress"),
+            no_wrap=column not in ("host", "after", "progress"),
             justify="right" if column == "cost" else "left",
+            min_width=20 if column == "progress" else None,
+            ratio=1 if column == "progress" else None,
         )
     ordered = sorted(tracker.lanes.items(), key=lambda item: item[1].order)
     for lane_id, lane in ordered:
-        note = lane.error or ("" if lane.progress is None else str(lane.progress))
-        if lane.merge.conflicts:
-            note = f"conflicts: {', '.join(lane.merge.conflicts)}"
-        if lane.status == "blocked" and note.startswith(HELD):
-            note = "held: its agent is not logged in (see below)"
         tries = f"{lane.attempts}/{lane.max_attempts}" if lane.max_attempts else str(lane.attempts)
-        cells = [lane_id, lane.status, lane.priority, lane.agent or "(default)", tries]
+        cells = [lane_id, lane.status, lane.priority, lane.agent or default_agent or "-", tries]
         if remote:
             cells.append(lane.host or "")  # the worker's address is in `status --json`
-        cells += [", ".join(lane.depends_on), note]
+        after, note = ", ".join(lane.depends_on), _note(lane)
+        if not narrow:
+            cells += [after, note]
+        else:
+            cells.append(f"after {after}" + (f"; {note}" if note else "") if after else note)
         if with_cost:
             cells.append("-" if lane.cost_usd is None else f"${lane.cost_usd:.4f}")
-        table.add_row(*cells, style=None)
+        table.add_row(*(Text(visible(cell)) for cell in cells), style=None)
     console.print(table)
     # Lanes held for one agent's missing login share one reason: say it once, unwrapped.
     held: dict[str, list[str]] = {}
@@ -64,33 +84,96 @@ def render_status(tracker: Tracker, layout: Layout) -> None:
         if lane.status == "blocked" and lane.error and lane.error.startswith(HELD):
             held.setdefault(lane.error, []).append(lane_id)
     for why, lane_ids in held.items():
-        console.print(f"{', '.join(lane_ids)} {why}", markup=False, soft_wrap=True)
+        console.print(Text(visible(f"{', '.join(lane_ids)} {why}")), soft_wrap=True)
     if tracker.agents:
         agents = ", ".join(
             f"{MARKS.get(a.status, '?')} {name}" for name, a in sorted(tracker.agents.items())
         )
-        console.print(f"agents: {agents}")
+        console.print(Text(visible(f"agents: {agents}")))
     costs = [lane.cost_usd for lane in tracker.lanes.values() if lane.cost_usd is not None]
     if costs:
         console.print(f"cost: ${sum(costs):.4f} over {len(costs)} lane(s)")
 
 
-class LiveProgress:
-    """On a TTY: state changes scroll above a line showing lanes done/total and which
-    run. Without one, `plain` prints one line per state change."""
+def _note(lane: Lane) -> str:
+    """The lane's progress column: its conflict, its error, or the agent's progress."""
+    if lane.merge.conflicts:
+        return f"conflicts: {', '.join(lane.merge.conflicts)}"
+    note = lane.error or ("" if lane.progress is None else str(lane.progress))
+    if lane.status == "blocked" and note.startswith(HELD):
+        return "held: its agent is not logged in (see below)"
+    if lane.status == "completed" and lane.no_changes and not note:
+        return "changed nothing"
+    return note
 
-    def __init__(self, read: Callable[[], Tracker], kind: str | None = "lane") -> None:
+
+class StepProgress:
+    """On a TTY: one live line saying which step runs now and for how long (a 4 s
+    verify is not a silent one), with finished lines scrolling above it. Use `plain`
+    off a TTY: it prints each finished line as it comes."""
+
+    def __init__(self, label: str) -> None:
         from rich.console import Console
         from rich.live import Live
 
-        self.read = read
-        self.kind = kind
+        self.label = label
+        self.began = time.monotonic()
+        self.current: tuple[str, float] | None = None
         self.console = Console(highlight=False)
         self.live = Live(
-            get_renderable=self._line, console=self.console, refresh_per_second=4, transient=True
-        )
+            get_renderable=self._render, console=self.console, refresh_per_second=4,
+            transient=True,
+        )  # fmt: skip
+
+    def step(self, text: str | None) -> None:
+        """`text` (e.g. "verifying docs") starts now; None when it is over."""
+        self.current = None if text is None else (text, time.monotonic())
+
+    def _render(self) -> Text:
+        from rich.text import Text
+
+        return Text(visible(self._line()))
 
     def _line(self) -> str:
+        now = time.monotonic()
+        total = f"{now - self.began:.0f}s in all"
+        if self.current is None:
+            return f"{self.label} · {total}"
+        text, since = self.current
+        return f"{self.label}: {text} · {now - since:.1f}s ({total})"
+
+    def __call__(self, message: str) -> None:
+        from rich.text import Text
+
+        self.console.print(Text(visible(message, keep="\n\t")))
+
+    def __enter__(self) -> StepProgress:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.__exit__(None, None, None)
+
+
+def plain(message: str) -> None:
+    """A finished line, off a TTY: printed and flushed at once, agent text as text."""
+    sys.stdout.write(visible(message, keep="\n\t") + "\n")
+    sys.stdout.flush()
+
+
+class LiveProgress(StepProgress):
+    """On a TTY: state changes scroll above a line showing lanes done/total and which
+    run (or, while a merge runs, its step). Without one, `plain` prints one line per
+    state change."""
+
+    def __init__(self, read: Callable[[], Tracker], kind: str | None = "lane") -> None:
+        super().__init__("merge")
+        self.read = read
+        self.kind = kind
+
+    def _line(self) -> str:
+        if self.current is not None:
+            return super()._line()
         try:
             tracker = self.read()
         except Exception:  # a view never fails the run it shows
@@ -99,41 +182,74 @@ class LiveProgress:
         done = sum(1 for lane in lanes.values() if lane.status in FINISHED)
         running = [k for k, lane in lanes.items() if lane.status == "running"]
         shown = ", ".join(running[:6]) + (" …" if len(running) > 6 else "")
-        return f"[bold]{done}/{len(lanes)} lanes done[/bold] · running: {shown or 'none'}"
+        return f"{done}/{len(lanes)} lanes done · running: {shown or 'none'}"
 
-    def __call__(self, message: str) -> None:
-        self.console.print(message, markup=False)
+    def _render(self) -> Text:
+        from rich.text import Text
+
+        return Text(visible(self._line()), style="bold")
 
     def __enter__(self) -> LiveProgress:
         self.live.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.live.__exit__(None, None, None)
+
+# The order a tally names outcomes in: what was achieved, then what needs a person.
+TALLY_ORDER = (
+    "merged", "changed nothing", "completed", "conflict", "verify_failed", "failed",
+    "blocked", "cancelled", "running", "pending",
+)  # fmt: skip
+UNCHANGED = "changed nothing"
+
+
+def outcome(lane: Lane) -> str:
+    """The lane's status as a summary counts it: a lane that completed (or was
+    "merged") without changing any file changed nothing; it did not merge anything."""
+    if lane.no_changes and lane.status in ("completed", "merged"):
+        return UNCHANGED
+    return lane.status
+
+
+def tally(outcomes: list[str], noun: str = "lane", always: tuple[str, ...] = ()) -> str:
+    """`10 lanes: 0 merged, 10 changed nothing`: outcomes counted, in TALLY_ORDER;
+    those in `always` are named even at 0."""
+    counts: dict[str, int] = {}
+    for name in outcomes:
+        counts[name] = counts.get(name, 0) + 1
+    rank = {name: i for i, name in enumerate(TALLY_ORDER)}
+    named = sorted(set(counts) | set(always), key=lambda k: (rank.get(k, len(rank)), k))
+    parts = ", ".join(f"{counts.get(k, 0)} {k.replace('_', ' ')}" for k in named)
+    plural = "" if len(outcomes) == 1 else "s"
+    return f"{len(outcomes)} {noun}{plural}: {parts or 'none'}"
 
 
 def summary_lines(tracker: Tracker, layout: Layout) -> list[str]:
-    """What a finished run comes to: lanes by status, then every lane that needs a
-    person, with why and where to look."""
-    counts: dict[str, int] = {}
-    for lane in tracker.lanes.values():
-        counts[lane.status] = counts.get(lane.status, 0) + 1
-    lines = ["summary: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))]
-    for lane_id, lane in sorted(tracker.lanes.items(), key=lambda item: item[1].order):
+    """What a finished run comes to: lanes by outcome (lanes that changed nothing are
+    not called merged), then every lane, with why and where to look."""
+    ordered = sorted(tracker.lanes.items(), key=lambda item: item[1].order)
+    work = [outcome(lane) for _, lane in ordered if lane.kind != "probe"]
+    probed = [outcome(lane) for _, lane in ordered if lane.kind == "probe"]
+    head = [tally(work, always=("merged",))] if work or not probed else []
+    head += [tally(probed, "probe")] if probed else []
+    lines = ["summary: " + "; ".join(head)]
+    for lane_id, lane in ordered:
         kind = "probe " if lane.kind == "probe" else ""
         retried = f" after {lane.attempts} attempts" if lane.attempts > 1 else ""
-        if lane.status == "merged":
+        error = visible(lane.error or "", keep="\n\t")
+        if outcome(lane) == UNCHANGED:
+            lines.append(f"  · {kind}{lane_id}: {UNCHANGED}{retried}")
+        elif lane.status == "merged":
             lines.append(f"  ✓ {kind}{lane_id}: merged{retried}")
         elif lane.status == "conflict":
-            files = ", ".join(lane.merge.conflicts)
+            files = visible(", ".join(lane.merge.conflicts))
             lines.append(f"  ✗ {kind}{lane_id}: conflict in {files} (its branch is kept)")
         elif lane.status in ("failed", "verify_failed"):
             log = layout.rel(layout.log(lane_id))
-            lines.append(f"  ✗ {kind}{lane_id}: {lane.status}: {lane.error} (log: {log})")
+            lines.append(f"  ✗ {kind}{lane_id}: {lane.status}: {error} (log: {log})")
         elif lane.status in ("blocked", "cancelled"):
-            lines.append(f"  ✗ {kind}{lane_id}: {lane.status}: {lane.error}")
+            lines.append(f"  ✗ {kind}{lane_id}: {lane.status}: {error}")
         elif lane.merge.status == "skipped":
-            lines.append(f"  - {kind}{lane_id}: not merged: {lane.error}")
+            lines.append(f"  - {kind}{lane_id}: not merged: {error}")
         else:
             lines.append(f"  · {kind}{lane_id}: {lane.status}{retried}")
     return lines
