@@ -54,7 +54,7 @@ def test_probes_land_on_main_and_plan_orders_overlapping_lanes(
     assert base_is_clean(repo)
 
     before = tracker_bytes(repo)
-    dry = cli(repo, "plan", "--dry-run")
+    dry = cli(repo, "plan", "--dry-run", "--json")
     assert dry.code == 0, dry.err
     assert tracker_bytes(repo) == before  # registers nothing
     assert not (repo / "docs/_generated/execution_plan.json").exists()

@@ -97,7 +97,7 @@ def test_plan_dry_run_with_a_planner_agent_registers_nothing(
 ) -> None:
     repo = _repo(tmp_path, monkeypatch)
 
-    result = cli(repo, "plan", "--dry-run")
+    result = cli(repo, "plan", "--dry-run", "--json")
 
     assert result.code == 0, result.err
     assert list(Plan.model_validate_json(result.out).lanes) == ["do-g1", "do-g2"]

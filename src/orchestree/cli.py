@@ -61,9 +61,23 @@ def _dump_json(data: Any) -> None:
     _out(json.dumps(data, indent=2, ensure_ascii=False))
 
 
+def _show_version(wanted: bool) -> None:
+    if wanted:
+        from orchestree import __version__
+
+        _out(f"orchestree {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_show_version, is_eager=True
+        ),
+    ] = False,
 ) -> None:
     _DEBUG["on"] = debug
 
@@ -132,13 +146,15 @@ def add_lane(
 ) -> None:
     """Add a lane by hand (the seed's lane JSON), or many at once with --from.
 
+    --from takes an object of id -> lane, or a plan file ({"lanes": {id: lane}}).
+
     Fields: name, tasks, priority (high|medium|low), parallel, depends_on, agent,
     timeout_s, max_attempts, results, budget_usd.
 
     Example: orchestree add-lane docs '{"name": "Docs", "tasks": ["Write the README"],
     "priority": "high", "depends_on": ["api"]}'
     """
-    from orchestree import orchestrator
+    from orchestree import orchestrator, planner
     from orchestree.errors import UserError
 
     if from_file is not None:
@@ -149,6 +165,8 @@ def add_lane(
         except OSError as exc:
             raise UserError(f"cannot read {from_file}: {exc.strerror}") from None
         lanes = orchestrator.parse_lane_json(text, f"--from {from_file}")
+        if planner.is_plan_shape(lanes):  # a plan file (`plan --from`'s shape) works too
+            lanes = lanes["lanes"]
     else:
         if lane_id is None or lane_json is None:
             raise UserError("add-lane needs <id> and <json> (or --from FILE); see --help")
@@ -286,7 +304,9 @@ def exec_lane(
 
 @app.command()
 def retry(
-    lane_id: Annotated[str, typer.Argument(help="A failed, cancelled or blocked lane.")],
+    lane_id: Annotated[
+        str, typer.Argument(help="A failed, cancelled, blocked, conflicted or verify_failed lane.")
+    ],
     no_run: Annotated[
         bool, typer.Option("--no-run", help="Only mark it pending; run it later.")
     ] = False,
@@ -402,12 +422,19 @@ def probes(max_parallel: MaxParallel = None, repo: RepoOpt = Path(".")) -> None:
 @app.command()
 def plan(
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the plan; register nothing.")
+        bool, typer.Option("--dry-run", help="Show the plan; register nothing.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the plan as JSON instead of a list.")
     ] = False,
     group_by: GroupBy = None,
     from_file: Annotated[
         Path | None,
-        typer.Option("--from", help="Register this plan file (e.g. one edited by hand)."),
+        typer.Option(
+            "--from",
+            help="Register this plan file (e.g. one edited by hand), or an object of "
+            "id -> lane as add-lane --from takes.",
+        ),
     ] = None,
     repo: RepoOpt = Path("."),
 ) -> None:
@@ -426,19 +453,32 @@ def plan(
         made, where = planner.read_plan(from_file), str(from_file)
         pipeline.check_plan(state, made, where)
     else:
-        # A planner agent's progress; on stderr with --dry-run, whose stdout is the plan.
-        shown = contextlib.nullcontext(_err) if dry_run else _progress(state, "probe")
+        # A planner agent's progress; on stderr with --json, whose stdout is the plan.
+        shown = contextlib.nullcontext(_err) if as_json else _progress(state, "probe")
         with shown as report:
             made, where = pipeline.plan_lanes(state, group_by, report), "the plan"
-    if dry_run:
+    added = [] if dry_run else pipeline.register_plan(state, made, where)
+    if as_json:
         _dump_json(made.model_dump(mode="json", exclude_defaults=True))
         return
-    added = pipeline.register_plan(state, made, where)
-    _out(f"plan: {len(made.lanes)} lane(s), {len(added)} registered; written to "
-         f"{state.layout.plan_file}")  # fmt: skip
+    if dry_run:
+        _out(f"plan (dry run; nothing registered): {len(made.lanes)} lane(s)")
+    else:
+        _out(f"plan: {len(made.lanes)} lane(s), {len(added)} registered; written to "
+             f"{state.layout.plan_file}")  # fmt: skip
+    for line in _plan_lines(made):
+        _out(line)
+
+
+def _plan_lines(made: Any) -> list[str]:
+    """One line a lane: its id, priority, what it waits for, and its name (as text)."""
+    from orchestree.visible import visible
+
+    lines = []
     for lane_id, lane in made.lanes.items():
         after = f" (after {', '.join(lane.depends_on)})" if lane.depends_on else ""
-        _out(f"  {lane_id} [{lane.priority}]{after}: {lane.name}")
+        lines.append(visible(f"  {lane_id} [{lane.priority}]{after}: {lane.name}"))
+    return lines
 
 
 @app.command()

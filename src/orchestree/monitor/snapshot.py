@@ -326,6 +326,7 @@ def build_snapshot(
     phase = as_int(tracker.get("phase")) or 0
     phase = min(max(phase, 0), len(PHASES) - 1)
     status = as_str(tracker.get("status"), "initialised")
+    status = "initialised" if status == "initialized" else status  # one spelling, as models
     updated = parse_time(tracker.get("updated_at"))
     return Snapshot(
         status=status,
