@@ -165,6 +165,7 @@ def test_merge_without_a_tty_prints_each_lane_as_its_verify_ends(
     # The first lane is said when its verify ends, not after the other two verifies.
     assert ended - lane_lines[0][0] >= 1.5, seen
     assert seen[-1][1].startswith("main moved ")
+    assert seen[-1][1].endswith(" (3 merged)")
 
 
 def test_merge_on_a_tty_names_the_lane_the_step_and_its_time(
@@ -182,6 +183,24 @@ def test_merge_on_a_tty_names_the_lane_the_step_and_its_time(
     assert re.search(r"merged\s+slow0\s+as [0-9a-f]{10}", term.text)
     assert "main moved" in term.text
     assert statuses(repo) == {"slow0": "merged", "slow1": "merged"}
+
+
+def test_probes_on_a_tty_name_the_running_probe_and_its_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = (
+        '[defaults]\nagent = "shell"\n\n[probes.markers]\nbuiltin = "markers"\n\n'
+        '[probes.tests]\nbuiltin = "tests"\ncommand = "sleep 2"\n'
+    )
+    repo = pipeline_repo(tmp_path, monkeypatch, {"a.py": "a = 1  # TODO: a\n"}, config)
+    term = Term(["probes", "--repo", str(repo)], cols=100)
+    try:
+        term.expect(r"1/2 lanes done · running: tests \d+s · \d+s in all")
+        assert term.wait() == 0
+    finally:
+        term.close()
+    assert re.search(r"merged\s+markers\s+as [0-9a-f]{10}", term.text)
+    assert re.search(r"main moved \w+ -> \w+ \(2 merged\)", term.text)
 
 
 def test_cleanup_says_each_worktree_as_it_goes_on_a_tty_and_in_a_pipe(

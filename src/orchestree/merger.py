@@ -405,8 +405,8 @@ def describe(report: MergeReport, lanes: bool = True) -> list[str]:
     counts = {s: sum(o.status == s for o in report.outcomes) for s in STATUSES}
     counts["merged"] -= unchanged
     if report.outcomes:
-        tally = ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in counts.items() if n)
-        tally += (", " if tally else "") + (f"{unchanged} changed nothing" if unchanged else "")
+        named = [f"{n} {s.replace('_', ' ')}" for s, n in counts.items() if n]
+        tally = ", ".join(named + ([f"{unchanged} changed nothing"] if unchanged else []))
         move = (
             f"{report.base_branch} {would}{'stay' if report.check else 'stayed'} at "
             f"{report.old[:10]}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from orchestree.layout import Layout
@@ -155,6 +156,17 @@ class StepProgress:
         self.live.__exit__(None, None, None)
 
 
+def _age(started_at: str | None, now: datetime) -> str:
+    """How long a lane has run, e.g. `12s`; empty when it has no start time."""
+    try:
+        began = datetime.fromisoformat(started_at or "")
+    except ValueError:
+        return ""
+    if began.tzinfo is None:
+        return ""
+    return f"{max(0.0, (now - began).total_seconds()):.0f}s"
+
+
 def plain(message: str) -> None:
     """A finished line, off a TTY: printed and flushed at once, agent text as text."""
     sys.stdout.write(visible(message, keep="\n\t") + "\n")
@@ -180,9 +192,12 @@ class LiveProgress(StepProgress):
             return "…"
         lanes = {k: v for k, v in tracker.lanes.items() if self.kind in (None, v.kind)}
         done = sum(1 for lane in lanes.values() if lane.status in FINISHED)
-        running = [k for k, lane in lanes.items() if lane.status == "running"]
+        now = datetime.now(UTC)
+        running = [f"{k} {_age(lane.started_at, now)}" for k, lane in lanes.items()
+                   if lane.status == "running"]  # fmt: skip
         shown = ", ".join(running[:6]) + (" …" if len(running) > 6 else "")
-        return f"{done}/{len(lanes)} lanes done · running: {shown or 'none'}"
+        total = f"{time.monotonic() - self.began:.0f}s in all"
+        return f"{done}/{len(lanes)} lanes done · running: {shown or 'none'} · {total}"
 
     def _render(self) -> Text:
         from rich.text import Text
