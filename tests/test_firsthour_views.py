@@ -362,7 +362,7 @@ def test_status_piped_at_80_columns_keeps_words_whole_and_names_the_agent(
     assert "after api-projection" in proc.stdout  # dependencies join the progress text
 
 
-def test_a_cancelled_lane_says_who_stopped_it_once(
+def test_a_cancelled_lane_says_cancelled_once_and_what_stopped_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     repo = make_repo(tmp_path, monkeypatch)
@@ -375,9 +375,10 @@ def test_a_cancelled_lane_says_who_stopped_it_once(
         finally:
             if proc.poll() is None:
                 proc.kill()
-    assert "✗ long: cancelled: stopped by `orchestree cancel`" in out
+    said = "its agent was stopped (orchestree cancel or Ctrl-C); worktree kept"
+    assert f"✗ long: cancelled: {said}" in out
     assert "cancelled (cancelled)" not in out
-    assert tracker(repo)["lanes"]["long"]["error"] == "stopped by `orchestree cancel`"
+    assert tracker(repo)["lanes"]["long"]["error"] == said
 
 
 def test_version_and_the_one_spelling_of_initialised(

@@ -30,9 +30,9 @@ _NOT_RUN = {
 Verdict = agents.Outcome
 
 
-_STOPPED = {
-    "cancelled": "stopped by `orchestree cancel`",
-    "interrupted": "interrupted (Ctrl-C or a signal to orchestree)",
+_STOPPED = {  # the status says "cancelled"; the error says what stopped the agent
+    "cancelled": "its agent was stopped (orchestree cancel or Ctrl-C); worktree kept",
+    "interrupted": "its agent was interrupted (Ctrl-C or a signal); worktree kept",
     "parent-died": "its orchestrator or worker went away while it ran",
 }
 
@@ -66,7 +66,7 @@ def judge(
         why = re.sub(r"^exited with code -?\d+:? ?", "", said.error or "")
         why = f": {why}" if why else "; the agent's tree was ended"
         return _from(said, False, f"timed out after {timeout:g} s{why}")
-    if reason in _STOPPED:  # the status says "cancelled"; the error says who stopped it
+    if reason in _STOPPED:
         return Verdict(False, _STOPPED[reason])
     if reason == "setup-failed":
         return Verdict(False, f"worktree setup failed (exit {code}); see the log")
