@@ -411,8 +411,10 @@ def probes(max_parallel: MaxParallel = None, repo: RepoOpt = Path(".")) -> None:
     state = orchestrator.open_repo(repo)
     with _progress(state, "probe") as report:
         result = pipeline.run_probes(state, max_parallel, report)
+    from orchestree.visible import visible
+
     for probe_id, why in result.failed.items():
-        _err(f"probe {probe_id} failed: {why}")
+        _err(visible(f"probe {probe_id} failed: {why}", keep="\n\t"))  # an agent's words
     if result.run.interrupted:
         raise typer.Exit(130)
     if result.failed or (result.merge is not None and result.merge.exit_code):
