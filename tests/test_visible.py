@@ -8,8 +8,9 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
+from rich.text import Text
 
-from orchestree.visible import for_rich, visible
+from orchestree.visible import visible
 
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
@@ -37,7 +38,7 @@ def test_escapes_are_readable() -> None:
 def test_rich_prints_agent_text_exactly_as_visible_says(text: str) -> None:
     out = io.StringIO()
     Console(file=out, width=10_000, color_system=None, highlight=False).print(
-        for_rich(text), end="", soft_wrap=True
+        Text(visible(text)), end="", soft_wrap=True
     )
     assert out.getvalue() == visible(text)
 
@@ -45,5 +46,5 @@ def test_rich_prints_agent_text_exactly_as_visible_says(text: str) -> None:
 def test_rich_markup_is_not_interpreted() -> None:
     out = io.StringIO()
     console = Console(file=out, width=200, color_system="truecolor", highlight=False)
-    console.print(for_rich("[link=http://x]click[/link] [bold red]alarm"))
+    console.print(Text(visible("[link=http://x]click[/link] [bold red]alarm")))
     assert out.getvalue() == "[link=http://x]click[/link] [bold red]alarm\n"

@@ -4,7 +4,8 @@ Progress, errors, names and logs are written by agents, which are untrusted. A r
 escape sequence (`ESC [2J`) would clear the user's screen, a `\\r` would overwrite the
 line it sits on, and Rich would read `[link=...]` or `[bold red]` as markup. So every
 view passes that text through `visible` (control characters become escapes you can
-read, such as `\\x1b`) and, where Rich renders it, through `for_rich` as well.
+read, such as `\\x1b`), and hands it to Rich only inside a `rich.text.Text`, which
+never parses markup.
 """
 
 from __future__ import annotations
@@ -27,10 +28,3 @@ def visible(text: str, keep: str = "") -> str:
     if keep:
         return _CONTROL.sub(lambda m: m.group() if m.group() in keep else _escape(m), text)
     return _CONTROL.sub(_escape, text)
-
-
-def for_rich(text: str) -> str:
-    """`visible(text)` with Rich markup escaped, for a string Rich will parse."""
-    from rich.markup import escape
-
-    return escape(visible(text))
