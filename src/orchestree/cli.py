@@ -449,6 +449,7 @@ def plan(
     Example: orchestree plan --dry-run
     """
     from orchestree import orchestrator, pipeline, planner
+    from orchestree.report import plan_lines
 
     state = orchestrator.open_repo(repo)
     if from_file is not None:
@@ -468,19 +469,8 @@ def plan(
     else:
         _out(f"plan: {len(made.lanes)} lane(s), {len(added)} registered; written to "
              f"{state.layout.plan_file}")  # fmt: skip
-    for line in _plan_lines(made):
+    for line in plan_lines(made):
         _out(line)
-
-
-def _plan_lines(made: Any) -> list[str]:
-    """One line a lane: its id, priority, what it waits for, and its name (as text)."""
-    from orchestree.visible import visible
-
-    lines = []
-    for lane_id, lane in made.lanes.items():
-        after = f" (after {', '.join(lane.depends_on)})" if lane.depends_on else ""
-        lines.append(visible(f"  {lane_id} [{lane.priority}]{after}: {lane.name}"))
-    return lines
 
 
 @app.command()

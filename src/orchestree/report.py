@@ -1,4 +1,5 @@
-"""What `status` prints: a readable table of the tracker."""
+"""What the CLI shows: the `status` table, a run's summary, the plan as a list, and the
+live progress lines of execute, merge, cleanup and probes. Agent text is shown as text."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from orchestree.layout import Layout
-from orchestree.models import Lane, Tracker
+from orchestree.models import Lane, Plan, Tracker
 from orchestree.visible import visible
 
 if TYPE_CHECKING:
@@ -273,3 +274,12 @@ def summary_lines(tracker: Tracker, layout: Layout) -> list[str]:
 def render_summary(tracker: Tracker, layout: Layout) -> None:
     for line in summary_lines(tracker, layout):
         print(line)
+
+
+def plan_lines(plan: Plan) -> list[str]:
+    """One line a lane: its id, priority, what it waits for, and its name."""
+    lines = []
+    for lane_id, lane in plan.lanes.items():
+        after = f" (after {', '.join(lane.depends_on)})" if lane.depends_on else ""
+        lines.append(visible(f"  {lane_id} [{lane.priority}]{after}: {lane.name}"))
+    return lines
