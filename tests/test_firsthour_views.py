@@ -339,6 +339,12 @@ def test_status_piped_at_80_columns_keeps_words_whole_and_names_the_agent(
                 "tasks": [f"python3 access_tracker.py \"$ORCHESTREE_TRACKER\" '{update}'"]
             },
             "docs": {"tasks": ["true"], "depends_on": ["api-projection"]},
+            # Ids as long as the planner makes them on a real repository.
+            "inventory-untested-src-click": {"tasks": ["true"]},
+            "inventory-large-src-click-termui.py": {
+                "tasks": ["true"],
+                "depends_on": ["inventory-untested-src-click"],
+            },
         },
     )
     assert cli(repo, "execute").code == 0
@@ -356,6 +362,8 @@ def test_status_piped_at_80_columns_keeps_words_whole_and_names_the_agent(
     words = proc.stdout.split()
     for word in LONG.split():  # every word of the progress whole, none cut in pieces
         assert word in words, (word, proc.stdout)
+    assert "inventory-large-src-click-termui.py" in words
+    assert "inventory-untested-src-click;" in words  # "after <id>; changed nothing"
     row = next(line for line in lines if line.startswith("api-projection"))
     assert row.split()[:4] == ["api-projection", "completed", "medium", "shell"]
     assert "(default)" not in proc.stdout

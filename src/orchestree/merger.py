@@ -341,11 +341,11 @@ def merge_message(lane_id: str, lane: Lane) -> str:
 def _nothing_to_do(tracker: Tracker, lane_id: str | None) -> str:
     if lane_id is not None:
         return f"lane {lane_id} is already merged; nothing to do"
-    counts: dict[str, int] = {}
-    for lane in tracker.lanes.values():
-        counts[lane.status] = counts.get(lane.status, 0) + 1
-    states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no lanes yet"
-    return f"no completed lanes to merge ({states})"
+    from orchestree.report import outcome, tally
+
+    if not tracker.lanes:
+        return "no completed lanes to merge (no lanes yet)"
+    return f"no completed lanes to merge ({tally([outcome(x) for x in tracker.lanes.values()])})"
 
 
 def _record(repo: Repo, report: MergeReport, kind: str | None) -> None:

@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from orchestree.layout import Layout
 from orchestree.models import Lane, Plan, Tracker
@@ -22,15 +22,14 @@ FINISHED = frozenset(
 )
 # How the error of a lane held by its agent's authentication failure starts (execution.py).
 HELD = "held: "
+PROGRESS_MIN = 20  # columns the status table keeps for an agent's progress
 MARKS = {"completed": "✓", "failed": "✗", "running": "→", "created": "○"}
 
 
 def render_status(tracker: Tracker, layout: Layout, default_agent: str | None = None) -> None:
     """The tracker as a table. Agent text (progress, errors) is shown as text: Rich
     markup in it is not interpreted and control characters are shown as escapes."""
-    from rich import box
     from rich.console import Console
-    from rich.table import Table
     from rich.text import Text
 
     console = Console(highlight=False, soft_wrap=False)
@@ -45,41 +44,25 @@ def render_status(tracker: Tracker, layout: Layout, default_agent: str | None = 
     if not tracker.lanes:
         console.print("no lanes yet: add one with `orchestree add-lane <id> '<json>'`")
         return
-    # A light frame: at 80 columns the width goes to the progress text, not to borders.
-    table = Table(show_lines=False, expand=False, box=box.SIMPLE_HEAD, pad_edge=False,
-                  show_edge=False, collapse_padding=True)  # fmt: skip
+    ordered = sorted(tracker.lanes.items(), key=lambda item: item[1].order)
     remote = any(lane.host for lane in tracker.lanes.values())  # lanes ran on Dask workers
     with_cost = any(lane.cost_usd is not None for lane in tracker.lanes.values())
-    # Below 100 columns the dependencies go into the progress text, which keeps its room.
-    narrow = console.width < 100
-    columns = ["lane", "status", "prio", "agent", "tries", "after", "progress"]
-    columns = columns[:5] + (["host"] if remote else []) + columns[5 + narrow :]
-    for column in columns + (["cost"] if with_cost else []):
-        # Only the free text folds: ids, statuses and amounts stay whole on narrow screens,
-        # and the progress keeps room for words (it folds between them).
-        table.add_column(
-            column,
-            overflow="fold",
-            no_wrap=column not in ("host", "after", "progress"),
-            justify="right" if column == "cost" else "left",
-            min_width=20 if column == "progress" else None,
-            ratio=1 if column == "progress" else None,
-        )
-    ordered = sorted(tracker.lanes.items(), key=lambda item: item[1].order)
+    header = ["lane", "status", "prio", "agent", "tries"] + (["host"] if remote else [])
+    header += ["cost"] if with_cost else []
+    rows, notes = [], []
     for lane_id, lane in ordered:
         tries = f"{lane.attempts}/{lane.max_attempts}" if lane.max_attempts else str(lane.attempts)
         cells = [lane_id, lane.status, lane.priority, lane.agent or default_agent or "-", tries]
         if remote:
             cells.append(lane.host or "")  # the worker's address is in `status --json`
-        after, note = ", ".join(lane.depends_on), _note(lane)
-        if not narrow:
-            cells += [after, note]
-        else:
-            cells.append(f"after {after}" + (f"; {note}" if note else "") if after else note)
         if with_cost:
             cells.append("-" if lane.cost_usd is None else f"${lane.cost_usd:.4f}")
-        table.add_row(*(Text(visible(cell)) for cell in cells), style=None)
-    console.print(table)
+        rows.append([visible(cell) for cell in cells])
+        notes.append((visible(", ".join(lane.depends_on)), visible(_note(lane))))
+    if _table_width(header, rows, notes) <= console.width:
+        console.print(_status_table(header, rows, notes))
+    else:  # too narrow for a table whose text keeps its words: one line a lane, text below
+        _print_rows(console, header, rows, notes)
     # Lanes held for one agent's missing login share one reason: say it once, unwrapped.
     held: dict[str, list[str]] = {}
     for lane_id, lane in ordered:
@@ -97,6 +80,57 @@ def render_status(tracker: Tracker, layout: Layout, default_agent: str | None = 
         console.print(f"cost: ${sum(costs):.4f} over {len(costs)} lane(s)")
 
 
+def _table_width(header: list[str], rows: list[list[str]], notes: list[tuple[str, str]]) -> int:
+    """The least width of `_status_table`: whole fields, the longest dependency id, 20
+    columns of progress, two spaces between columns."""
+    fields = sum(max(len(cell) for cell in column) for column in zip(header, *rows, strict=True))
+    after = max([len("after")] + [len(word) for deps, _ in notes for word in deps.split()])
+    return fields + after + PROGRESS_MIN + 2 * (len(header) + 1)
+
+
+def _status_table(header: list[str], rows: list[list[str]], notes: list[tuple[str, str]]) -> Any:
+    """A light frame (no borders to pay for): ids, statuses and amounts stay whole, the
+    dependencies and the progress fold between words, the progress keeps 20 columns."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(show_lines=False, expand=False, box=box.SIMPLE_HEAD, pad_edge=False,
+                  show_edge=False, collapse_padding=True)  # fmt: skip
+    for column in [*header[:5], "after", "progress", *header[5:]]:
+        table.add_column(
+            column,
+            no_wrap=column not in ("host", "after", "progress"),
+            justify="right" if column == "cost" else "left",
+            min_width=PROGRESS_MIN if column == "progress" else None,
+            ratio=1 if column == "progress" else None,
+        )
+    for cells, (after, note) in zip(rows, notes, strict=True):
+        table.add_row(*(Text(cell) for cell in [*cells[:5], after, note, *cells[5:]]))
+    return table
+
+
+def _print_rows(
+    console: Any, header: list[str], rows: list[list[str]], notes: list[tuple[str, str]]
+) -> None:
+    """The status as lines: a lane's fields on one line, its progress wrapped below."""
+    import textwrap
+
+    from rich.text import Text
+
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    console.print(Text(line(header), style="bold"), soft_wrap=True)
+    for cells, (after, note) in zip(rows, notes, strict=True):
+        console.print(Text(line(cells)), soft_wrap=True)
+        text = f"after {after}" + (f"; {note}" if note else "") if after else note
+        for part in textwrap.wrap(text, width=max(20, console.width - 4)):
+            console.print(Text(f"    {part}"), soft_wrap=True)
+
+
 def _note(lane: Lane) -> str:
     """The lane's progress column: its conflict, its error, or the agent's progress."""
     if lane.merge.conflicts:
@@ -104,7 +138,7 @@ def _note(lane: Lane) -> str:
     note = lane.error or ("" if lane.progress is None else str(lane.progress))
     if lane.status == "blocked" and note.startswith(HELD):
         return "held: its agent is not logged in (see below)"
-    if lane.status == "completed" and lane.no_changes and not note:
+    if lane.status in ("completed", "merged") and lane.no_changes and not note:
         return "changed nothing"
     return note
 
