@@ -135,13 +135,15 @@ def outstanding(
 ) -> dict[str, str]:
     """Lanes in scope, not decided by this merge, that still need a person: conflicted,
     failed or blocked ones, and completed ones a merge skipped."""
+    from orchestree.planner_agent import is_planner_lane
+
     decided = {o.lane_id for o in report.outcomes}
     found: dict[str, str] = {}
     for lid, lane in tracker.lanes.items():
         if lid in decided or (lane_id is not None and lid != lane_id):
             continue
-        if kind not in (None, lane.kind):
-            continue
+        if kind not in (None, lane.kind) or is_planner_lane(lane):
+            continue  # a planner agent's lane is never merged (its plan is read instead)
         if lane.status in NEEDS_A_PERSON or lane.merge.status == "skipped":
             found[lid] = lane.status if lane.merge.status != "skipped" else "not merged"
     return found
