@@ -510,8 +510,11 @@ def merge(
     Every merge is computed in memory on top of the previous one; a conflicting lane is
     recorded with its files and its dependents are skipped; with [merge] verify set,
     a lane whose merge fails it is dropped. The base branch then moves once, by
-    fast-forward. Exit 1 when some lane conflicted, failed verify or was skipped.
-    --check runs the same computation (verify included) and publishes nothing.
+    fast-forward. Exit 1 when some lane conflicted, failed verify or was skipped, and
+    while a lane of an earlier run is still conflicted, failed or blocked (running merge
+    again does not make that go away). On a terminal a live line names the lane, the
+    step (merging, verifying) and its time; in a pipe each lane gets its line as it is
+    decided. --check runs the same computation (verify included) and publishes nothing.
 
     Example: orchestree merge --check && orchestree merge
     """
