@@ -511,6 +511,7 @@ def test_markup_and_escape_sequences_from_an_agent_are_shown_as_text(
     assert f"log: {SHOWN}\n" in log.out
     assert raw.returncode == 0
     assert f"log: {HOSTILE}\n".encode() in raw.stdout  # --raw keeps the bytes
+    assert f"log: {HOSTILE}\n" in cli(repo, "logs", "evil", "--raw").out  # a text stream too
     assert code == 200
     snapshot = json.loads(body)["snapshot"]  # what the dashboard renders
     (lane,) = [lane for lane in snapshot["lanes"] if lane["id"] == "evil"]

@@ -306,10 +306,13 @@ def show_log(repo: Repo, lane_id: str, follow: bool, out: Any, raw: bool = False
         while True:
             chunk = fh.read(65536)
             if chunk:
-                if raw:
+                buffer = getattr(out, "buffer", None) if raw else None
+                if buffer is not None:
                     out.flush()
-                    out.buffer.write(chunk)
-                    out.buffer.flush()
+                    buffer.write(chunk)
+                    buffer.flush()
+                elif raw:  # a text-only stream (a test's): the characters, unescaped
+                    out.write(decoder.decode(chunk))
                 else:
                     out.write(visible(decoder.decode(chunk), keep="\n\t"))
                 out.flush()
