@@ -14,7 +14,14 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-test: $(STAMP) lint typecheck pytest
+# Says how long it took at the end, passed or not, so a slow suite is noticed.
+test: $(STAMP)
+	@start=$$(date +%s); status=0; \
+	$(MAKE) --no-print-directory lint typecheck pytest || status=$$?; \
+	took=$$(( $$(date +%s) - start )); \
+	if [ $$status -eq 0 ]; then verdict=passed; else verdict=FAILED; fi; \
+	echo "make test: $$verdict in $$(( took / 60 ))m$$(( took % 60 ))s"; \
+	exit $$status
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples scripts

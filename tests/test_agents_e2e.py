@@ -159,7 +159,8 @@ def test_claudes_cost_session_and_turns_land_on_the_lane_and_in_status(
     assert lanes["codex-lane"]["cost_usd"] is None
     status = cli(repo, "status")
     assert status.code == 0
-    rows = {line.split()[1]: line for line in status.out.splitlines() if line.startswith("│")}
+    table = [row.split() for row in status.out.splitlines()]
+    rows = {cells[0]: " ".join(cells) for cells in table if cells and cells[0] in lanes}
     assert "$0.2500" in rows["claude-a"]
     assert "$0.2500" in rows["claude-b"]
     assert "$0.2500" not in rows["codex-lane"]

@@ -74,7 +74,7 @@ def test_init_creates_the_tracker_in_the_seed_shape(bare: Path, capsys: Capsys) 
     assert data["version"] == "1.0.0"
     assert (data["phase"], data["status"], data["agents"], data["lanes"]) == (
         0,
-        "initialized",
+        "initialised",
         {},
         {},
     )

@@ -252,5 +252,5 @@ def test_execute_through_the_installed_program_exits_1_when_a_lane_fails(
         [ORCHESTREE, "execute", "--repo", str(repo)], capture_output=True, text=True, check=False
     )
     assert proc.returncode == 1
-    assert "lanes: 1 completed, 1 failed" in proc.stdout
+    assert "2 lanes: 1 changed nothing, 1 failed" in proc.stdout  # `true` changes no file
     assert proc.stderr == ""

@@ -553,5 +553,5 @@ def test_ctrl_c_stops_the_agents_marks_lanes_cancelled_and_keeps_worktrees(
         assert not process_alive(pid)
     for lane_id in "ab":
         assert (repo / ".worktrees" / f"agent-{lane_id}").is_dir()
-        assert "cancelled" in tracker(repo)["lanes"][lane_id]["error"]
+        assert "worktree kept" in tracker(repo)["lanes"][lane_id]["error"]
     assert "a: cancelled" in out

@@ -360,7 +360,7 @@ def test_no_completed_lanes_is_a_clear_message(
     add_lanes(repo, {"x": {}})
     code, out = run_cli(capsys, repo, "merge")
     assert code == 0
-    assert "no completed lanes to merge (1 pending)" in out
+    assert "no completed lanes to merge (1 lane: 1 pending)" in out
 
 
 def test_merge_lane_unknown_or_unfinished(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -194,7 +194,7 @@ def test_a_new_tracker_has_the_seed_shape() -> None:
     data = Tracker(repo="/r", base_branch="main", base_commit="0" * 40).model_dump(mode="json")
     for key in ("version", "phase", "status", "agents", "lanes"):
         assert key in data
-    assert (data["version"], data["phase"], data["status"]) == ("1.0.0", 0, "initialized")
+    assert (data["version"], data["phase"], data["status"]) == ("1.0.0", 0, "initialised")
 
 
 def test_tracker_refuses_a_bad_lane_id_and_an_unknown_key() -> None:

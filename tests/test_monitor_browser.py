@@ -209,3 +209,59 @@ def test_lanes_sort_by_the_column_clicked(page: tuple[Page, list[Dialog], Path])
     # The order holds across refreshes.
     tab.wait_for_timeout(1200)
     assert lane_ids(tab)[-2:] == ["api-docs", "lint"]
+
+
+def first_hour_run() -> dict[str, Any]:
+    """What the first hour on a real repository left: 24 lanes, six that changed nothing,
+    one real failure, a conflict, and an agent each (issue 21, item 13)."""
+    lanes: dict[str, dict[str, Any]] = {}
+    agents: dict[str, dict[str, Any]] = {}
+    for i in range(24):
+        lane_id = f"fix-{i:02d}"
+        status = "failed" if i == 7 else "conflict" if i == 9 else "completed"
+        status = "running" if i >= 18 else status
+        lanes[lane_id] = lane(
+            name=f"Make tests/test_{i:02d}.py pass",
+            status=status,
+            attempts=1,
+            progress="reading the failing tests" if status == "running" else None,
+            error="exited with code 1: pytest failed" if status == "failed" else None,
+            no_changes=status == "completed" and i < 6,
+            merge={"status": "conflict", "conflicts": ["src/click/core.py"]}
+            if status == "conflict"
+            else {},
+            started_at=now_iso(),
+        )
+        agents[f"agent-{lane_id}"] = agent(lane_id, status="running" if i >= 18 else "completed")
+    return tracker(
+        lanes, agents, phase=3, status="running", repo="/srv/click", updated_at=now_iso()
+    )
+
+
+def test_the_lanes_show_without_scrolling_at_1400_by_1000(browser: Browser, tmp_path: Path) -> None:
+    write(tmp_path / ".orchestration" / "tracker.json", first_hour_run())
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    tab = context.new_page()
+    try:
+        with serve(tmp_path) as port:
+            tab.goto(f"http://127.0.0.1:{port}/")
+            expect(tab.locator("#lanes tbody tr")).to_have_count(24)
+            # The failure and the conflict come first; the six notices are one line.
+            warnings = tab.locator("#warnings li")
+            expect(warnings).to_have_count(3)
+            expect(warnings.nth(0)).to_have_attribute("data-kind", "failed")
+            expect(warnings.nth(1)).to_have_attribute("data-kind", "conflict")
+            expect(warnings.nth(2)).to_contain_text("6 lanes finished without changing any file")
+            ARTIFACTS.mkdir(exist_ok=True)
+            tab.screenshot(path=str(ARTIFACTS / "dashboard-1400x1000.png"))
+            assert tab.evaluate("window.scrollY") == 0
+            header = tab.locator("#lanes thead").bounding_box()
+            rows = [tab.locator("#lanes tbody tr").nth(i).bounding_box() for i in range(15)]
+            assert header is not None
+            assert all(rows)
+            # The table's header and its first 15 rows lie inside the first screen (the
+            # 24 agents are listed below the lanes).
+            assert header["y"] >= 0
+            assert all(r is not None and r["y"] + r["height"] <= 1000 for r in rows), rows
+    finally:
+        context.close()

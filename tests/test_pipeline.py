@@ -54,7 +54,7 @@ def test_probes_land_on_main_and_plan_orders_overlapping_lanes(
     assert base_is_clean(repo)
 
     before = tracker_bytes(repo)
-    dry = cli(repo, "plan", "--dry-run")
+    dry = cli(repo, "plan", "--dry-run", "--json")
     assert dry.code == 0, dry.err
     assert tracker_bytes(repo) == before  # registers nothing
     assert not (repo / "docs/_generated/execution_plan.json").exists()
@@ -192,7 +192,7 @@ def test_full_on_a_fresh_repository_runs_every_phase_and_sums_up(
     summary = result.out[result.out.index("summary: ") :].splitlines()
     log = ".orchestration/logs/agent-markers-b.py.log"
     assert summary == [
-        "summary: 1 conflict, 1 failed, 3 merged",
+        "summary: 4 lanes: 2 merged, 1 conflict, 1 failed; 1 probe: 1 merged",
         "  ✓ probe markers: merged",
         "  ✗ markers-a.py: conflict in shared.txt (its branch is kept)",
         f"  ✗ markers-b.py: failed: exited with code 4: cannot fix b (log: {log})",
@@ -216,7 +216,7 @@ def test_full_exits_0_when_every_lane_merged(
 
     assert result.code == 0, result.out + result.err
     assert result.out.splitlines()[-3:] == [
-        "summary: 2 merged",
+        "summary: 1 lane: 1 merged; 1 probe: 1 merged",
         "  ✓ probe markers: merged",
         "  ✓ markers-d.py: merged",
     ]

@@ -98,7 +98,7 @@ def test_plan_dry_run_with_a_planner_agent_registers_nothing(
 ) -> None:
     repo = _repo(tmp_path, monkeypatch)
 
-    result = cli(repo, "plan", "--dry-run")
+    result = cli(repo, "plan", "--dry-run", "--json")
 
     assert result.code == 0, result.err
     assert list(Plan.model_validate_json(result.out).lanes) == ["do-g1", "do-g2"]
@@ -180,7 +180,7 @@ def test_full_with_a_planner_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     assert result.code == 0, result.out + result.err
     assert result.out.splitlines()[-3:] == [
-        "summary: 2 merged",
+        "summary: 1 lane: 1 merged; 1 probe: 1 merged",
         "  ✓ probe markers: merged",
         "  ✓ do-markers-a.py: merged",
     ]

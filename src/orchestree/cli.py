@@ -67,9 +67,23 @@ def _dump_json(data: Any) -> None:
     _out(json.dumps(data, indent=2, ensure_ascii=False))
 
 
+def _show_version(wanted: bool) -> None:
+    if wanted:
+        from orchestree import __version__
+
+        _out(f"orchestree {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_show_version, is_eager=True
+        ),
+    ] = False,
 ) -> None:
     _DEBUG["on"] = debug
 
@@ -117,7 +131,7 @@ def status(
     from orchestree.report import render_status
 
     state = orchestrator.open_repo(repo)
-    render_status(state.store.read(), state.layout)
+    render_status(state.store.read(), state.layout, state.config.defaults.agent)
 
 
 @app.command()
@@ -167,13 +181,15 @@ def add_lane(
 ) -> None:
     """Add a lane by hand (the seed's lane JSON), or many at once with --from.
 
+    --from takes an object of id -> lane, or a plan file ({"lanes": {id: lane}}).
+
     Fields: name, tasks, priority (high|medium|low), parallel, depends_on, agent,
     timeout_s, max_attempts, results, budget_usd.
 
     Example: orchestree add-lane docs '{"name": "Docs", "tasks": ["Write the README"],
     "priority": "high", "depends_on": ["api"]}'
     """
-    from orchestree import orchestrator
+    from orchestree import orchestrator, planner
     from orchestree.errors import UserError
 
     if from_file is not None:
@@ -184,6 +200,8 @@ def add_lane(
         except OSError as exc:
             raise UserError(f"cannot read {from_file}: {exc.strerror}") from None
         lanes = orchestrator.parse_lane_json(text, f"--from {from_file}")
+        if planner.is_plan_shape(lanes):  # a plan file (`plan --from`'s shape) works too
+            lanes = lanes["lanes"]
     else:
         if lane_id is None or lane_json is None:
             raise UserError("add-lane needs <id> and <json> (or --from FILE); see --help")
@@ -253,12 +271,25 @@ def tracker_update(
 
 
 @contextlib.contextmanager
+def _steps(label: str) -> Iterator[Callable[[str], None]]:
+    """A live line naming the running step and its time on a TTY; else plain lines."""
+    from orchestree.report import StepProgress, plain
+
+    if not sys.stdout.isatty():
+        yield plain
+        return
+    with StepProgress(label) as live:
+        yield live
+
+
+@contextlib.contextmanager
 def _progress(state: Any, kind: str | None = "lane") -> Iterator[Callable[[str], None]]:
     """A live progress line on a TTY; one plain line per state change otherwise."""
+    from orchestree.report import LiveProgress, plain
+
     if not sys.stdout.isatty():
-        yield _out
+        yield plain
         return
-    from orchestree.report import LiveProgress
 
     with LiveProgress(state.store.read, kind) as live:
         yield live
@@ -284,7 +315,7 @@ def execute(
     state = orchestrator.open_repo(repo)
     with _progress(state) as report:
         summary = execution.execute(state, None, max_parallel, report)
-    _finish_run(summary)
+    _finish_run(summary, state)
 
 
 @app.command("exec-lane")
@@ -303,12 +334,14 @@ def exec_lane(
     kind = _kind(state, lane_id)
     with _progress(state, kind) as report:
         summary = execution.execute(state, {lane_id}, None, report, kind=kind)
-    _finish_run(summary)
+    _finish_run(summary, state)
 
 
 @app.command()
 def retry(
-    lane_id: Annotated[str, typer.Argument(help="A failed, cancelled or blocked lane.")],
+    lane_id: Annotated[
+        str, typer.Argument(help="A failed, cancelled, blocked, conflicted or verify_failed lane.")
+    ],
     no_run: Annotated[
         bool, typer.Option("--no-run", help="Only mark it pending; run it later.")
     ] = False,
@@ -342,7 +375,7 @@ def retry(
         kind = _kind(state, lane_id)
         with _progress(state, kind) as report:
             summary = execution.execute(state, {lane_id}, None, report, kind=kind)
-        _finish_run(summary)
+        _finish_run(summary, state)
 
 
 @app.command()
@@ -365,29 +398,38 @@ def logs(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing while the lane runs.")
     ] = False,
+    raw: Annotated[
+        bool,
+        typer.Option("--raw", help="Print the log's bytes as they are, escape sequences too."),
+    ] = False,
     repo: RepoOpt = Path("."),
 ) -> None:
     """Print a lane's agent log (stdout and stderr of every attempt).
+
+    Control characters the agent wrote (escape sequences, carriage returns) are shown
+    as text, such as \\x1b; --raw prints them as they are.
 
     Example: orchestree logs db-projection --follow
     """
     from orchestree import orchestrator
 
-    orchestrator.show_log(orchestrator.open_repo(repo), lane_id, follow, sys.stdout)
+    orchestrator.show_log(orchestrator.open_repo(repo), lane_id, follow, sys.stdout, raw=raw)
 
 
 def _kind(state: Any, lane_id: str) -> str:
     return str(state.store.read().lanes[lane_id].kind)
 
 
-def _finish_run(summary: Any) -> None:
+def _finish_run(summary: Any, state: Any) -> None:
+    from orchestree.report import outcome, tally
+    from orchestree.visible import visible
+
     for message in summary.held.values():
-        _err(message)
-    counts: dict[str, int] = {}
-    for status in summary.statuses.values():
-        counts[status] = counts.get(status, 0) + 1
-    if counts:
-        _out("lanes: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+        _err(visible(message))
+    lanes = state.store.read().lanes
+    outcomes = [outcome(lanes[k]) if k in lanes else s for k, s in summary.statuses.items()]
+    if outcomes:
+        _out(tally(outcomes))  # e.g. "3 lanes: 1 completed, 2 changed nothing"
     if summary.exit_code:
         raise typer.Exit(summary.exit_code)
 
@@ -419,8 +461,10 @@ def probes(max_parallel: MaxParallel = None, repo: RepoOpt = Path(".")) -> None:
     state = orchestrator.open_repo(repo)
     with _progress(state, "probe") as report:
         result = pipeline.run_probes(state, max_parallel, report)
+    from orchestree.visible import visible
+
     for probe_id, why in result.failed.items():
-        _err(f"probe {probe_id} failed: {why}")
+        _err(visible(f"probe {probe_id} failed: {why}", keep="\n\t"))  # an agent's words
     if result.run.interrupted:
         raise typer.Exit(130)
     if result.failed or (result.merge is not None and result.merge.exit_code):
@@ -430,12 +474,19 @@ def probes(max_parallel: MaxParallel = None, repo: RepoOpt = Path(".")) -> None:
 @app.command()
 def plan(
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the plan; register nothing.")
+        bool, typer.Option("--dry-run", help="Show the plan; register nothing.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the plan as JSON instead of a list.")
     ] = False,
     group_by: GroupBy = None,
     from_file: Annotated[
         Path | None,
-        typer.Option("--from", help="Register this plan file (e.g. one edited by hand)."),
+        typer.Option(
+            "--from",
+            help="Register this plan file (e.g. one edited by hand), or an object of "
+            "id -> lane as add-lane --from takes.",
+        ),
     ] = None,
     repo: RepoOpt = Path("."),
 ) -> None:
@@ -448,25 +499,28 @@ def plan(
     Example: orchestree plan --dry-run
     """
     from orchestree import orchestrator, pipeline, planner
+    from orchestree.report import plan_lines
 
     state = orchestrator.open_repo(repo)
     if from_file is not None:
         made, where = planner.read_plan(from_file), str(from_file)
         pipeline.check_plan(state, made, where)
     else:
-        # A planner agent's progress; on stderr with --dry-run, whose stdout is the plan.
-        shown = contextlib.nullcontext(_err) if dry_run else _progress(state, "probe")
+        # A planner agent's progress; on stderr with --json, whose stdout is the plan.
+        shown = contextlib.nullcontext(_err) if as_json else _progress(state, "probe")
         with shown as report:
             made, where = pipeline.plan_lanes(state, group_by, report), "the plan"
-    if dry_run:
+    added = [] if dry_run else pipeline.register_plan(state, made, where)
+    if as_json:
         _dump_json(made.model_dump(mode="json", exclude_defaults=True))
         return
-    added = pipeline.register_plan(state, made, where)
-    _out(f"plan: {len(made.lanes)} lane(s), {len(added)} registered; written to "
-         f"{state.layout.plan_file}")  # fmt: skip
-    for lane_id, lane in made.lanes.items():
-        after = f" (after {', '.join(lane.depends_on)})" if lane.depends_on else ""
-        _out(f"  {lane_id} [{lane.priority}]{after}: {lane.name}")
+    if dry_run:
+        _out(f"plan (dry run; nothing registered): {len(made.lanes)} lane(s)")
+    else:
+        _out(f"plan: {len(made.lanes)} lane(s), {len(added)} registered; written to "
+             f"{state.layout.plan_file}")  # fmt: skip
+    for line in plan_lines(made):
+        _out(line)
 
 
 @app.command()
@@ -506,15 +560,21 @@ def merge(
     Every merge is computed in memory on top of the previous one; a conflicting lane is
     recorded with its files and its dependents are skipped; with [merge] verify set,
     a lane whose merge fails it is dropped. The base branch then moves once, by
-    fast-forward. Exit 1 when some lane conflicted, failed verify or was skipped.
-    --check runs the same computation (verify included) and publishes nothing.
+    fast-forward. Exit 1 when some lane conflicted, failed verify or was skipped, and
+    while a lane of an earlier run is still conflicted, failed or blocked (running merge
+    again does not make that go away). On a terminal a live line names the lane, the
+    step (merging, verifying) and its time; in a pipe each lane gets its line as it is
+    decided. --check runs the same computation (verify included) and publishes nothing.
 
     Example: orchestree merge --check && orchestree merge
     """
     from orchestree import merger, orchestrator
 
-    report = merger.merge(orchestrator.open_repo(repo), lane_id=lane, check=check)
-    for line in merger.describe(report):
+    state = orchestrator.open_repo(repo)
+    with _steps("merge --check" if check else "merge") as say:
+        watch = merger.ReportWatch(say, check=check)
+        report = merger.merge(state, lane_id=lane, check=check, watch=watch)
+    for line in merger.describe(report, lanes=False):
         _out(line)
     return report.exit_code
 
@@ -538,7 +598,11 @@ def cleanup(
     from orchestree import orchestrator
     from orchestree.cleanup import cleanup as run_cleanup
 
-    for line in run_cleanup(orchestrator.open_repo(repo), force=force, say=_out).lines():
+    state = orchestrator.open_repo(repo)
+    with _steps("cleanup") as say:
+        step = getattr(say, "step", None)
+        done = run_cleanup(state, force=force, say=say, step=step, tell=say)
+    for line in done.lines(told=True):
         _out(line)
 
 

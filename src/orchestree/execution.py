@@ -106,10 +106,18 @@ class Execution:
             if base is None:
                 raise EnvironmentRefused(f"base branch {t.base_branch!r} no longer exists")
             t.base_commit = base
-            t.phase = max(t.phase, 1 if self.kind == "probe" else 3)
+            t.phase = self._phase()  # the phase that runs now, whatever ran before
             t.status = "running"
 
         return self.repo.store.update(change, "execute-start")
+
+    def _phase(self) -> int:
+        """3 (execute) for lanes; 1 (probes) for probe lanes, 2 (plan) for the planner's."""
+        from orchestree.planner_agent import PLANNER_LANE
+
+        if self.kind != "probe":
+            return 3
+        return 2 if self.only == {PLANNER_LANE} else 1
 
     def _loop(self) -> None:
         while not self._stop:

@@ -10,9 +10,11 @@ that step and without any tracker write.
 from __future__ import annotations
 
 import heapq
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Protocol, cast
 
 from orchestree import doctor, git, merge_guard, publish
 from orchestree.errors import EnvironmentRefused, UserError
@@ -43,6 +45,8 @@ class Outcome:
     commit: str | None = None
     conflicts: list[str] = field(default_factory=list)
     reason: str = ""  # why it was skipped, the verify output's tail, or "already in <base>"
+    unchanged: bool = False  # the lane completed without changing any file
+    seconds: float = 0.0  # how long deciding it took (its verify, mostly)
 
     @property
     def fresh(self) -> bool:
@@ -58,23 +62,51 @@ class MergeReport:
     new: str  # the final candidate (== old when nothing new is merged)
     outcomes: list[Outcome] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Lanes left from earlier merges that still need a person: lane -> its status.
+    outstanding: dict[str, str] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
-        return 1 if any(o.status != "merged" for o in self.outcomes) else 0
+        """1 when a lane of this merge, or one still outstanding from an earlier one
+        (conflicted, failed, not merged), needs a person: re-running `merge` does not
+        make a conflict go away."""
+        bad = any(o.status != "merged" for o in self.outcomes) or self.outstanding
+        return 1 if bad else 0
+
+
+class Watch(Protocol):
+    """Hears a merge as it goes, so a slow verify is not a silent one."""
+
+    def begin(self, order: list[str]) -> None:
+        """The lanes about to be decided, in merge order."""
+
+    def step(self, lane_id: str, what: str) -> None:
+        """`what` (merging, verifying) starts now for `lane_id`."""
+
+    def done(self, outcome: Outcome) -> None:
+        """`outcome` is decided."""
+
+
+# Lane statuses that a run's merge leaves for a person (exit 1, see MergeReport).
+NEEDS_A_PERSON = frozenset({"conflict", "verify_failed", "failed", "blocked", "cancelled"})
 
 
 def merge(
-    repo: Repo, lane_id: str | None = None, check: bool = False, kind: str | None = None
+    repo: Repo,
+    lane_id: str | None = None,
+    check: bool = False,
+    kind: str | None = None,
+    watch: Watch | None = None,
 ) -> MergeReport:
     """Merge the completed lanes (or just `lane_id`, or only lanes of `kind`, e.g. the
-    probes); with `check`, only predict."""
+    probes); with `check`, only predict. `watch` hears each step as it happens."""
     if check:
         tracker = repo.store.read()
         notes = _preconditions(repo.root, tracker.base_branch, check=True)
         if publish.read_journal(repo.layout) is not None:
             notes.append("an interrupted merge awaits repair; `orchestree merge` finishes it")
-        report = _plan(repo, tracker, lane_id, check=True, notes=notes, kind=kind)
+        report = _plan(repo, tracker, lane_id, check=True, notes=notes, kind=kind, watch=watch)
+        report.outstanding = outstanding(tracker, report, lane_id, kind)
         refused = _overwrite_problem(repo, report)
         if refused:
             report.notes.append(f"`merge` will refuse: {refused}")
@@ -88,8 +120,10 @@ def merge(
         for _ in range(MAX_PLANS):
             tracker = repo.store.read()
             _preconditions(repo.root, tracker.base_branch, check=False)
-            report = _plan(repo, tracker, lane_id, check=False, notes=notes, kind=kind)
+            report = _plan(repo, tracker, lane_id, check=False, notes=notes, kind=kind,
+                           watch=watch)  # fmt: skip
             if not report.outcomes:
+                report.outstanding = outstanding(tracker, report, lane_id, kind)
                 return report
             refused = _overwrite_problem(repo, report)
             if refused:
@@ -99,12 +133,32 @@ def merge(
             ):
                 _record(repo, report, kind)
                 publish.clear_journal(repo.layout)
+                report.outstanding = outstanding(repo.store.read(), report, lane_id, kind)
                 return report
             notes.append(f"{report.base_branch} moved while merging; planned again")
         raise EnvironmentRefused(
             f"{tracker.base_branch} moved {MAX_PLANS} times while merging; nothing was "
             "published; merge again when it is quiet"
         )
+
+
+def outstanding(
+    tracker: Tracker, report: MergeReport, lane_id: str | None, kind: str | None
+) -> dict[str, str]:
+    """Lanes in scope, not decided by this merge, that still need a person: conflicted,
+    failed or blocked ones, and completed ones a merge skipped."""
+    from orchestree.planner_agent import is_planner_lane
+
+    decided = {o.lane_id for o in report.outcomes}
+    found: dict[str, str] = {}
+    for lid, lane in tracker.lanes.items():
+        if lid in decided or (lane_id is not None and lid != lane_id):
+            continue
+        if kind not in (None, lane.kind) or is_planner_lane(lane):
+            continue  # a planner agent's lane is never merged (its plan is read instead)
+        if lane.status in NEEDS_A_PERSON or lane.merge.status == "skipped":
+            found[lid] = lane.status if lane.merge.status != "skipped" else "not merged"
+    return found
 
 
 def _preconditions(root: Path, base: str, check: bool) -> list[str]:
@@ -209,6 +263,7 @@ def _plan(
     check: bool,
     notes: list[str],
     kind: str | None = None,
+    watch: Watch | None = None,
 ) -> MergeReport:
     root, base = repo.root, tracker.base_branch
     old = git.head_commit(root, f"refs/heads/{base}")
@@ -243,17 +298,29 @@ def _plan(
         refused = merge_guard.own_paths_problem(root, lid, head, own)
         if refused:
             return Outcome(lid, "skipped", reason=refused)
-        outcome = _merge_one(root, lid, lane, head, report.new, verify)
+        outcome = _merge_one(root, lid, lane, head, report.new, verify, step)
         if outcome.status == "merged" and outcome.commit:
             report.new = outcome.commit
         return outcome
 
+    def step(lid: str, what: str) -> None:
+        if watch is not None:
+            watch.step(lid, what)
+
+    if watch is not None:
+        watch.begin(order)
     with verifier(repo) as verify:
         for lid in order:
+            began = time.monotonic()
+            step(lid, "merging")
             outcome = decide(lid, verify)
+            outcome.unchanged = tracker.lanes[lid].no_changes
+            outcome.seconds = time.monotonic() - began
             if outcome.status != "merged":
                 failed[lid] = outcome.status
             report.outcomes.append(outcome)
+            if watch is not None:
+                watch.done(outcome)
     return report
 
 
@@ -275,12 +342,20 @@ def _lane_head(root: Path, on_branch: str | None, lane: Lane) -> tuple[str | Non
 
 
 def _merge_one(
-    root: Path, lane_id: str, lane: Lane, head: str, candidate: str, verify: Verifier | None
+    root: Path,
+    lane_id: str,
+    lane: Lane,
+    head: str,
+    candidate: str,
+    verify: Verifier | None,
+    step: Callable[[str, str], None],
 ) -> Outcome:
     result = git.merge_tree(root, candidate, head)
     if result.tree is None:
         return Outcome(lane_id, "conflict", conflicts=result.conflicts)
     commit = git.commit_tree(root, result.tree, [candidate, head], merge_message(lane_id, lane))
+    if verify:
+        step(lane_id, "verifying")
     failure = verify.run(commit, lane_id) if verify else None
     if failure is not None:
         return Outcome(lane_id, "verify_failed", commit, reason=failure)
@@ -301,11 +376,11 @@ def merge_message(lane_id: str, lane: Lane) -> str:
 def _nothing_to_do(tracker: Tracker, lane_id: str | None) -> str:
     if lane_id is not None:
         return f"lane {lane_id} is already merged; nothing to do"
-    counts: dict[str, int] = {}
-    for lane in tracker.lanes.values():
-        counts[lane.status] = counts.get(lane.status, 0) + 1
-    states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no lanes yet"
-    return f"no completed lanes to merge ({states})"
+    from orchestree.report import outcome, tally
+
+    if not tracker.lanes:
+        return "no completed lanes to merge (no lanes yet)"
+    return f"no completed lanes to merge ({tally([outcome(x) for x in tracker.lanes.values()])})"
 
 
 def _record(repo: Repo, report: MergeReport, kind: str | None) -> None:
@@ -331,27 +406,42 @@ def _record(repo: Repo, report: MergeReport, kind: str | None) -> None:
     repo.store.update(change, "merge", old=report.old, new=report.new, lanes=outcomes)
 
 
-def describe(report: MergeReport) -> list[str]:
-    """The summary `merge` prints: one line per lane, then what happened to the base."""
-    would = "would " if report.check else ""
+def outcome_lines(o: Outcome, check: bool, width: int = 0) -> list[str]:
+    """One lane's line of `merge`'s output (and a failed verify's tail below it)."""
+    from orchestree.visible import visible
+
     verbs = {"merged": "merge", "conflict": "conflict", "skipped": "skip"}
+    verb = verbs.get(o.status, "fail verify")
+    head = f"would {verb}" if check else o.status
+    if o.status == "merged":
+        detail = f"({o.reason})" if o.reason else f"as {o.commit[:10] if o.commit else '?'}"
+        if o.unchanged:  # nothing of it reached the base: say so, not just "merged"
+            head = "would skip" if check else "changed nothing"
+            detail = "(the lane changed no file; nothing to merge)"
+    elif o.status == "conflict":
+        detail = f"conflicts in {', '.join(o.conflicts) or '(no file named)'}"
+    else:
+        detail = o.reason.splitlines()[0] if o.reason else ""
+    lines = [visible(f"{head:<18} {o.lane_id:<{width}}  {detail}")]
+    if o.status == "verify_failed":
+        lines += [visible(f"    {line}", keep="\t") for line in o.reason.splitlines()[1:]]
+    return lines
+
+
+def describe(report: MergeReport, lanes: bool = True) -> list[str]:
+    """The summary `merge` prints: one line per lane (unless `lanes` is False: a
+    `Watch` printed them as they were decided), then what happened to the base."""
+    would = "would " if report.check else ""
     lines = [f"note: {note}" for note in report.notes]
     width = max((len(o.lane_id) for o in report.outcomes), default=0)
-    for o in report.outcomes:
-        verb = verbs.get(o.status, "fail verify")
-        head = f"{would}{verb}" if report.check else o.status
-        if o.status == "merged":
-            detail = f"({o.reason})" if o.reason else f"as {o.commit[:10] if o.commit else '?'}"
-        elif o.status == "conflict":
-            detail = f"conflicts in {', '.join(o.conflicts) or '(no file named)'}"
-        else:
-            detail = o.reason.splitlines()[0] if o.reason else ""
-        lines.append(f"{head:<18} {o.lane_id:<{width}}  {detail}")
-        if o.status == "verify_failed":
-            lines += [f"    {line}" for line in o.reason.splitlines()[1:]]
+    for o in report.outcomes if lanes else []:
+        lines += outcome_lines(o, report.check, width)
+    unchanged = sum(o.status == "merged" and o.unchanged for o in report.outcomes)
     counts = {s: sum(o.status == s for o in report.outcomes) for s in STATUSES}
+    counts["merged"] -= unchanged
     if report.outcomes:
-        tally = ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in counts.items() if n)
+        named = [f"{n} {s.replace('_', ' ')}" for s, n in counts.items() if n]
+        tally = ", ".join(named + ([f"{unchanged} changed nothing"] if unchanged else []))
         move = (
             f"{report.base_branch} {would}{'stay' if report.check else 'stayed'} at "
             f"{report.old[:10]}"
@@ -366,4 +456,33 @@ def describe(report: MergeReport) -> list[str]:
                 f"to fix {o.lane_id}: merge {report.base_branch} into {branch(o.lane_id)} in "
                 f"its worktree, resolve, commit, then `orchestree merge --lane {o.lane_id}`"
             )
+    if report.outstanding:
+        listed = ", ".join(f"{k} ({v})" for k, v in sorted(report.outstanding.items()))
+        lines.append(
+            f"still outstanding from earlier runs: {listed}; see `orchestree status`, "
+            "then `orchestree retry <lane>` or `orchestree merge --lane <lane>`"
+        )
     return lines
+
+
+class ReportWatch:
+    """A `Watch` that says each decided lane through `report` at once (one line per
+    lane without a TTY), and hands steps to `report.step` when it has one (a live line)."""
+
+    def __init__(self, report: Callable[[str], None], check: bool = False) -> None:
+        self.report, self.check, self.width = report, check, 0
+
+    def begin(self, order: list[str]) -> None:
+        self.width = max((len(k) for k in order), default=0)
+
+    def step(self, lane_id: str, what: str) -> None:
+        step = getattr(self.report, "step", None)
+        if step is not None:
+            step(f"{what} {lane_id}")
+
+    def done(self, outcome: Outcome) -> None:
+        step = getattr(self.report, "step", None)
+        if step is not None:
+            step(None)
+        for line in outcome_lines(outcome, self.check, self.width):
+            self.report(line)

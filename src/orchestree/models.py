@@ -48,7 +48,7 @@ LaneStatus = Literal[
 AgentStatus = Literal["created", "running", "completed", "failed"]
 Priority = Literal["high", "medium", "low"]
 LaneKind = Literal["lane", "probe"]
-TrackerStatus = Literal["initialized", "running", "completed", "failed", "cancelled"]
+TrackerStatus = Literal["initialised", "running", "completed", "failed", "cancelled"]
 MergeStatus = Literal["merged", "conflict", "verify_failed", "skipped"]
 
 PRIORITY_RANK: dict[str, int] = {"high": 0, "medium": 1, "low": 2}
@@ -164,7 +164,7 @@ class Agent(_Strict):
 class Tracker(_Strict):
     version: str = TRACKER_VERSION
     phase: int = Field(default=0, ge=0, le=4)
-    status: TrackerStatus = "initialized"
+    status: TrackerStatus = "initialised"
     repo: str
     base_branch: str
     base_commit: str
@@ -172,6 +172,12 @@ class Tracker(_Strict):
     updated_at: str = Field(default_factory=now_iso)
     agents: dict[str, Agent] = Field(default_factory=dict)
     lanes: dict[str, Lane] = Field(default_factory=dict)
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _one_spelling(cls, value: object) -> object:
+        # Trackers written before the README's spelling was used everywhere.
+        return "initialised" if value == "initialized" else value
 
     @field_validator("lanes")
     @classmethod

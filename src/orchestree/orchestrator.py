@@ -394,19 +394,35 @@ def cancel_lane(repo: Repo, lane_id: str) -> str:
     return f"{lane_id}: cancelled"
 
 
-def show_log(repo: Repo, lane_id: str, follow: bool, out: Any) -> None:
+def show_log(repo: Repo, lane_id: str, follow: bool, out: Any, raw: bool = False) -> None:
+    """Print the lane's log to `out`. The agent wrote it, so its control characters are
+    shown as escapes (`visible`), newlines and tabs kept; `raw` writes the bytes as they
+    are to `out.buffer`."""
+    import codecs
     import time
+
+    from orchestree.visible import visible
 
     lane = require_lane(repo, lane_id, set(LANE_STATUSES), "show a log")
     path = repo.layout.log(lane_id)
     if not path.exists():
         out.write(f"lane {lane_id!r} has no log yet (status {lane.status})\n")
         return
+    # Incremental: a UTF-8 character split across two reads is still one character.
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
     with path.open("rb") as fh:
         while True:
             chunk = fh.read(65536)
             if chunk:
-                out.write(chunk.decode("utf-8", "replace"))
+                buffer = getattr(out, "buffer", None) if raw else None
+                if buffer is not None:
+                    out.flush()
+                    buffer.write(chunk)
+                    buffer.flush()
+                elif raw:  # a text-only stream (a test's): the characters, unescaped
+                    out.write(decoder.decode(chunk))
+                else:
+                    out.write(visible(decoder.decode(chunk), keep="\n\t"))
                 out.flush()
                 continue
             if not follow or repo.store.read().lanes[lane_id].status not in ("running", "pending"):

@@ -30,6 +30,13 @@ _NOT_RUN = {
 Verdict = agents.Outcome
 
 
+_STOPPED = {  # the status says "cancelled"; the error says what stopped the agent
+    "cancelled": "its agent was stopped (orchestree cancel or Ctrl-C); worktree kept",
+    "interrupted": "its agent was interrupted (Ctrl-C or a signal); worktree kept",
+    "parent-died": "its orchestrator or worker went away while it ran",
+}
+
+
 def _from(outcome: agents.Outcome, ok: bool, error: str | None) -> Verdict:
     return dataclasses.replace(outcome, ok=ok, error=error)
 
@@ -59,8 +66,8 @@ def judge(
         why = re.sub(r"^exited with code -?\d+:? ?", "", said.error or "")
         why = f": {why}" if why else "; the agent's tree was ended"
         return _from(said, False, f"timed out after {timeout:g} s{why}")
-    if reason in ("cancelled", "interrupted", "parent-died"):
-        return Verdict(False, f"cancelled ({reason})")
+    if reason in _STOPPED:
+        return Verdict(False, _STOPPED[reason])
     if reason == "setup-failed":
         return Verdict(False, f"worktree setup failed (exit {code}); see the log")
     if reason in _NOT_RUN:

@@ -181,8 +181,8 @@ def run_probes(repo: Repo, max_parallel: int | None, report: Reporter) -> Probes
               if tracker.lanes[k].status not in ("completed", "merged")}  # fmt: skip
     merged = None
     if any(tracker.lanes[k].status == "completed" for k in ids):
-        merged = merger.merge(repo, kind="probe")
-        for line in merger.describe(merged):
+        merged = merger.merge(repo, kind="probe", watch=merger.ReportWatch(report))
+        for line in merger.describe(merged, lanes=False):
             report(line)
     return ProbesResult(run, merged, failed)
 
@@ -354,7 +354,7 @@ def full(
     run = execution.execute(repo, set(plan.lanes), max_parallel, report)
     if run.interrupted:
         return repo, FullResult(probed, added, run, None)
-    merged = merger.merge(repo)
-    for line in merger.describe(merged):
+    merged = merger.merge(repo, watch=merger.ReportWatch(report))
+    for line in merger.describe(merged, lanes=False):
         report(line)
     return repo, FullResult(probed, added, run, merged)

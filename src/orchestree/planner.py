@@ -235,6 +235,20 @@ def write_plan(path: Path, plan: Plan) -> None:
     os.replace(tmp, path)
 
 
+PLAN_KEYS = frozenset({"version", "created_at", "sources", "lanes"})
+
+
+def is_plan_shape(raw: dict[str, object]) -> bool:
+    """Does this JSON object have a plan's shape (`{"lanes": {id: lane}, ...}`) rather
+    than `add-lane --from`'s (`{id: lane}`)? `plan --from` and `add-lane --from` take
+    either, so a file made for one works with the other."""
+    lanes = raw.get("lanes")
+    if not isinstance(lanes, dict) or not set(raw) <= PLAN_KEYS:
+        return False
+    # A lane whose id is "lanes" holds fields (tasks: a list), not lanes (all objects).
+    return all(isinstance(lane, dict) for lane in lanes.values())
+
+
 def read_plan(path: Path) -> Plan:
     """Read and validate a plan (perhaps written by a planner agent or edited by hand).
 
@@ -253,6 +267,8 @@ def read_plan(path: Path) -> Plan:
         raise UserError(message) from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: must hold a JSON object, not {type(raw).__name__}")
+    if not is_plan_shape(raw):  # `add-lane --from`'s shape: an object of id -> lane
+        raw = {"lanes": raw}
     try:
         return Plan.model_validate(raw)
     except ValidationError as exc:

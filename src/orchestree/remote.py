@@ -15,23 +15,40 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from orchestree import git
-from orchestree.errors import GitError
+from orchestree.errors import EnvironmentRefused, GitError
 
 REJECTED = ("stale info", "rejected", "failed to push", "already exists")
 
 
 def remote_url(root: Path, remote: str) -> str:
-    """A URL workers can use: a configured remote's URL, or the path/URL given."""
+    """A URL workers can use: a configured remote's URL, or the path/URL given.
+
+    Refused in one line, before any cluster starts, when `remote` is none of these."""
     proc = git.run("remote", "get-url", remote, cwd=root, check=False)
     url = proc.stdout.strip() if proc.returncode == 0 else remote
     if "://" not in url and not url.startswith("git@") and (root / url).exists():
         return str((root / url).resolve())
+    if proc.returncode != 0 and "://" not in url and ":" not in url:
+        raise EnvironmentRefused(
+            f"[executor] remote = {remote!r} is neither a git remote of {root} nor an "
+            "existing path or URL; the Dask executor's workers clone from it: add it "
+            f"(`git remote add {remote} <url>`, e.g. a bare repository made with "
+            "`git init --bare`) or set [executor] remote in orchestree.toml"
+        )
     return url
 
 
 def publish(root: Path, url: str, sha: str) -> None:
     """Put a commit on the remote as `refs/orchestree/base/<sha>` (idempotent)."""
-    git.run("push", "-q", url, f"{sha}:refs/orchestree/base/{sha}", cwd=root)
+    try:
+        git.run("push", "-q", url, f"{sha}:refs/orchestree/base/{sha}", cwd=root)
+    except GitError as exc:
+        said = [line for line in exc.stderr.strip().splitlines() if line.strip()]
+        why = said[0].removeprefix("fatal: ") if said else f"exit {exc.code}"
+        raise EnvironmentRefused(
+            f"cannot push to the executor's remote {url} ({why}); check [executor] "
+            "remote in orchestree.toml and that this machine can push there"
+        ) from None
 
 
 def heads(root: Path, url: str, pattern: str) -> dict[str, str]:

@@ -1,7 +1,8 @@
 """Reading an agent-written tracker safely, and the formats both views share.
 
 Agents write the tracker too, so a field may hold anything JSON can: each reader here
-returns the expected type or a harmless default, never raises.
+returns the expected type or a harmless default, never raises. Text comes back with its
+control characters made visible (`visible.py`): a view shows agent text as text.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+
+from orchestree.visible import visible
 
 PROGRESS_MAX = 200
 
@@ -52,16 +55,17 @@ def progress_text(value: Any) -> str:
     if value is None:
         return ""
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    text = " ".join(text.split())
+    # Newlines and tabs fold into spaces below; every other control shows as an escape.
+    text = " ".join(visible(text, keep="\t\n\x0b\x0c\x1c\x1d\x1e\x1f").split())
     return text if len(text) <= PROGRESS_MAX else text[: PROGRESS_MAX - 1] + "…"
 
 
 def as_str(value: Any, default: str = "") -> str:
-    return value if isinstance(value, str) else default
+    return visible(value) if isinstance(value, str) else default
 
 
 def opt_str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+    return visible(value) if isinstance(value, str) and value else None
 
 
 def as_int(value: Any) -> int | None:
@@ -75,7 +79,7 @@ def as_num(value: Any) -> float | None:
 
 
 def as_strs(value: Any) -> list[str]:
-    return [str(v) for v in value] if isinstance(value, list) else []
+    return [visible(str(v)) for v in value] if isinstance(value, list) else []
 
 
 def as_dict(value: Any) -> Mapping[str, Any]:

@@ -35,6 +35,7 @@ from orchestree.monitor.views import (
     Snapshot,
     Statistics,
 )
+from orchestree.visible import visible
 
 PHASES = ("init", "probes", "plan", "execute", "merge")
 LANE_STATUSES = tuple(LANE_TRANSITIONS)
@@ -126,6 +127,28 @@ def _lane_warnings(lane: LaneView, timeout_s: float) -> list[LaneWarning]:
     return out
 
 
+# Warnings in the order they need a look: what failed or conflicted first, notices last.
+_WARNING_KINDS = ("failed", "conflict", "verify_failed", "dead_pid", "pid_reused", "timeout",
+                  "blocked", "no_changes")  # fmt: skip
+WARNING_ORDER = {kind: i for i, kind in enumerate(_WARNING_KINDS)}
+
+
+def order_warnings(warnings: list[LaneWarning]) -> list[LaneWarning]:
+    """Failures and conflicts first; the "changed nothing" notices folded into one
+    warning, so on a small screen they never push a failure out of sight."""
+    quiet = [w for w in warnings if w.kind == "no_changes"]
+    loud = sorted(
+        (w for w in warnings if w.kind != "no_changes"),
+        key=lambda w: WARNING_ORDER.get(w.kind, len(WARNING_ORDER)),
+    )  # a stable sort: lanes keep the listing's order within a kind
+    if len(quiet) > 1:
+        names = ", ".join(w.lane for w in quiet)
+        n = len(quiet)
+        quiet = [LaneWarning("no_changes", quiet[0].lane,
+                             f"{n} lanes finished without changing any file: {names}")]  # fmt: skip
+    return loud + quiet
+
+
 def _lane_view(
     lane_id: str, raw: Mapping[str, Any], agent: Mapping[str, Any], now: datetime
 ) -> LaneView:
@@ -133,7 +156,7 @@ def _lane_view(
     merge = as_dict(raw.get("merge"))
     log = opt_str(agent.get("log")) or f".orchestration/logs/agent-{lane_id}.log"
     return LaneView(
-        id=lane_id,
+        id=visible(lane_id),  # a key an agent may have written into the file
         name=as_str(raw.get("name")) or lane_id,
         kind=as_str(raw.get("kind"), "lane"),
         status=status,
@@ -191,7 +214,7 @@ def _elapsed(lanes_raw: Mapping[str, Any], now: datetime, any_running: bool) -> 
 def _agent_view(name: str, raw: Mapping[str, Any], now: datetime) -> AgentView:
     status = as_str(raw.get("status"), "created")
     return AgentView(
-        name=name,
+        name=visible(name),
         lane=as_str(raw.get("lane")),
         status=status,
         symbol=AGENT_SYMBOLS.get(status, "?"),
@@ -266,6 +289,9 @@ def build_snapshot(
         warnings.extend(found)
     memo.lanes = lane_memo
     lanes.sort(key=lane_sort_key)
+    order = {lane.id: i for i, lane in enumerate(lanes)}
+    warnings.sort(key=lambda w: order.get(w.lane, len(order)))
+    warnings = order_warnings(warnings)
 
     agents = []
     agent_memo: dict[str, tuple[Any, AgentView]] = {}
@@ -299,7 +325,8 @@ def build_snapshot(
 
     phase = as_int(tracker.get("phase")) or 0
     phase = min(max(phase, 0), len(PHASES) - 1)
-    status = as_str(tracker.get("status"), "initialized")
+    status = as_str(tracker.get("status"), "initialised")
+    status = "initialised" if status == "initialized" else status  # one spelling, as models
     updated = parse_time(tracker.get("updated_at"))
     return Snapshot(
         status=status,
