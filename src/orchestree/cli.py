@@ -103,7 +103,7 @@ def status(
         if not path.exists():
             raise UserError(f"{root} is not initialised; run `orchestree init` there first")
         try:
-            _dump_json(access_tracker.read(str(path)))
+            _dump_json(access_tracker.read_trusted(str(path)))
         except access_tracker.TrackerFileError as exc:
             raise TrackerError(str(exc)) from None
         return
@@ -198,7 +198,7 @@ def tracker_get(
     """
     from orchestree import orchestrator
 
-    _dump_json(orchestrator.tracker_get(orchestrator.open_repo(repo), key_path))
+    _dump_json(orchestrator.tracker_get(orchestrator.open_run_repo(repo)[0], key_path))
 
 
 @tracker_app.command("update")
@@ -208,12 +208,16 @@ def tracker_update(
 ) -> None:
     """Deep-merge a JSON update into the tracker under the lock, validated.
 
+    It never creates a lane (add-lane and plan do). Inside a lane's worktree, or with
+    ORCHESTREE_LANE set, only that lane's progress, data and results may change.
+
     Example: orchestree tracker update '{"lanes": {"docs": {"progress": "50% complete"}}}'
     """
     from orchestree import orchestrator
 
     changes = orchestrator.parse_lane_json(update_json, "the update")
-    orchestrator.open_repo(repo).store.merge(changes, actor="cli")
+    state, lane = orchestrator.open_run_repo(repo)
+    state.store.merge(changes, actor="cli" if lane is None else f"agent-{lane}", lane=lane)
     _out("tracker updated")
 
 

@@ -19,7 +19,9 @@ PRESETS = ("claude", "codex", "aider", "gemini", "shell")
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: `max_parallel = "4"` is a mistake to name, not a number to guess at; and
+    # `inf`/`nan` (valid TOML) are no timeout or grace anyone means.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class Defaults(_Section):
@@ -52,6 +54,12 @@ class WorktreeConfig(_Section):
     root: str = ".worktrees"
     setup: str = ""
     ports: tuple[int, int] = (20000, 20999)
+
+    @field_validator("ports", mode="before")
+    @classmethod
+    def _pair(cls, value: object) -> object:
+        # TOML has arrays, not tuples; strict mode would refuse every [low, high].
+        return tuple(value) if isinstance(value, list) else value
 
     @field_validator("ports")
     @classmethod

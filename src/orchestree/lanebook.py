@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestree import agents, git, outcome
-from orchestree.access_tracker import now_iso
+from orchestree.access_tracker import PROGRESS_MAX_CHARS, agent_field_problem, now_iso
 from orchestree.executors import LaneUpdate
 from orchestree.layout import PLAN_FILE, agent_name, branch, results_dir
 from orchestree.models import Agent, Lane, Tracker
@@ -92,6 +92,11 @@ class LaneBook:
         self.report(f"→ {lane_id}: started (attempt {update.attempt}, {where})")
 
     def progress(self, lane_id: str, text: str | None, data: dict[str, Any] | None) -> None:
+        # Within the caps an agent's own fields have (a remote agent's arrive here).
+        text = text[:PROGRESS_MAX_CHARS] if isinstance(text, str) else None
+        if data is not None and agent_field_problem("data", data):
+            data = None
+
         def change(t: Tracker) -> None:
             lane = t.lanes[lane_id]
             lane.progress = text
