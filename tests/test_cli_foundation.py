@@ -490,6 +490,7 @@ def drop_ledger(root: Path) -> None:
     for name in ("ledger.json", "ledger.key"):
         (orch(root) / name).unlink()
 
+
 TORN = b'{"version": "1.0.0", "phase": 0, "lanes": {"api": {"sta'
 NEWER = json.dumps({"version": "9.0.0", "phase": 0, "agents": {}, "lanes": {}}).encode()
 

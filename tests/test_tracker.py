@@ -280,9 +280,7 @@ def test_a_field_an_agent_broke_stops_orchestree_cleanly_until_repaired(
     assert repaired.lanes["work"].priority == "high"
 
 
-def test_a_dependency_cycle_on_disk_is_an_invalid_tracker(
-    store: TrackerStore, orch: Path
-) -> None:
+def test_a_dependency_cycle_on_disk_is_an_invalid_tracker(store: TrackerStore, orch: Path) -> None:
     drop_ledger(orch)
     data = store.read_raw()
     data["lanes"]["work"]["depends_on"] = ["work"]

@@ -77,11 +77,16 @@ class ProbeConfig(_Section):
     command: str | None = None
     priority: Literal["high", "medium", "low"] = "medium"
     timeout_s: float | None = Field(default=None, gt=0)
+    # Agents this probe's gaps may ask for besides [defaults] agent (docs/trust.md): a
+    # probe's output is an agent's text, so by default it carries tasks, never an agent.
+    allow_agents: list[str] = Field(default_factory=list)
 
 
 class PlanConfig(_Section):
     agent: str | None = None
     group_by: Literal["gap", "file", "probe"] = "gap"
+    # Agents the planner agent's lanes may ask for besides [defaults] agent.
+    allow_agents: list[str] = Field(default_factory=list)
 
 
 class MergeConfig(_Section):
@@ -150,8 +155,12 @@ def load_config(repo_root: Path) -> Config:
         if probe.agent is not None:
             config.check_agent(probe.agent, f"{path}: [probes.{probe_id}]")
         _check_probe(probe_id, probe, f"{path}: [probes.{probe_id}]")
+        for name in probe.allow_agents:
+            config.check_agent(name, f"{path}: [probes.{probe_id}] allow_agents")
     if config.plan.agent is not None:
         config.check_agent(config.plan.agent, f"{path}: [plan]")
+    for name in config.plan.allow_agents:
+        config.check_agent(name, f"{path}: [plan] allow_agents")
     return config
 
 

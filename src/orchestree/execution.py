@@ -64,6 +64,7 @@ class Execution:
         self._base = ""
         self._run_id = ""
         self._git_identity: tuple[str, str] | None = None
+        self._ignored: list[str] = []  # the edits of tracker.json last named
 
     # --- the loop -------------------------------------------------------------------
 
@@ -114,6 +115,7 @@ class Execution:
     def _loop(self) -> None:
         while not self._stop:
             tracker = self.repo.store.read()
+            self._say_ignored(self.repo.store.ignored)
             lanes = {k: v for k, v in tracker.lanes.items()}
             scope = {k for k, v in lanes.items() if self._in_scope(k, v.kind)}
             decision = scheduler.decide(lanes, set(self.running), self.max_parallel, scope)
@@ -126,6 +128,17 @@ class Execution:
             if not self.running and not decision.start and not blocks:
                 return
             self._wait()
+
+    def _say_ignored(self, ignored: list[str]) -> None:
+        """Name, once, what someone wrote into tracker.json that orchestree does not act on
+        (docs/trust.md): only its own ledger decides which lanes run, and with which pid."""
+        if not ignored or ignored == self._ignored:
+            return
+        self._ignored = list(ignored)
+        more = f" and {len(ignored) - 5} more" if len(ignored) > 5 else ""
+        self.report(
+            f"! tracker.json was edited outside orchestree; ignored: {', '.join(ignored[:5])}{more}"
+        )
 
     def _wait(self) -> None:
         if not self.running:
