@@ -113,6 +113,10 @@ Path("work.txt").write_text("done")
     assert not pwned.exists()
     assert {k: v["status"] for k, v in lanes(repo).items()} == {"worker": "completed"}
     assert "lanes.evil added" in ignored(repo)
+    said = [line for line in result.out.splitlines() if "edited outside" in line]
+    assert len(said) == 1
+    assert said[0].startswith("! tracker.json was edited outside orchestree; ignored: ")
+    assert "lanes.evil added" in said[0]
     assert cli(repo, "merge").code == 0
     assert "work.txt" in on_main(repo)
     assert not pwned.exists()
@@ -207,6 +211,7 @@ Path("liar.txt").write_text("mine")
         "liar": "completed",
     }
     assert "lanes.victim.status changed" in ignored(repo)
+    assert "ignored: lanes.victim.status changed" in result.out
     merged = cli(repo, "merge")
     assert merged.code == 0, merged.out + merged.err
     files = on_main(repo)

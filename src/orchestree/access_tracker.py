@@ -378,6 +378,7 @@ def transact(
     validate: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any] | bytes] | None = None,
     timeout: float = LOCK_TIMEOUT_S,
     on_wait: Callable[[int | None], None] | None = None,
+    on_ignored: Callable[[list[str]], None] | None = None,
 ) -> dict[str, Any]:
     """orchestree's read-modify-write under the lock; returns the new tracker.
 
@@ -385,6 +386,7 @@ def transact(
     one; `validate` (old, new) may raise, and returns what to write: the tracker,
     normalised, or already serialised as JSON bytes (what `tracker.py` does: pydantic
     serialises faster than json.dumps of a dump). Nothing is written if either raises.
+    `on_ignored` hears what of tracker.json was left out (`View.ignored`), if anything.
     The tracker and then the ledger are written: a crash between the two leaves the
     ledger's older record, which is what orchestree then acts on.
     """
@@ -399,6 +401,8 @@ def transact(
         payload = checked if isinstance(checked, bytes) else dumps(checked)
         write_atomic(tracker, payload, backup=True if view.as_written else view.text.encode())
         write_ledger(tracker, payload)
+        if view.ignored and on_ignored is not None:
+            on_ignored(view.ignored)
         if view.ignored:
             append_event(events_path, {"actor": "orchestree", "event": "edit-ignored",
                                        "ignored": view.ignored})  # fmt: skip

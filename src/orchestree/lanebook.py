@@ -18,6 +18,7 @@ from orchestree.executors import LaneUpdate
 from orchestree.layout import PLAN_FILE, agent_name, branch, results_dir
 from orchestree.models import Agent, Lane, Tracker
 from orchestree.orchestrator import Repo
+from orchestree.planner_agent import is_planner_lane
 from orchestree.report import HELD
 
 Reporter = Callable[[str], None]
@@ -216,7 +217,7 @@ class LaneBook:
     def _probe_problem(self, lane_id: str, lane: Lane, head: str | None) -> str | None:
         """Why a probe lane's `state_probe.json` is unusable (for a planner agent's lane,
         its plan): read from its worktree, or from its branch when it ran elsewhere."""
-        planner = PLAN_FILE in lane.results  # a planner agent: its result is the plan
+        planner = is_planner_lane(lane)  # a planner agent: its result is the plan
         rel = PLAN_FILE if planner else f"{results_dir(lane_id)}/state_probe.json"
         check = outcome.plan_output_problem if planner else outcome.probe_output_problem
         worktree = self.repo.layout.worktree(lane_id)

@@ -38,7 +38,7 @@ class TrackerStore:
     def __init__(self, path: Path, lock_timeout: float = store.LOCK_TIMEOUT_S) -> None:
         self.path = path
         self.lock_timeout = lock_timeout
-        self.ignored: list[str] = []  # edits of tracker.json the last read left out
+        self._edits: list[str] = []  # edits of tracker.json left out, not yet taken
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -46,13 +46,22 @@ class TrackerStore:
     def read_raw(self) -> dict[str, Any]:
         """The tracker orchestree acts on (its ledger's record, with the lanes' agent
         fields from tracker.json: `access_tracker.trusted_view`), checked for tears and
-        versions but not validated. `ignored` says what of tracker.json it left out."""
+        versions but not validated. `take_edits` says what of tracker.json it left out."""
         try:
             view = store.trusted_view(str(self.path))
         except store.TrackerFileError as exc:
             raise TrackerError(str(exc)) from None
-        self.ignored = view.ignored
+        self._note_edits(view.ignored)
         return view.data
+
+    def _note_edits(self, ignored: list[str]) -> None:
+        self._edits.extend(i for i in ignored if i not in self._edits)
+
+    def take_edits(self) -> list[str]:
+        """What reads and writes since the last call found in tracker.json and left out
+        (a lane added, a status or a pid changed: docs/trust.md), each named once."""
+        edits, self._edits = self._edits, []
+        return edits
 
     def read(self) -> Tracker:
         return self._model(self.read_raw())
@@ -166,6 +175,7 @@ class TrackerStore:
                 validate=validate,
                 timeout=self.lock_timeout,
                 on_wait=_say_waiting,
+                on_ignored=self._note_edits,
             )
             return written[-1]
         except store.InvalidUpdateError as exc:
