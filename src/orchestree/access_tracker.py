@@ -639,6 +639,7 @@ def write_ledger(tracker: str, payload: bytes) -> None:
     key = _ledger_key(key_path, create=True)
     if key is None:
         raise TrackerFileError(f"{key_path} is empty; remove it and {ledger} to start over")
+    _sweep_temps(os.path.dirname(ledger), LEDGER_NAME)  # a writer killed mid-write left it
     tmp = os.path.join(os.path.dirname(ledger), f".{LEDGER_NAME}.{os.getpid()}.tmp")
     _write_file(tmp, _mac(key, payload) + b"\n" + payload, 0o600)
     os.replace(tmp, ledger)
