@@ -286,6 +286,45 @@ Path("report.txt").write_text("done")
     assert (shown.returncode, shown.stdout) == (0, '"from the cli"\n')
 
 
+def test_an_agent_cannot_change_the_run_through_the_orchestree_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pwned, out = tmp_path / "PWNED", tmp_path / "calls.json"
+    repo_path = tmp_path / "repo"
+    body = f"""
+evil = json.dumps({{"agent": "shell", "tasks": ["touch {pwned}"]}})
+calls = []
+for args in (["add-lane", "evil", evil], ["cancel", "other"], ["retry", "other"],
+             ["merge"], ["reset", "--yes"], ["cleanup", "--force"]):
+    proc = subprocess.run([{ORCHESTREE!r}, *args, "--repo", {str(repo_path)!r}],
+                          capture_output=True, text=True)
+    calls.append([proc.returncode, proc.stderr])
+Path({str(out)!r}).write_text(json.dumps(calls))
+Path("done.txt").write_text("done")
+"""
+    repo = make_repo(tmp_path, monkeypatch, agents_config(tmp_path, {"meddler": body}))
+    add_lanes(
+        repo,
+        {
+            "meddler": {"tasks": ["Meddle"], "agent": "meddler"},
+            "other": {"tasks": ["true"], "depends_on": ["meddler"]},
+        },
+    )
+
+    result = cli(repo, "execute")
+
+    assert result.code == 0, result.out + result.err
+    for code, err in json.loads(out.read_text()):
+        assert code == 2
+        assert err.count("\n") == 1
+        assert "this is lane 'meddler''s agent (ORCHESTREE_LANE is set)" in err
+    assert not pwned.exists()
+    assert {k: v["status"] for k, v in lanes(repo).items()} == {
+        "meddler": "completed",
+        "other": "completed",
+    }
+
+
 def test_tracker_update_refuses_an_unknown_lane_and_execute_runs_nothing_new(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -61,11 +61,34 @@ def _dump_json(data: Any) -> None:
     _out(json.dumps(data, indent=2, ensure_ascii=False))
 
 
+# What an agent may run from inside its lane (docs/trust.md): the views, and `tracker`,
+# whose updates are bound to its own lane's progress, data and results.
+_AGENT_COMMANDS = frozenset({"status", "tracker", "logs", "monitor"})
+
+
 @app.callback()
 def _main(
+    ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
 ) -> None:
     _DEBUG["on"] = debug
+    _refuse_inside_a_lane(ctx.invoked_subcommand)
+
+
+def _refuse_inside_a_lane(command: str | None) -> None:
+    """An agent (ORCHESTREE_LANE is in its environment) cannot change the run it is part
+    of: add a lane, run, merge, cancel or reset (docs/trust.md)."""
+    import os
+
+    lane = os.environ.get("ORCHESTREE_LANE")
+    if lane and command is not None and command not in _AGENT_COMMANDS:
+        from orchestree.errors import UserError
+
+        raise UserError(
+            f"`orchestree {command}` changes the run, and this is lane {lane!r}'s agent "
+            "(ORCHESTREE_LANE is set); an agent may change only its own lane's progress, "
+            "data and results (`orchestree tracker update`); nothing was changed"
+        )
 
 
 @app.command()
