@@ -568,3 +568,27 @@ def test_the_ledger_key_is_readable_by_its_owner_only(
     repo = make_repo(tmp_path, monkeypatch)
     for name in ("ledger.key", "ledger.json"):
         assert (repo / ".orchestration" / name).stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    ("model", "fields", "needle"),
+    [
+        ("agent", {"pid": -5}, "pid"),
+        ("agent", {"pid": 0}, "pid"),
+        ("lane", {"cost_usd": float("nan")}, "finite number"),
+        ("lane", {"timeout_s": float("inf")}, "finite number"),
+        ("lane", {"port": 0}, "port"),
+        ("lane", {"attempts": "lots"}, "attempts"),
+        ("lane", {"order": -1}, "order"),
+    ],
+)
+def test_every_tracker_field_has_its_type_and_range(
+    model: str, fields: dict[str, Any], needle: str
+) -> None:
+    from pydantic import ValidationError
+
+    from orchestree.models import Agent, Lane
+
+    base = {"worktree": "w", "lane": "x", "branch": "lane-x"} if model == "agent" else {}
+    with pytest.raises(ValidationError, match=needle):
+        (Agent if model == "agent" else Lane).model_validate({**base, **fields})

@@ -151,7 +151,7 @@ class Lane(LaneInput):
     """A lane as the tracker holds it: the input plus what orchestree recorded."""
 
     status: LaneStatus = "pending"
-    order: int = 0
+    order: int = Field(default=0, ge=0)
     attempts: int = Field(default=0, ge=0)
     progress: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
@@ -163,11 +163,11 @@ class Lane(LaneInput):
     started_at: str | None = None
     finished_at: str | None = None
     session_id: str | None = None
-    num_turns: int | None = None
-    cost_usd: float | None = None
+    num_turns: int | None = Field(default=None, ge=0)
+    cost_usd: float | None = Field(default=None, ge=0)
     host: str | None = None  # where the lane last ran (a Dask worker's host); None: here
     worker: str | None = None  # the Dask worker's address
-    port: int | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
     merge: LaneMerge = Field(default_factory=LaneMerge)
 
     @field_validator("progress", "data")
@@ -182,7 +182,7 @@ class Agent(_Strict):
     status: AgentStatus = "created"
     branch: str
     agent: str | None = None
-    pid: int | None = None
+    pid: int | None = Field(default=None, ge=1)  # never 0 or a group (-n) to signal
     pid_started: float | None = None
     started_at: str | None = None
     finished_at: str | None = None
