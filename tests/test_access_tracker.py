@@ -290,7 +290,10 @@ def test_temp_files_of_dead_writers_are_swept(
         ({"agents": {"agent-work": {"pid": 1}}}, "`agents` is orchestree's"),
         ({"version": "9.0.0"}, "`version` is orchestree's"),
         ({"lanes": {"evil": {"tasks": ["rm -rf ~"]}}}, "there is no lane 'evil'"),
-        ({"lanes": {"wrok": {"progress": "x"}}}, "there is no lane 'wrok'; did you mean 'work'?"),
+        (
+            {"lanes": {"wrok": {"progress": "x"}}},
+            "there is no lane 'wrok' (did you mean 'work'?); lanes",
+        ),
         ({"lanes": ["work"]}, "`lanes` must be a non-empty object"),
         ({"lanes": {"work": {"progress": 5}}}, "`progress` must be text or null, not a number"),
         ({"lanes": {"work": {"progress": "x" * 1025}}}, "1025 characters long (at most 1024)"),

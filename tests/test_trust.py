@@ -336,7 +336,7 @@ def test_tracker_update_refuses_an_unknown_lane_and_execute_runs_nothing_new(
 
     assert typo.code == 2
     assert typo.err == (
-        "orchestree: there is no lane 'docs-apj'; did you mean 'docs-api'?; lanes are created "
+        "orchestree: there is no lane 'docs-apj' (did you mean 'docs-api'?); lanes are created "
         "only by `orchestree add-lane` and `orchestree plan`\n"
     )
     assert (repo / ".orchestration" / "tracker.json").read_bytes() == before

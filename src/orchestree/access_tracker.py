@@ -532,11 +532,11 @@ _AGENT_FIELDS_TEXT = "its lane's progress, data and results"
 
 
 def near_matches(name: str, known: Any) -> str:
-    """`; did you mean 'a' or 'b'?` for names close to `name`, or nothing."""
+    """` (did you mean 'a' or 'b'?)` for names close to `name`, or nothing."""
     import difflib
 
     close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
-    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
 
 
 def check_agent_update(changes: Any, tracker: dict[str, Any], lane: str | None) -> None:
@@ -564,8 +564,8 @@ def check_agent_update(changes: Any, tracker: dict[str, Any], lane: str | None) 
             )
         if lane_id not in known:
             raise InvalidUpdateError(
-                f"there is no lane {lane_id!r}{near_matches(lane_id, known)} (lanes are "
-                "created only by `orchestree add-lane` and `orchestree plan`)"
+                f"there is no lane {lane_id!r}{near_matches(lane_id, known)}; lanes are "
+                "created only by `orchestree add-lane` and `orchestree plan`"
             )
         if not isinstance(fields, dict):
             raise InvalidUpdateError(f"lane {lane_id!r} must be an object, e.g. {example}")
