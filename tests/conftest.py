@@ -17,6 +17,12 @@ REAL_AGENT_TESTS = os.environ.get("ORCHESTREE_AGENT_TESTS") == "1"
 
 collect_ignore = [] if REAL_AGENT_TESTS else ["agents"]
 
+# The suite may run inside an orchestree lane (an agent running `make test`): that lane's
+# environment would point the tests' `orchestree tracker` calls and helpers at its run's
+# tracker, and bind them to its lane (docs/trust.md). Every test makes its own run.
+for _name in ("TRACKER", "LANE", "AGENT", "BRANCH", "WORKTREE", "RESULTS_DIR", "PROMPT_FILE"):
+    os.environ.pop(f"ORCHESTREE_{_name}", None)
+
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not REAL_AGENT_TESTS:

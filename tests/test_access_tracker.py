@@ -284,13 +284,28 @@ def test_temp_files_of_dead_writers_are_swept(
 @pytest.mark.parametrize(
     ("update", "needle"),
     [
-        ({"lanes": {"work": {"status": "finished"}}}, "status 'finished' is not one of"),
-        ({"lanes": {"work": {"status": "merged"}}}, "cannot go from 'pending' to 'merged'"),
-        ({"lanes": {"work": {"status": "completed"}}}, "cannot go from 'pending' to 'completed'"),
-        ({"agents": {"agent-work": {"status": "done"}}}, "agent 'agent-work': status 'done'"),
-        ({"lanes": ["work"]}, "`lanes` must be an object"),
-        ({"version": "9.0.0"}, "may not change `version` (from '1.0.0' to '9.0.0')"),
+        ({"lanes": {"work": {"status": "completed"}}}, "lane 'work': `status` is orchestree's"),
+        ({"lanes": {"work": {"attempts": "lots"}}}, "lane 'work': `attempts` is orchestree's"),
+        ({"attempts": "lots"}, "`attempts` is orchestree's"),
+        ({"agents": {"agent-work": {"pid": 1}}}, "`agents` is orchestree's"),
+        ({"version": "9.0.0"}, "`version` is orchestree's"),
+        ({"lanes": {"evil": {"tasks": ["rm -rf ~"]}}}, "there is no lane 'evil'"),
+        (
+            {"lanes": {"wrok": {"progress": "x"}}},
+            "there is no lane 'wrok' (did you mean 'work'?); lanes",
+        ),
+        ({"lanes": ["work"]}, "`lanes` must be a non-empty object"),
+        ({"lanes": {"work": {"progress": 5}}}, "`progress` must be text or null, not a number"),
+        ({"lanes": {"work": {"progress": "x" * 1025}}}, "1025 characters long (at most 1024)"),
+        ({"lanes": {"work": {"data": [1]}}}, "`data` must be a JSON object, not a list"),
+        ({"lanes": {"work": {"data": {"blob": "x" * 70_000}}}}, "as JSON (at most 65536)"),
+        ({"lanes": {"work": {"results": "a.md"}}}, "`results` must be a list of paths"),
+        ({"lanes": {"work": {"results": ["../outside"]}}}, "leaves the repository ('..')"),
+        ({"lanes": {"work": {"results": ["/etc/passwd"]}}}, "is absolute"),
+        ({"lanes": {"work": {"results": ["a\nb"]}}}, "holds a control character"),
+        ({"lanes": {"work": {"results": [f"r{i}" for i in range(201)]}}}, "(at most 200)"),
     ],
+    ids=lambda v: v if isinstance(v, str) else None,
 )
 def test_helper_refuses_an_update_outside_the_state_machine(
     helper_path: Path, tracker: Path, orch: Path, update: dict[str, Any], needle: str
@@ -304,7 +319,13 @@ def test_helper_refuses_an_update_outside_the_state_machine(
 
 @pytest.mark.parametrize(
     ("arg", "needle"),
-    [("{not json", "not valid JSON"), ('["a list"]', "must be a JSON object")],
+    [
+        ("{not json", "not valid JSON"),
+        ('["a list"]', "must be a JSON object"),
+        ('{"lanes": {"work": {"progress": NaN}}}', "not valid JSON: NaN is not a JSON number"),
+        ('{"lanes": {"work": {"data": {"x": -Infinity}}}}', "not valid JSON: -Infinity is not"),
+        ('{"lanes": {"work": {"data": {"x": 1e400}}}}', "not valid JSON: 1e400 is out of range"),
+    ],
 )
 def test_helper_refuses_an_update_that_is_not_a_json_object(
     helper_path: Path, tracker: Path, orch: Path, arg: str, needle: str

@@ -157,10 +157,12 @@ def test_a_dependency_with_a_bad_id_names_the_id() -> None:
         LaneInput.model_validate({"depends_on": ["up..x"]})
 
 
-def test_lane_progress_and_data_are_free_form() -> None:
-    lane = Lane.model_validate({"progress": {"pct": 50}, "data": {"any": ["thing", 1, None]}})
-    assert lane.progress == {"pct": 50}
+def test_lane_progress_is_text_and_data_is_free_form() -> None:
+    lane = Lane.model_validate({"progress": "50%", "data": {"any": ["thing", 1, None]}})
+    assert lane.progress == "50%"
     assert lane.data == {"any": ["thing", 1, None]}
+    with pytest.raises(ValidationError, match="progress"):
+        Lane.model_validate({"progress": {"pct": 50}})
 
 
 @pytest.mark.parametrize(

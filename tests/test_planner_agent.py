@@ -90,7 +90,7 @@ def test_the_planner_agent_writes_the_plan_that_is_registered(
     prompt = (tmp_path / "planner-prompt.md").read_text()
     assert "Write `docs/_generated/execution_plan.json`" in prompt
     assert "- `docs/_generated/markers/state_probe.json`" in prompt
-    assert "one of: aider, claude, codex, gemini, planbot, shell" in prompt
+    assert "one of: shell;" in prompt  # the default, and [plan] allow_agents (none here)
 
 
 def test_plan_dry_run_with_a_planner_agent_registers_nothing(
@@ -162,6 +162,26 @@ def test_ctrl_c_while_the_planner_agent_runs_exits_130(
     assert not (repo / "docs/_generated/execution_plan.json").exists()
 
 
+def test_a_planner_agent_cannot_choose_an_agent_the_config_does_not_allow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = _repo(tmp_path, monkeypatch)
+    config = (repo / "orchestree.toml").read_text()
+    (repo / "orchestree.toml").write_text(
+        config.replace("PLANBOT_MODE", 'PLANBOT_AGENT = "codex", PLANBOT_MODE')
+    )
+
+    line = one_line_error(cli(repo, "plan"))
+
+    assert line == (
+        "orchestree: the plan of the planner agent 'planbot': lane 'do-g1' asks for agent "
+        "'codex', which [plan] allow_agents in orchestree.toml does not list; nothing was "
+        "registered"
+    )
+    assert lanes(repo) == {}
+    assert not (repo / "docs/_generated/execution_plan.json").exists()
+
+
 def test_full_with_a_planner_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fixer = script_agent(
         tmp_path,
@@ -169,10 +189,8 @@ def test_full_with_a_planner_agent(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         'Path("a.py").write_text("a = 1\\n")\n'
         'subprocess.run(["git", "commit", "-qam", "name a"], check=True)\n',
     )
-    config = (
-        SHELL_ONLY_CONFIGURED
-        + '\n[plan]\nagent = "planbot"\n\n[probes.markers]\nbuiltin = "markers"\n'
-    )
+    config = SHELL_ONLY_CONFIGURED + '\n[plan]\nagent = "planbot"\nallow_agents = ["fixer"]\n'
+    config += '\n[probes.markers]\nbuiltin = "markers"\n'
     config += script_agent(tmp_path, "planbot", PLANBOT) + 'env = { PLANBOT_AGENT = "fixer" }\n'
     repo = pipeline_repo(tmp_path, monkeypatch, {"a.py": "a = 1  # TODO: a\n"}, config + fixer)
 

@@ -165,6 +165,7 @@ def test_a_status_path_through_the_state_machine(store: TrackerStore) -> None:
 def test_a_broken_tracker_is_refused_by_reads_and_writes(
     store: TrackerStore, orch: Path, content: bytes, needle: str
 ) -> None:
+    drop_ledger(orch)  # a tracker from before ledgers: the file is all there is
     (orch / "tracker.json").write_bytes(content)
     before = snapshot(orch)
     attempts: list[Callable[[], object]] = [
@@ -257,8 +258,11 @@ def test_the_store_and_the_helper_agree_on_the_state_machine() -> None:
 def test_a_field_an_agent_broke_stops_orchestree_cleanly_until_repaired(
     store: TrackerStore, orch: Path
 ) -> None:
-    # The stdlib helper checks statuses, not every field: an agent can write this.
-    access_tracker.update(str(store.path), {"lanes": {"work": {"priority": "urgent"}}})
+    # A tracker from before ledgers, edited by hand: the file is all there is to go by.
+    drop_ledger(orch)
+    data = store.read_raw()
+    data["lanes"]["work"]["priority"] = "urgent"
+    store.path.write_text(json.dumps(data), "utf-8")
     before = snapshot(orch)
 
     def add(tracker: Tracker) -> None:
@@ -276,9 +280,15 @@ def test_a_field_an_agent_broke_stops_orchestree_cleanly_until_repaired(
     assert repaired.lanes["work"].priority == "high"
 
 
-def test_a_dependency_cycle_on_disk_is_an_invalid_tracker(store: TrackerStore) -> None:
+def test_a_dependency_cycle_on_disk_is_an_invalid_tracker(store: TrackerStore, orch: Path) -> None:
+    drop_ledger(orch)
     data = store.read_raw()
     data["lanes"]["work"]["depends_on"] = ["work"]
     store.path.write_text(json.dumps(data), "utf-8")
     with pytest.raises(TrackerError, match=r"is not a valid tracker \(lane 'work' depends on"):
         store.read()
+
+
+def drop_ledger(orch: Path) -> None:
+    for name in ("ledger.json", "ledger.key"):
+        (orch / name).unlink()

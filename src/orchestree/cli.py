@@ -75,8 +75,14 @@ def _show_version(wanted: bool) -> None:
         raise typer.Exit(0)
 
 
+# What an agent may run from inside its lane (docs/trust.md): the views, and `tracker`,
+# whose updates are bound to its own lane's progress, data and results.
+_AGENT_COMMANDS = frozenset({"status", "tracker", "logs", "monitor", "doctor"})
+
+
 @app.callback()
 def _main(
+    ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
     version: Annotated[
         bool,
@@ -86,6 +92,23 @@ def _main(
     ] = False,
 ) -> None:
     _DEBUG["on"] = debug
+    _refuse_inside_a_lane(ctx.invoked_subcommand)
+
+
+def _refuse_inside_a_lane(command: str | None) -> None:
+    """An agent (ORCHESTREE_LANE is in its environment) cannot change the run it is part
+    of: add a lane, run, merge, cancel or reset (docs/trust.md)."""
+    import os
+
+    lane = os.environ.get("ORCHESTREE_LANE")
+    if lane and command is not None and command not in _AGENT_COMMANDS:
+        from orchestree.errors import UserError
+
+        raise UserError(
+            f"`orchestree {command}` changes the run, and this is lane {lane!r}'s agent "
+            "(ORCHESTREE_LANE is set); an agent may change only its own lane's progress, "
+            "data and results (`orchestree tracker update`); nothing was changed"
+        )
 
 
 @app.command()
@@ -123,7 +146,7 @@ def status(
         if not path.exists():
             raise UserError(f"{root} is not initialised; run `orchestree init` there first")
         try:
-            _dump_json(access_tracker.read(str(path)))
+            _dump_json(access_tracker.read_trusted(str(path)))
         except access_tracker.TrackerFileError as exc:
             raise TrackerError(str(exc)) from None
         return
@@ -251,7 +274,7 @@ def tracker_get(
     """
     from orchestree import orchestrator
 
-    _dump_json(orchestrator.tracker_get(orchestrator.open_repo(repo), key_path))
+    _dump_json(orchestrator.tracker_get(orchestrator.open_run_repo(repo)[0], key_path))
 
 
 @tracker_app.command("update")
@@ -261,12 +284,16 @@ def tracker_update(
 ) -> None:
     """Deep-merge a JSON update into the tracker under the lock, validated.
 
+    It never creates a lane (add-lane and plan do). Inside a lane's worktree, or with
+    ORCHESTREE_LANE set, only that lane's progress, data and results may change.
+
     Example: orchestree tracker update '{"lanes": {"docs": {"progress": "50% complete"}}}'
     """
     from orchestree import orchestrator
 
     changes = orchestrator.parse_lane_json(update_json, "the update")
-    orchestrator.open_repo(repo).store.merge(changes, actor="cli")
+    state, lane = orchestrator.open_run_repo(repo)
+    state.store.merge(changes, actor="cli" if lane is None else f"agent-{lane}", lane=lane)
     _out("tracker updated")
 
 

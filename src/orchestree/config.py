@@ -19,7 +19,9 @@ PRESETS = ("claude", "codex", "aider", "gemini", "shell")
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict: `max_parallel = "4"` is a mistake to name, not a number to guess at; and
+    # `inf`/`nan` (valid TOML) are no timeout or grace anyone means.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class Defaults(_Section):
@@ -55,6 +57,12 @@ class WorktreeConfig(_Section):
     setup: str = ""
     ports: tuple[int, int] = (20000, 20999)
 
+    @field_validator("ports", mode="before")
+    @classmethod
+    def _pair(cls, value: object) -> object:
+        # TOML has arrays, not tuples; strict mode would refuse every [low, high].
+        return tuple(value) if isinstance(value, list) else value
+
     @field_validator("ports")
     @classmethod
     def _range(cls, value: tuple[int, int]) -> tuple[int, int]:
@@ -71,11 +79,16 @@ class ProbeConfig(_Section):
     command: str | None = None
     priority: Literal["high", "medium", "low"] = "medium"
     timeout_s: float | None = Field(default=None, gt=0)
+    # Agents this probe's gaps may ask for besides [defaults] agent (docs/trust.md): a
+    # probe's output is an agent's text, so by default it carries tasks, never an agent.
+    allow_agents: list[str] = Field(default_factory=list)
 
 
 class PlanConfig(_Section):
     agent: str | None = None
     group_by: Literal["gap", "file", "probe"] = "gap"
+    # Agents the planner agent's lanes may ask for besides [defaults] agent.
+    allow_agents: list[str] = Field(default_factory=list)
 
 
 class MergeConfig(_Section):
@@ -144,8 +157,12 @@ def load_config(repo_root: Path) -> Config:
         if probe.agent is not None:
             config.check_agent(probe.agent, f"{path}: [probes.{probe_id}]")
         _check_probe(probe_id, probe, f"{path}: [probes.{probe_id}]")
+        for name in probe.allow_agents:
+            config.check_agent(name, f"{path}: [probes.{probe_id}] allow_agents")
     if config.plan.agent is not None:
         config.check_agent(config.plan.agent, f"{path}: [plan]")
+    for name in config.plan.allow_agents:
+        config.check_agent(name, f"{path}: [plan] allow_agents")
     return config
 
 

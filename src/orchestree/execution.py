@@ -64,6 +64,7 @@ class Execution:
         self._base = ""
         self._run_id = ""
         self._git_identity: tuple[str, str] | None = None
+        self._named: set[str] = set()  # edits of tracker.json already named (`_say_ignored`)
 
     # --- the loop -------------------------------------------------------------------
 
@@ -122,6 +123,7 @@ class Execution:
     def _loop(self) -> None:
         while not self._stop:
             tracker = self.repo.store.read()
+            self._say_ignored()
             lanes = {k: v for k, v in tracker.lanes.items()}
             scope = {k for k, v in lanes.items() if self._in_scope(k, v.kind)}
             decision = scheduler.decide(lanes, set(self.running), self.max_parallel, scope)
@@ -134,6 +136,16 @@ class Execution:
             if not self.running and not decision.start and not blocks:
                 return
             self._wait()
+
+    def _say_ignored(self) -> None:
+        """Name, once, what someone wrote into tracker.json that orchestree does not act on
+        (docs/trust.md): only its own ledger decides which lanes run, and with which pid."""
+        ignored = [i for i in self.repo.store.take_edits() if i not in self._named]
+        self._named.update(ignored)
+        if ignored:
+            more = f" and {len(ignored) - 5} more" if len(ignored) > 5 else ""
+            shown = ", ".join(ignored[:5]) + more
+            self.report(f"! tracker.json was edited outside orchestree; ignored: {shown}")
 
     def _wait(self) -> None:
         if not self.running:
@@ -345,6 +357,7 @@ class Execution:
 
     def _finish(self) -> None:
         tracker = self.repo.store.read()
+        self._say_ignored()
         for lane_id, lane in tracker.lanes.items():
             if self._in_scope(lane_id, lane.kind):
                 self.summary.statuses[lane_id] = lane.status

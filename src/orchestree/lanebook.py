@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestree import agents, git, outcome
-from orchestree.access_tracker import now_iso
+from orchestree.access_tracker import PROGRESS_MAX_CHARS, agent_field_problem, now_iso
 from orchestree.executors import LaneUpdate
 from orchestree.layout import PLAN_FILE, agent_name, branch, results_dir
 from orchestree.models import Agent, Lane, Tracker
 from orchestree.orchestrator import Repo
+from orchestree.planner_agent import is_planner_lane
 from orchestree.report import HELD
 from orchestree.worktree_guard import UNTRUSTED
 
@@ -93,6 +94,11 @@ class LaneBook:
         self.report(f"→ {lane_id}: started (attempt {update.attempt}, {where})")
 
     def progress(self, lane_id: str, text: str | None, data: dict[str, Any] | None) -> None:
+        # Within the caps an agent's own fields have (a remote agent's arrive here).
+        text = text[:PROGRESS_MAX_CHARS] if isinstance(text, str) else None
+        if data is not None and agent_field_problem("data", data):
+            data = None
+
         def change(t: Tracker) -> None:
             lane = t.lanes[lane_id]
             lane.progress = text
@@ -214,7 +220,7 @@ class LaneBook:
     def _probe_problem(self, lane_id: str, lane: Lane, head: str | None) -> str | None:
         """Why a probe lane's `state_probe.json` is unusable (for a planner agent's lane,
         its plan): read from its worktree, or from its branch when it ran elsewhere."""
-        planner = PLAN_FILE in lane.results  # a planner agent: its result is the plan
+        planner = is_planner_lane(lane)  # a planner agent: its result is the plan
         rel = PLAN_FILE if planner else f"{results_dir(lane_id)}/state_probe.json"
         check = outcome.plan_output_problem if planner else outcome.probe_output_problem
         worktree = self.repo.layout.worktree(lane_id)

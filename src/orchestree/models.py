@@ -12,9 +12,21 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
-from orchestree.access_tracker import AGENT_STATUSES, LANE_TRANSITIONS, now_iso
+from orchestree.access_tracker import (
+    AGENT_STATUSES,
+    LANE_TRANSITIONS,
+    agent_field_problem,
+    now_iso,
+)
 from orchestree.errors import UserError
 
 __all__ = [
@@ -75,7 +87,7 @@ def check_lane_id(lane_id: str) -> str:
         problem = "ends in '.'"  # git refuses a branch name ending in a dot
     elif len(lane_id) > 63:
         problem = f"is {len(lane_id)} characters long (at most 63)"
-    elif not _LANE_ID.match(lane_id):
+    elif not _LANE_ID.fullmatch(lane_id):  # in full: `$` would let a newline through
         problem = "may hold only lowercase letters, digits, '.', '_' and '-'"
     if problem:
         raise UserError(
@@ -86,7 +98,16 @@ def check_lane_id(lane_id: str) -> str:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # NaN and Infinity are not JSON: refused, so /api/status always sends valid JSON.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+def _agent_field(name: str, value: Any) -> Any:
+    """The caps an agent's own fields have (the helper checks the same)."""
+    problem = agent_field_problem(name, value)
+    if problem:
+        raise ValueError(problem)
+    return value
 
 
 class LaneMerge(_Strict):
@@ -111,6 +132,11 @@ class LaneInput(_Strict):
     max_attempts: int | None = Field(default=None, ge=1)
     budget_usd: float | None = Field(default=None, gt=0)
 
+    @field_validator("results")
+    @classmethod
+    def _results(cls, value: list[str]) -> list[str]:
+        return list(_agent_field("results", value))
+
     @field_validator("depends_on")
     @classmethod
     def _ids(cls, value: list[str]) -> list[str]:
@@ -125,9 +151,9 @@ class Lane(LaneInput):
     """A lane as the tracker holds it: the input plus what orchestree recorded."""
 
     status: LaneStatus = "pending"
-    order: int = 0
+    order: int = Field(default=0, ge=0)
     attempts: int = Field(default=0, ge=0)
-    progress: Any = None
+    progress: str | None = None
     data: dict[str, Any] = Field(default_factory=dict)
     error: str | None = None
     head_commit: str | None = None
@@ -137,12 +163,17 @@ class Lane(LaneInput):
     started_at: str | None = None
     finished_at: str | None = None
     session_id: str | None = None
-    num_turns: int | None = None
-    cost_usd: float | None = None
+    num_turns: int | None = Field(default=None, ge=0)
+    cost_usd: float | None = Field(default=None, ge=0)
     host: str | None = None  # where the lane last ran (a Dask worker's host); None: here
     worker: str | None = None  # the Dask worker's address
-    port: int | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
     merge: LaneMerge = Field(default_factory=LaneMerge)
+
+    @field_validator("progress", "data")
+    @classmethod
+    def _agent_fields(cls, value: Any, info: ValidationInfo) -> Any:
+        return _agent_field(str(info.field_name), value)
 
 
 class Agent(_Strict):
@@ -151,7 +182,7 @@ class Agent(_Strict):
     status: AgentStatus = "created"
     branch: str
     agent: str | None = None
-    pid: int | None = None
+    pid: int | None = Field(default=None, ge=1)  # never 0 or a group (-n) to signal
     pid_started: float | None = None
     started_at: str | None = None
     finished_at: str | None = None

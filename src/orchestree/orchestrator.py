@@ -145,9 +145,11 @@ def install_helper(layout: Layout) -> None:
 
 def parse_lane_json(text: str, what: str) -> dict[str, Any]:
     try:
-        data = json.loads(text)
+        data = access_tracker.loads_strict(text)
     except json.JSONDecodeError as exc:
         raise UserError(f"{what} is not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except ValueError as exc:  # NaN, Infinity, 1e400
+        raise UserError(f"{what} is not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise UserError(f'{what} must be a JSON object, e.g. \'{{"tasks": ["..."]}}\'')
     return data
@@ -249,6 +251,39 @@ def _retire_merged(repo: Repo, lane_ids: list[str]) -> None:
 
     if merged:
         repo.store.update(change, "lane-retired", lanes=merged)
+
+
+def open_run_repo(path: Path) -> tuple[Repo, str | None]:
+    """The run's repository for `tracker get/update`, and the lane the caller speaks for.
+
+    `ORCHESTREE_TRACKER` (in every agent's environment) names the run's tracker. Inside
+    a lane's worktree the repository is the one that worktree belongs to (its git
+    common dir), never the worktree itself: a tracker there would be nobody's. The lane
+    is `ORCHESTREE_LANE`, else the worktree's (`agent-<lane>`); None outside lanes.
+    """
+    import os
+
+    named = os.environ.get("ORCHESTREE_TRACKER")
+    here = find_root(path)
+    if named:
+        tracker = Path(named)
+        if tracker.name != "tracker.json" or not tracker.is_file():
+            raise UserError(
+                f"ORCHESTREE_TRACKER is {named!r}, which is no tracker; unset it or point it "
+                "at a repository's .orchestration/tracker.json"
+            )
+        repo = open_repo(tracker.resolve().parent.parent)
+    else:
+        common = git.common_dir(here)
+        main = common.parent if common.name == ".git" else here
+        repo = open_repo(main)
+    try:
+        lane = access_tracker.bound_lane_name(os.environ.get("ORCHESTREE_LANE"))
+    except access_tracker.InvalidUpdateError as exc:
+        raise UserError(f"{exc}; nothing was read or written") from None
+    if lane is None and here.parent == repo.layout.worktrees and here.name.startswith("agent-"):
+        lane = here.name[len("agent-") :]
+    return repo, lane
 
 
 def tracker_get(repo: Repo, key_path: str | None) -> Any:

@@ -191,7 +191,7 @@ def plan_lanes(repo: Repo, group_by: str | None, report: Reporter) -> Plan:
     """The plan: the planner agent's when `[plan] agent` is set, else the built-in one's."""
     agent = repo.config.plan.agent
     if agent is None:
-        return make_plan(repo, group_by)
+        return make_plan(repo, group_by, report)
     if group_by is not None:
         raise UserError(
             f"--group-by is for the built-in planner; the planner agent {agent!r} "
@@ -210,9 +210,12 @@ def _probe_results(repo: Repo) -> list[ProbeResult]:
     return results
 
 
-def make_plan(repo: Repo, group_by: str | None = None) -> Plan:
-    """The built-in planner's plan from every probe's results in the base worktree."""
-    results = _probe_results(repo)
+def make_plan(repo: Repo, group_by: str | None = None, report: Reporter | None = None) -> Plan:
+    """The built-in planner's plan from every probe's results in the base worktree.
+
+    A gap's agent is kept only when its probe's `allow_agents` lists it (docs/trust.md);
+    otherwise its lane gets the default agent, and `report` hears so."""
+    results = [_allowed_gaps(repo, r, report) for r in _probe_results(repo)]
     plan = planner.make_plan(
         results,
         default_agent=repo.config.defaults.agent,
@@ -221,6 +224,30 @@ def make_plan(repo: Repo, group_by: str | None = None) -> Plan:
     )
     check_plan(repo, plan, "the plan")
     return plan
+
+
+def _allowed_gaps(repo: Repo, result: ProbeResult, report: Reporter | None) -> ProbeResult:
+    """`result` without the agents its probe may not choose (the gaps' tasks stay)."""
+    cfg = configured_probes(repo).get(result.probe)
+    allowed = {repo.config.defaults.agent, *(cfg.allow_agents if cfg else [])}
+    gaps = []
+    for gap in result.gaps:
+        if gap.agent is not None and gap.agent not in allowed:
+            if report is not None:
+                report(
+                    f"plan: probe {result.probe!r} asked for agent {gap.agent!r} for gap "
+                    f"{gap.id!r}; [probes.{result.probe}] allow_agents in orchestree.toml does "
+                    f"not list it, so that lane gets {repo.config.defaults.agent!r}"
+                )
+            gaps.append(gap.model_copy(update={"agent": None}))
+        else:
+            gaps.append(gap)
+    return result.model_copy(update={"gaps": gaps})
+
+
+def planner_agents(repo: Repo) -> set[str]:
+    """The agents a planner agent's lanes may ask for: the default and `[plan] allow_agents`."""
+    return {repo.config.defaults.agent, *repo.config.plan.allow_agents}
 
 
 def plan_by_agent(repo: Repo, agent: str, report: Reporter) -> Plan:
@@ -241,7 +268,7 @@ def plan_by_agent(repo: Repo, agent: str, report: Reporter) -> Plan:
             )
         _forget_probe(repo, lane_id)
     config = repo.config
-    lane = planner_agent.planner_lane(agent, sources, config.agent_names(), config.defaults.agent)
+    lane = planner_agent.planner_lane(agent, sources, planner_agents(repo), config.defaults.agent)
     orchestrator.add_lanes(repo, {lane_id: lane})
     if execution.execute(repo, {lane_id}, None, report, kind="probe").interrupted:
         raise KeyboardInterrupt  # Ctrl-C: the lane is cancelled; exit 130 as anywhere
@@ -256,7 +283,14 @@ def plan_by_agent(repo: Repo, agent: str, report: Reporter) -> Plan:
         plan = _committed_plan(repo, lane_id, done.head_commit)
     finally:
         _forget_probe(repo, lane_id)
-    check_plan(repo, plan, f"the plan of the planner agent {agent!r}")
+    where = f"the plan of the planner agent {agent!r}"
+    check_plan(repo, plan, where)
+    for lane_id, planned in plan.lanes.items():  # an agent's text chooses no other agent
+        if planned.agent is not None and planned.agent not in planner_agents(repo):
+            raise UserError(
+                f"{where}: lane {lane_id!r} asks for agent {planned.agent!r}, which [plan] "
+                "allow_agents in orchestree.toml does not list; nothing was registered"
+            )
     return plan
 
 

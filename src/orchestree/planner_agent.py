@@ -18,6 +18,7 @@ from orchestree.models import LaneInput, Plan
 from orchestree.probes import RESULT_JSON
 
 PLANNER_LANE = "planner"
+PLANNER_TASK = f"Write {PLAN_FILE} from the probes' results"
 
 _EXAMPLE = {
     "sources": ["markers", "tests"],
@@ -40,8 +41,11 @@ _EXAMPLE = {
 
 
 def is_planner_lane(lane: LaneInput) -> bool:
-    """Is this lane the planner agent's (a probe whose result is the plan)?"""
-    return lane.kind == "probe" and PLAN_FILE in lane.results
+    """Is this lane the planner agent's (a probe whose result is the plan)?
+
+    Told by its task, which is orchestree's, not by `results`, which its agent may write
+    (docs/trust.md): a probe agent cannot make its lane pass for the planner's."""
+    return lane.kind == "probe" and lane.tasks == [PLANNER_TASK]
 
 
 def planner_prompt(sources: Collection[str], agents: Collection[str], default_agent: str) -> str:
@@ -95,7 +99,7 @@ def planner_lane(
         "name": "planner agent",
         "agent": agent,
         "priority": "high",
-        "tasks": [f"Write {PLAN_FILE} from the probes' results"],
+        "tasks": [PLANNER_TASK],
         "results": [PLAN_FILE],
         "prompt": planner_prompt(sources, agents, default_agent),
     }

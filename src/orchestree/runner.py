@@ -248,7 +248,8 @@ class Spawner:
         server = self._ensure_server()
         if server is not None and server.stdin is not None and server.stdout is not None:
             try:
-                server.stdin.write(f"{spec_file}\n".encode())
+                # One JSON string a line: no byte of the path can split the protocol.
+                server.stdin.write(json.dumps(str(spec_file)).encode() + b"\n")
                 server.stdin.flush()
                 answer = server.stdout.readline().strip()
                 if answer.isdigit():

@@ -394,7 +394,7 @@ def supervise(spec: dict[str, Any], stop: dict[str, str] | None = None) -> dict[
 
 
 def serve() -> int:
-    """A fork server: read spec paths on stdin, one a line; fork a supervisor for each
+    """A fork server: read spec paths on stdin, one JSON string a line; fork a supervisor for each
     (in a session of its own) and answer its pid on stdout. Forking this warm process
     costs about a millisecond where starting a Python costs tens; it ends at EOF, and
     the supervisors it forked live on (they are adopted as any others)."""
@@ -413,10 +413,23 @@ def serve() -> int:
         pending += chunk
         while b"\n" in pending:
             line, pending = pending.split(b"\n", 1)
+            spec_path = _spec_path(line)
+            if spec_path is None:  # not the protocol: answer so, never fork for it
+                os.write(1, b"refused\n")
+                continue
             pid = os.fork()
             if pid == 0:
-                _forked(line.decode())
+                _forked(spec_path)
             os.write(1, f"{pid}\n".encode())
+
+
+def _spec_path(line: bytes) -> str | None:
+    """A request is one JSON string (the spec's path) a line; anything else is refused."""
+    try:
+        path = json.loads(line)
+    except ValueError:
+        return None
+    return path if isinstance(path, str) and path and "\n" not in path else None
 
 
 def _forked(spec_path: str) -> None:

@@ -38,16 +38,30 @@ class TrackerStore:
     def __init__(self, path: Path, lock_timeout: float = store.LOCK_TIMEOUT_S) -> None:
         self.path = path
         self.lock_timeout = lock_timeout
+        self._edits: list[str] = []  # edits of tracker.json left out, not yet taken
 
     def exists(self) -> bool:
         return self.path.exists()
 
     def read_raw(self) -> dict[str, Any]:
-        """The tracker as JSON, checked for tears and versions but not validated."""
+        """The tracker orchestree acts on (its ledger's record, with the lanes' agent
+        fields from tracker.json: `access_tracker.trusted_view`), checked for tears and
+        versions but not validated. `take_edits` says what of tracker.json it left out."""
         try:
-            return store.read(str(self.path))
+            view = store.trusted_view(str(self.path))
         except store.TrackerFileError as exc:
             raise TrackerError(str(exc)) from None
+        self._note_edits(view.ignored)
+        return view.data
+
+    def _note_edits(self, ignored: list[str]) -> None:
+        self._edits.extend(i for i in ignored if i not in self._edits)
+
+    def take_edits(self) -> list[str]:
+        """What reads and writes since the last call found in tracker.json and left out
+        (a lane added, a status or a pid changed: docs/trust.md), each named once."""
+        edits, self._edits = self._edits, []
+        return edits
 
     def read(self) -> Tracker:
         return self._model(self.read_raw())
@@ -90,14 +104,32 @@ class TrackerStore:
 
         return self._transact(apply, record)
 
-    def merge(self, changes: dict[str, Any], actor: str = "cli") -> Tracker:
-        """Deep-merge a JSON update (the seed's contract), validated as a whole."""
+    def merge(
+        self, changes: dict[str, Any], actor: str = "cli", lane: str | None = None
+    ) -> Tracker:
+        """Deep-merge a JSON update (the seed's contract), validated as a whole.
+
+        It may not create lanes (only `add-lane` and `plan` do: a misspelt id is refused
+        with the near matches). From inside a lane (`lane`), it is bound as the helper
+        is: only that lane's agent fields, within the caps."""
         if not isinstance(changes, dict):
             raise UserError("a tracker update must be a JSON object, e.g. '{\"lanes\": {...}}'")
-        return self._transact(
-            lambda data: store.deep_merge(data, changes),
-            {"actor": actor, "event": "update", "update": changes},
-        )
+
+        def change(data: dict[str, Any]) -> dict[str, Any]:
+            if lane is not None:
+                store.check_agent_update(changes, data, lane)
+            known = data.get("lanes") or {}
+            for lane_id in changes.get("lanes") or {}:
+                if lane_id not in known:
+                    raise UserError(
+                        f"there is no lane {lane_id!r}{store.near_matches(lane_id, known)}; "
+                        "lanes are created only by `orchestree add-lane` and `orchestree plan`"
+                    )
+            merged: dict[str, Any] = store.deep_merge(data, changes)
+            return merged
+
+        record = {"actor": actor, "event": "update", "update": changes}
+        return self._transact(change, record if lane is None else {**record, "lane": lane})
 
     def archive(self, folder: Path, stamp: str) -> Path:
         """Copy the current tracker to `folder/<stamp>.json` (the tracker stays)."""
@@ -120,7 +152,7 @@ class TrackerStore:
         data = tracker.model_dump(mode="json")
         try:
             with store.locked(lock_path, self.lock_timeout, _say_waiting):
-                store.write_atomic(str(self.path), data)
+                store.write_owned(str(self.path), data)
                 store.append_event(events_path, {"actor": "orchestree", "event": event})
         except store.LockTimeoutError as exc:
             raise LockTimeout(str(exc)) from None
@@ -143,6 +175,7 @@ class TrackerStore:
                 validate=validate,
                 timeout=self.lock_timeout,
                 on_wait=_say_waiting,
+                on_ignored=self._note_edits,
             )
             return written[-1]
         except store.InvalidUpdateError as exc:
