@@ -94,7 +94,9 @@ def test_another_repository_is_never_committed_to_and_reruns_work(
     assert "Traceback" not in again.err
     assert "fatal:" not in again.err
     assert tracker(repo)["lanes"]["h"]["status"] == "failed"
-    assert cli(repo, "merge").code == 0  # nothing completed: nothing to merge
+    merged = cli(repo, "merge")  # nothing completed: nothing to merge, the failure named
+    assert merged.code == 1, merged.err
+    assert "still outstanding from earlier runs: h (failed)" in merged.out
     cleaned = cli(repo, "cleanup", "--force")
     assert cleaned.code == 0, cleaned.err
     assert "kept worktree .worktrees/agent-h" in cleaned.out  # never through a symlink
@@ -116,7 +118,7 @@ def test_commits_on_a_detached_head_are_kept_and_named(
     assert git(repo, "rev-parse", "lane-h") == history[0]  # nothing on the lane branch
     # Before: the lane was `completed` and merged as "already in main".
     merged = cli(repo, "merge")
-    assert merged.code == 0
+    assert merged.code == 1  # the failed lane is outstanding
     assert "no completed lanes" in merged.out
     assert log_of(repo, "main") == history
     # Before: plain cleanup made those commits unreachable.

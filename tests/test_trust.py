@@ -212,8 +212,9 @@ Path("liar.txt").write_text("mine")
     }
     assert "lanes.victim.status changed" in ignored(repo)
     assert "ignored: lanes.victim.status changed" in result.out
-    merged = cli(repo, "merge")
-    assert merged.code == 0, merged.out + merged.err
+    merged = cli(repo, "merge")  # exit 1: the failed lane is still outstanding, and named
+    assert merged.code == 1, merged.out + merged.err
+    assert "still outstanding from earlier runs: victim (failed)" in merged.out
     files = on_main(repo)
     assert "liar.txt" in files
     assert "victim.txt" not in files  # the failed lane's work is not merged
@@ -394,7 +395,7 @@ def test_a_probe_allowed_an_agent_by_the_config_may_choose_it(
     files = {"a.py": "a = 1\n", "docs/_generated/review/state_probe.json": result_json}
     repo = pipeline_repo(tmp_path, monkeypatch, files, config)
 
-    planned = cli(repo, "plan", "--dry-run")
+    planned = cli(repo, "plan", "--dry-run", "--json")
 
     assert planned.code == 0, planned.err
     assert json.loads(planned.out)["lanes"]["g"]["agent"] == "shell"
