@@ -1,37 +1,9 @@
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import psutil
-
 from _monitor_trackers import lane, tracker, write
-from orchestree.monitor.source import TrackerReader, process_start
-
-
-def test_process_start_matches_psutil_for_a_live_process() -> None:
-    assert process_start(os.getpid()) == psutil.Process().create_time()
-
-
-def test_process_start_is_none_for_an_exited_process() -> None:
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    assert process_start(child.pid) is None
-
-
-def test_process_start_is_none_for_a_zombie() -> None:
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    try:
-        proc = psutil.Process(child.pid)
-        deadline = time.monotonic() + 10
-        while proc.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert process_start(child.pid) is None
-    finally:
-        child.wait()
+from orchestree.monitor.source import TrackerReader
 
 
 def test_the_reader_parses_only_when_the_file_changed(tmp_path: Path) -> None:

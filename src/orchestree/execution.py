@@ -268,7 +268,7 @@ class Execution:
             agent = tracker.agents.get(agent_name(lane_id))
             handle = agent.handle if agent else None
             if not handle and kind == "local":  # launched, perhaps, but not recorded
-                handle = local_handle(lane_id, lane.attempts, 0, 0.0)
+                handle = local_handle(lane_id, lane.attempts, None)
             self.running[lane_id] = Running(lane.attempts, self._preset(lane.agent))
             self.running[lane_id].log_offset = self._log_size(lane_id)  # new output only
             if handle and handle.startswith(f"{kind}:"):

@@ -152,7 +152,9 @@ class Agent(_Strict):
     branch: str
     agent: str | None = None
     pid: int | None = None
-    pid_started: float | None = None
+    pid_started: float | None = None  # written by the released version; never trusted
+    pid_ticks: int | None = None  # the pid's start in clock ticks since boot (procs.Identity)
+    boot_id: str | None = None  # the kernel's boot id when `pid` was recorded
     started_at: str | None = None
     finished_at: str | None = None
     exit_code: int | None = None

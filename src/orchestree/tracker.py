@@ -151,24 +151,3 @@ class TrackerStore:
             raise LockTimeout(str(exc)) from None
         except store.TrackerFileError as exc:
             raise TrackerError(str(exc)) from None
-
-
-def process_start_time(pid: int) -> float | None:
-    """When `pid` started (psutil's create_time), or None if there is no such process."""
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return None
-        return float(proc.create_time())
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
-        return None
-
-
-def is_our_process(pid: int | None, started: float | None) -> bool:
-    """True when `pid` is alive and is the very process we recorded (pids are reused)."""
-    if not pid or started is None:
-        return False
-    now = process_start_time(pid)
-    return now is not None and abs(now - started) < 0.05

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orchestree import git
+from orchestree import git, procs
 
 if TYPE_CHECKING:
     from orchestree.orchestrator import Repo
@@ -38,15 +38,16 @@ class Verifier:
             git.worktree_add_detached(self.root, self.path, commit)
             self.made = True
         env = git.git_env({"ORCHESTREE_LANE": lane_id, "ORCHESTREE_CANDIDATE": commit})
-        proc = subprocess.Popen(
-            ["sh", "-c", self.command], cwd=self.path, env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+        proc = procs.spawn(
+            ["sh", "-c", self.command], cwd=self.path, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
         try:
             output, _ = proc.communicate(timeout=self.timeout)
             verdict = f"exited {proc.returncode}"
         except subprocess.TimeoutExpired:
-            _kill_tree(proc.pid)
+            # Its own group and every descendant, a `setsid` one too, at once.
+            procs.end_tree(procs.Tree(pgid=proc.pid, root=proc.pid), 0.0, reap=proc.poll)
             output, _ = proc.communicate()
             verdict = f"timed out after {self.timeout:g} s"
         if proc.returncode == 0 and verdict.startswith("exited"):
@@ -75,26 +76,14 @@ def verifier(repo: Repo) -> Iterator[Verifier | None]:
 
 def sweep_scratch(repo: Repo) -> list[Path]:
     """Remove verification worktrees left by merges that were killed; the paths removed."""
-    import psutil
-
     removed = []
     for tree in git.worktree_list(repo.root):
         name = tree.path.name
         if tree.path.parent != repo.layout.orch.resolve() or not name.startswith("verify-"):
             continue
         pid = name.removeprefix("verify-")
-        if pid.isdigit() and int(pid) != os.getpid() and psutil.pid_exists(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and procs.alive(int(pid)):
             continue
         git.worktree_remove(repo.root, tree.path, force=True)
         removed.append(tree.path)
     return removed
-
-
-def _kill_tree(pid: int) -> None:
-    import psutil
-
-    with contextlib.suppress(psutil.NoSuchProcess):
-        parent = psutil.Process(pid)
-        for proc in [*parent.children(recursive=True), parent]:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.kill()
