@@ -244,6 +244,19 @@ def spawn(
     )
 
 
+def fork(child: Callable[[], int]) -> int:
+    """Fork this process; the child runs `child()` and exits with what it returns (1 if
+    it raises), never returning here. The parent gets the child's pid."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = child()
+        finally:
+            os._exit(code)
+    return pid
+
+
 # --- ending --------------------------------------------------------------------------
 
 
@@ -347,25 +360,30 @@ def end_tree(tree: Tree, grace_s: float, reap: Callable[[], object] | None = Non
             reap()
 
 
-def signal_if_ours(ident: Identity | None, sig: int = signal.SIGTERM) -> bool:
-    """Send `sig` to the process `ident` names, only while it is that process."""
-    if ident is None:
-        return False
-    fd = open_pidfd(ident)
-    if fd is not None:  # race-free: a pidfd never reaches a process that reused the pid
+def signal_if_ours(
+    ident: Identity | None, sig: int = signal.SIGTERM, pidfd: int | None = None
+) -> bool:
+    """Send `sig` to the process `ident` names (or `pidfd` refers to), only while it is
+    that process; True when it was sent."""
+    own = pidfd is None
+    if pidfd is None and ident is not None:
+        pidfd = open_pidfd(ident)
+    if pidfd is not None:  # race-free: a pidfd never reaches a process that reused the pid
         try:
-            signal.pidfd_send_signal(fd, sig)
+            signal.pidfd_send_signal(pidfd, sig)
             return True
         except (OSError, AttributeError):
             return False
         finally:
-            os.close(fd)
-    if not is_ours(ident):
+            if own:
+                os.close(pidfd)
+    if not is_ours(ident) or ident is None:
         return False
-    with contextlib.suppress(ProcessLookupError, PermissionError):
+    try:
         os.kill(ident.pid, sig)
-        return True
-    return False
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 # --- an agent whose supervisor died ---------------------------------------------------

@@ -28,6 +28,7 @@ per lane.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -274,23 +275,17 @@ def serve() -> int:
         pending += chunk
         while b"\n" in pending:
             line, pending = pending.split(b"\n", 1)
-            pid = os.fork()
-            if pid == 0:
-                _forked(line.decode())
+            pid = procs.fork(functools.partial(_forked, line.decode()))
             os.write(1, f"{pid}\n".encode())
 
 
-def _forked(spec_path: str) -> None:
-    code = 1
-    try:
-        os.setsid()
-        devnull = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(devnull, fd)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        code = main(["supervisor", spec_path])
-    finally:
-        os._exit(code)
+def _forked(spec_path: str) -> int:
+    os.setsid()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    return main(["supervisor", spec_path])
 
 
 def _reap_forked() -> None:

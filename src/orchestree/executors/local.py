@@ -9,7 +9,6 @@ when its supervisor left a result or is gone on two independent signs.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import signal
@@ -153,14 +152,10 @@ class LocalExecutor:
             return
         self.cancelled.add(lane_id)
         launched = run.launched
-        if launched.process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                launched.process.send_signal(signal.SIGTERM)
-        elif launched.pidfd is not None:  # never reaches a process that reused the pid
-            with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(launched.pidfd, signal.SIGTERM)
+        if launched.process is not None:  # our child: its pid cannot be reused yet
+            launched.process.send_signal(signal.SIGTERM)
         else:
-            procs.signal_if_ours(launched.identity, signal.SIGTERM)
+            procs.signal_if_ours(launched.identity, signal.SIGTERM, launched.pidfd)
 
     def fetch(self, lane_id: str) -> str | None:
         """The lane branch is local already: its head as the attempt left it."""
