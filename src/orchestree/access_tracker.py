@@ -284,7 +284,11 @@ def write_atomic(path: str, data: dict[str, Any] | bytes) -> None:
         while rest:  # write() may write less than asked (a full disk): never replace short
             rest = rest[os.write(fd, rest) :]
         os.fsync(fd)
-    finally:
+    except OSError:
+        os.close(fd)
+        os.unlink(tmp)  # a full disk: give back what the half-written copy took
+        raise
+    else:
         os.close(fd)
     if os.path.exists(path):
         bak_tmp = os.path.join(folder, f".{name}.bak.{os.getpid()}.tmp")

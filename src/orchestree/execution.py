@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from orchestree import agents, executors, git, runner, scheduler
+from orchestree import agents, disk, executors, git, runner, scheduler
 from orchestree.errors import EnvironmentRefused, OrchestreeError, UserError
 from orchestree.executors import LaneExecutor, LaneSpec, LaneUpdate
 from orchestree.executors.local import handle_of as local_handle
@@ -227,8 +227,8 @@ class Execution:
         try:
             handle = executor.submit(spec)
         except Exception as exc:
-            if isinstance(exc, EnvironmentRefused):
-                raise  # the executor refuses to run anything: stop, exit 3
+            if isinstance(exc, EnvironmentRefused) or disk.is_disk_error(exc):
+                raise  # the executor refuses to run anything, or the disk is full: stop, exit 3
             message = str(exc) if isinstance(exc, OrchestreeError) else repr(exc)
             self.book.settle(lane_id, attempt, "failed", {"error": message}, None)
             return

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from orchestree import access_tracker as store
+from orchestree import disk
 from orchestree.errors import LockTimeout, TrackerError, UserError
 from orchestree.models import Tracker, describe_validation_error
 
@@ -119,7 +120,7 @@ class TrackerStore:
         lock_path, events_path = store.paths(str(self.path))
         data = tracker.model_dump(mode="json")
         try:
-            with store.locked(lock_path, self.lock_timeout, _say_waiting):
+            with disk.writing(self.path), store.locked(lock_path, self.lock_timeout, _say_waiting):
                 store.write_atomic(str(self.path), data)
                 store.append_event(events_path, {"actor": "orchestree", "event": event})
         except store.LockTimeoutError as exc:
@@ -136,14 +137,15 @@ class TrackerStore:
             return written[-1].model_dump_json().encode("utf-8")
 
         try:
-            store.transact(
-                str(self.path),
-                change,
-                event,
-                validate=validate,
-                timeout=self.lock_timeout,
-                on_wait=_say_waiting,
-            )
+            with disk.writing(self.path):  # a full disk: one line naming it, tracker intact
+                store.transact(
+                    str(self.path),
+                    change,
+                    event,
+                    validate=validate,
+                    timeout=self.lock_timeout,
+                    on_wait=_say_waiting,
+                )
             return written[-1]
         except store.InvalidUpdateError as exc:
             raise UserError(f"{exc}; nothing was written") from None

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestree import git, procs, runner
+from orchestree import disk, git, procs, runner
 from orchestree.executors import LaneSpec, LaneUpdate
 from orchestree.layout import branch
 from orchestree.orchestrator import Repo
@@ -77,9 +77,10 @@ class LocalExecutor:
         if new and self.includes is None:
             self.includes = runner.include_files(repo.root, repo.layout.worktrees)
         includes = self.includes or []
-        launched = runner.launch(
-            repo, lane_id, lane, spec.attempt, spec.port, new, includes, self.spawner
-        )
+        with disk.writing(repo.layout.orch):  # its prompt, spec and log live there
+            launched = runner.launch(
+                repo, lane_id, lane, spec.attempt, spec.port, new, includes, self.spawner
+            )
         self.attempts[lane_id] = _Attempt(spec.attempt, launched)
         started = LaneUpdate(
             lane_id, spec.attempt, "started", pid=launched.pid, pid_identity=launched.identity
