@@ -8,6 +8,7 @@ ticks since boot and the boot id does not notice.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -18,7 +19,9 @@ from exec_helpers import (
     ORCHESTREE,
     add_lanes,
     agent_config,
+    cli,
     make_repo,
+    spawn,
     statuses,
     tracker,
     wait_for,
@@ -132,4 +135,39 @@ def test_resume_after_a_sigkill_and_a_clock_step_adopts_the_running_supervisors(
     assert second.returncode == 0, err + out
     for lane in LANES:
         assert f"{lane}: adopted from an earlier run" in out
+    _assert_every_agent_ran_once_to_its_end(repo, marks)
+
+
+@pytest.mark.slow
+def test_a_tracker_of_the_released_version_resumes_and_adopts_its_supervisors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Agents recorded with a wall-clock `pid_started` (and handles carrying it), as the
+    released version wrote them, that no longer matches (a clock step since): adopted."""
+    repo, marks = _repo(tmp_path, monkeypatch)
+    first = spawn(repo, "execute", "--max-parallel", "3")
+    try:
+        wait_for(lambda: _all_started(marks), 30, "three agents to start")
+        wait_for(
+            lambda: all(a.get("handle") for a in tracker(repo)["agents"].values()),
+            30,
+            "the supervisors to be recorded",
+        )
+    finally:
+        first.kill()
+        first.communicate()
+    legacy = {}
+    for name, agent in tracker(repo)["agents"].items():
+        pid = agent["pid"]
+        legacy[name] = {
+            "pid_ticks": None,
+            "boot_id": None,
+            "pid_started": 1000.0,
+            "handle": f"local:{agent['lane']}:1:{pid}:1000.0",
+        }
+    assert cli(repo, "tracker", "update", json.dumps({"agents": legacy})).code == 0
+    result = cli(repo, "execute", "--max-parallel", "3")
+    assert result.code == 0, result.err + result.out
+    for lane in LANES:
+        assert f"{lane}: adopted from an earlier run" in result.out
     _assert_every_agent_ran_once_to_its_end(repo, marks)
