@@ -70,15 +70,12 @@ def _reap(agent: subprocess.Popen[bytes] | None = None) -> None:
 
 
 def end_tree(
-    pgid: int | None,
-    grace_s: float,
-    agent: subprocess.Popen[bytes] | None = None,
-    token: str | None = None,
+    pgid: int | None, grace_s: float, agent: subprocess.Popen[bytes] | None = None
 ) -> None:
-    """End the group `pgid`, every descendant of ours and every process carrying the
-    tree's `token` (`procs.end_tree`). `agent` (the group leader) is reaped through its
-    Popen so its exit status is kept."""
-    tree = procs.Tree(pgid=pgid, root=os.getpid(), token=token)
+    """End the group `pgid` and every descendant of ours (`procs.end_tree`): as a
+    subreaper, a `setsid` daemon of the agent is still our descendant. `agent` (the
+    group leader) is reaped through its Popen so its exit status is kept."""
+    tree = procs.Tree(pgid=pgid, root=os.getpid())
     procs.end_tree(tree, grace_s, reap=lambda: _reap(agent))
 
 
@@ -244,7 +241,7 @@ def supervise(spec: dict[str, Any], stop: dict[str, str] | None = None) -> dict[
         # job) ends with it: a finished lane leaves no process behind. Nobody waits
         # for an orphaned lane's agent, so it gets a short grace.
         quick = reason in ("exited", "parent-died")
-        end_tree(agent.pid, min(grace, 1.0) if quick else grace, agent, token)
+        end_tree(agent.pid, min(grace, 1.0) if quick else grace, agent)
         code = agent.wait()
     return {
         "reason": reason,
