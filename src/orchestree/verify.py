@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,19 +38,25 @@ class Verifier:
         else:
             git.worktree_add_detached(self.root, self.path, commit)
             self.made = True
-        env = git.git_env({"ORCHESTREE_LANE": lane_id, "ORCHESTREE_CANDIDATE": commit})
+        token = secrets.token_hex(8)
+        env = git.git_env({"ORCHESTREE_LANE": lane_id, "ORCHESTREE_CANDIDATE": commit,
+                           procs.TREE_ENV: token})  # fmt: skip
         proc = procs.spawn(
             ["sh", "-c", self.command], cwd=self.path, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
+        tree = procs.Tree(pgid=proc.pid, root=proc.pid, token=token)
         try:
             output, _ = proc.communicate(timeout=self.timeout)
             verdict = f"exited {proc.returncode}"
         except subprocess.TimeoutExpired:
-            # Its own group and every descendant, a `setsid` one too, at once.
-            procs.end_tree(procs.Tree(pgid=proc.pid, root=proc.pid), 0.0, reap=proc.poll)
+            # Its group and every process of its tree, a `setsid` one too, at once.
+            procs.end_tree(tree, 0.0, reap=proc.poll)
             output, _ = proc.communicate()
             verdict = f"timed out after {self.timeout:g} s"
+        except BaseException:  # Ctrl-C: the check, in a session of its own, ends with us
+            procs.end_tree(tree, 0.0, reap=proc.poll)
+            raise
         if proc.returncode == 0 and verdict.startswith("exited"):
             return None
         tail = "\n".join(output.rstrip().splitlines()[-TAIL_LINES:])[-TAIL_CHARS:]
