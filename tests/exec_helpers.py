@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
+from orchestree import procs
 from orchestree.cli import main
 
 IDENTITY = {
@@ -146,15 +146,10 @@ def wait_for(check: Callable[[], bool], timeout: float = 15.0, what: str = "") -
     raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
 
 
-def process_alive(pid: int, started: float | None = None) -> bool:
-    """Is `pid` a live (non-zombie) process — the one that started at `started`?"""
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return started is None or abs(proc.create_time() - started) < 0.05
-    except psutil.NoSuchProcess:
-        return False
+def process_alive(pid: int, ticks: int | None = None) -> bool:
+    """Is `pid` a live (non-zombie) process — the one that started at `ticks` since boot?"""
+    found = procs.identity(pid)
+    return found is not None and (ticks is None or found.ticks == ticks)
 
 
 def count_runs(folder: Path, lane_id: str) -> int:

@@ -5,6 +5,7 @@ and in `status`, a lane that changed nothing, and a missing login held per agent
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -87,7 +88,7 @@ def test_each_preset_is_run_as_its_cli_expects(
     records = fake_agents.runs()
     assert sorted(records) == sorted(f"{agent}-{lane}" for lane, agent in LANES.items())
     tracker_path = str((repo / ".orchestration" / "tracker.json").resolve())
-    ports = set()
+    ports, trees = set(), set()
     for lane, agent in LANES.items():
         run = records[f"{agent}-{lane}"]
         env = run["env"]
@@ -112,7 +113,11 @@ def test_each_preset_is_run_as_its_cli_expects(
             "ORCHESTREE_PROMPT_FILE": str(prompt_file.resolve()),
             "ORCHESTREE_PORT": env["ORCHESTREE_PORT"],
             "ORCHESTREE_ATTEMPT": "1",
+            # marks every process of this agent's tree, so it can be ended as one
+            "ORCHESTREE_TREE": env["ORCHESTREE_TREE"],
         }
+        assert re.fullmatch(r"[0-9a-f]{16}", env["ORCHESTREE_TREE"])
+        trees.add(env["ORCHESTREE_TREE"])
         ports.add(env["ORCHESTREE_PORT"])
         # git's auto-gc and auto-maintenance off for the agent's own git calls
         count = int(env["GIT_CONFIG_COUNT"])
@@ -121,6 +126,7 @@ def test_each_preset_is_run_as_its_cli_expects(
         trust = env.get("GEMINI_CLI_TRUST_WORKSPACE")
         assert trust == ("true" if agent == "gemini" else None)
     assert len(ports) == len(LANES)  # lanes running side by side get distinct ports
+    assert len(trees) == len(LANES)  # and each agent's tree its own token
     gemini_log = (repo / ".orchestration" / "logs" / "agent-gemini-lane.log").read_text()
     assert "YOLO mode is enabled" in gemini_log
     assert "not trusted" not in gemini_log

@@ -395,7 +395,7 @@ def test_sigkill_of_the_orchestrator_then_execute_resumes_without_rerunning(
     state = tracker(repo)
     assert state["lanes"]["slow"]["status"] == "running"
     supervisor_pid = state["agents"]["agent-slow"]["pid"]
-    assert process_alive(supervisor_pid, state["agents"]["agent-slow"]["pid_started"])
+    assert process_alive(supervisor_pid, state["agents"]["agent-slow"]["pid_ticks"])
     # Execute again while the slow lane's supervisor still runs: it is adopted.
     result = cli(repo, "execute")
     assert result.code == 0, result.err + result.out

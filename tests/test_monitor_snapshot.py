@@ -14,19 +14,22 @@ from _monitor_trackers import agent, big_tracker, lane, tracker
 from orchestree.monitor.fields import fmt_duration, progress_text
 from orchestree.monitor.snapshot import LANE_STATUSES, Memo, build_snapshot
 from orchestree.monitor.views import Snapshot
+from orchestree.procs import Identity
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 T_MINUS_10M = "2026-01-01T11:50:00.000Z"
 T_MINUS_2H = "2026-01-01T10:00:00.000Z"
-MY_PID, MY_START = 4242, 1_700_000_000.25
+MY_PID, MY_START, MY_TICKS, BOOT = 4242, 1_700_000_000.25, 987_654, "boot-a"
+ME = Identity(MY_PID, MY_TICKS, BOOT)
+MINE = {"pid": MY_PID, "pid_ticks": MY_TICKS, "boot_id": BOOT}
 
 
-def processes(table: dict[int, float]) -> Any:
+def processes(table: dict[int, Identity]) -> Any:
     return table.get
 
 
-def snap(data: dict[str, Any], table: dict[int, float] | None = None, **kw: Any) -> Snapshot:
-    return build_snapshot(data, now=NOW, process_start=processes(table or {}), **kw)
+def snap(data: dict[str, Any], table: dict[int, Identity] | None = None, **kw: Any) -> Snapshot:
+    return build_snapshot(data, now=NOW, process_identity=processes(table or {}), **kw)
 
 
 def running(lane_id: str = "work", **agent_fields: Any) -> dict[str, Any]:
@@ -86,26 +89,31 @@ def test_agents_carry_the_seed_symbols() -> None:
 
 
 def test_a_running_lane_whose_process_lives_raises_no_warning() -> None:
-    s = snap(running(pid=MY_PID, pid_started=MY_START), {MY_PID: MY_START + 0.01})
+    s = snap(running(**MINE), {MY_PID: ME})
     assert s.warnings == []
     assert s.lanes[0].duration_s == 600.0
 
 
 def test_a_running_lane_whose_process_is_gone_is_reported() -> None:
-    s = snap(running(pid=MY_PID, pid_started=MY_START), {})
+    s = snap(running(**MINE), {})
     assert kinds(s) == ["dead_pid"]
     assert "4242 is gone" in s.warnings[0].message
     assert s.warnings[0].lane == "work"
 
 
 def test_a_running_lane_whose_pid_was_reused_is_reported() -> None:
-    s = snap(running(pid=MY_PID, pid_started=MY_START), {MY_PID: MY_START + 3600})
+    s = snap(running(**MINE), {MY_PID: Identity(MY_PID, MY_TICKS + 360_000, BOOT)})
     assert kinds(s) == ["pid_reused"]
     assert "another process" in s.warnings[0].message
 
 
+def test_the_same_pid_and_ticks_after_a_reboot_is_another_process() -> None:
+    s = snap(running(**MINE), {MY_PID: Identity(MY_PID, MY_TICKS, "boot-b")})
+    assert kinds(s) == ["pid_reused"]
+
+
 def test_a_pid_on_another_host_is_not_judged_here() -> None:
-    s = snap(running(pid=MY_PID, pid_started=MY_START, host="worker-7"), {}, this_host="laptop")
+    s = snap(running(**MINE, host="worker-7"), {}, this_host="laptop")
     assert s.warnings == []
     assert s.lanes[0].host == "worker-7"
 
@@ -114,9 +122,11 @@ def test_a_running_lane_without_a_pid_yet_is_not_a_warning() -> None:
     assert snap(running(), {}).warnings == []
 
 
-def test_an_unreadable_start_time_is_not_judged() -> None:
-    s = snap(running(pid=MY_PID, pid_started=MY_START), {MY_PID: float("nan")})
+def test_a_wall_clock_start_time_of_the_released_version_is_never_judged_a_reuse() -> None:
+    # A clock step moves such a time by seconds or hours: it cannot tell a reused pid.
+    s = snap(running(pid=MY_PID, pid_started=MY_START), {MY_PID: ME})
     assert s.warnings == []
+    assert kinds(snap(running(pid=MY_PID, pid_started=MY_START), {})) == ["dead_pid"]
 
 
 def test_lanes_over_their_timeout_are_reported() -> None:
@@ -291,10 +301,10 @@ def test_durations_read_at_a_glance(seconds: float | None, text: str) -> None:
 
 def test_a_memo_only_saves_work_and_never_changes_the_result() -> None:
     memo = Memo()
-    table = {MY_PID: MY_START}
+    table = {MY_PID: ME}
     first = big_tracker(60, running_pid=MY_PID)
     for item in first["agents"].values():
-        item["pid_started"] = MY_START
+        item.update(pid_ticks=MY_TICKS, boot_id=BOOT)
     assert snap(first, table, memo=memo) == snap(first, table)
     assert memo.lanes, "finished lanes were kept"
     assert all(view.status != "running" for _, _, view, _ in memo.lanes.values())
@@ -310,7 +320,7 @@ def test_a_memo_only_saves_work_and_never_changes_the_result() -> None:
 
 
 def test_the_snapshot_is_plain_json() -> None:
-    data = running(pid=MY_PID, pid_started=MY_START)
+    data = running(**MINE)
     encoded = json.dumps(asdict(snap(data, {})))
     assert json.loads(encoded)["warnings"][0]["kind"] == "dead_pid"
 

@@ -1,37 +1,58 @@
 from __future__ import annotations
 
-import os
+import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import psutil
+import pytest
 
-from _monitor_trackers import lane, tracker, write
-from orchestree.monitor.source import TrackerReader, process_start
+from _monitor_trackers import agent, lane, tracker, write
+from clock_helpers import in_namespace, stat_copy, step_btime
+from orchestree import procs
+from orchestree.monitor.source import TrackerReader
 
-
-def test_process_start_matches_psutil_for_a_live_process() -> None:
-    assert process_start(os.getpid()) == psutil.Process().create_time()
-
-
-def test_process_start_is_none_for_an_exited_process() -> None:
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    assert process_start(child.pid) is None
+WARNING_KINDS = (
+    "import json, sys; from orchestree.access_tracker import read; "
+    "from orchestree.monitor.source import snapshot_now; "
+    "print(json.dumps([w.kind for w in snapshot_now(read(sys.argv[1]), 3600.0).warnings]))"
+)
 
 
-def test_process_start_is_none_for_a_zombie() -> None:
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
+@pytest.mark.parametrize("step_s", [1, -1, 3600], ids=["+1s", "-1s", "+1h"])
+def test_the_process_gone_warning_does_not_fire_on_a_clock_step(
+    tmp_path: Path, step_s: int
+) -> None:
+    """The monitor's real process source, in a namespace whose btime moved."""
+    sleeper = subprocess.Popen(["sleep", "60"])
     try:
-        proc = psutil.Process(child.pid)
-        deadline = time.monotonic() + 10
-        while proc.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert process_start(child.pid) is None
+        ident = procs.identity(sleeper.pid)
+        assert ident is not None
+        recorded = {"pid": ident.pid, "pid_ticks": ident.ticks, "boot_id": ident.boot_id}
+        path = tmp_path / "tracker.json"
+        write(
+            path,
+            tracker(
+                {"work": lane(status="running", attempts=1)},
+                {"agent-work": agent("work", status="running", **recorded)},
+                phase=3,
+                status="running",
+            ),
+        )
+        copy = stat_copy(tmp_path)
+        step_btime(copy, step_s)
+        argv = in_namespace(copy, [sys.executable, "-c", WARNING_KINDS, str(path)])
+
+        def kinds() -> list[str]:
+            out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+            found: list[str] = json.loads(out)
+            return found
+
+        assert kinds() == []
     finally:
-        child.wait()
+        sleeper.kill()
+        sleeper.wait()
+    assert kinds() == ["dead_pid"]  # and it does fire when the process is gone
 
 
 def test_the_reader_parses_only_when_the_file_changed(tmp_path: Path) -> None:

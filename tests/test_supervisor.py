@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from exec_helpers import process_alive, wait_for, write_script
-from orchestree import supervisor
 
 
 def _spec(tmp_path: Path, argv: list[str], **extra: Any) -> Path:
@@ -204,17 +203,3 @@ def test_a_missing_program_is_an_error_outcome(tmp_path: Path) -> None:
     result = _result(tmp_path)
     assert result["reason"] == "error"
     assert "no-such-agent-program-xyz" in (tmp_path / "agent.log").read_text(encoding="utf-8")
-
-
-def test_live_descendants_ignores_zombies(tmp_path: Path) -> None:
-    child = subprocess.Popen(["sh", "-c", "exit 0"])
-    wait_for(lambda: not process_alive(child.pid), what="the child to exit")
-    # It is a zombie until reaped: not a live descendant.
-    assert child.pid not in supervisor.live_descendants(os.getpid())
-    child.wait()
-    sleeper = subprocess.Popen(["sleep", "30"])
-    try:
-        assert sleeper.pid in supervisor.live_descendants(os.getpid())
-    finally:
-        sleeper.kill()
-        sleeper.wait()

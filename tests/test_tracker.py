@@ -17,7 +17,7 @@ from helpers import env, snapshot
 from orchestree import access_tracker
 from orchestree.errors import LockTimeout, TrackerError, UserError
 from orchestree.models import Lane, Tracker
-from orchestree.tracker import TrackerStore, is_our_process, process_start_time
+from orchestree.tracker import TrackerStore
 
 HOLD = """
 import sys, time
@@ -234,18 +234,6 @@ def test_archive_copies_the_tracker_under_a_fresh_name(store: TrackerStore, orch
     assert (first.name, second.name) == ("20250101T000000.json", "20250101T000000-1.json")
     assert json.loads(first.read_text("utf-8")) == store.read_raw()
     assert store.path.exists()
-
-
-def test_process_identity_guards_against_reused_pids() -> None:
-    started = process_start_time(os.getpid())
-    assert started is not None
-    assert is_our_process(os.getpid(), started)
-    assert not is_our_process(os.getpid(), started - 10)
-    assert not is_our_process(None, started)
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    assert process_start_time(dead.pid) is None
-    assert not is_our_process(dead.pid, started)
 
 
 def test_the_store_and_the_helper_agree_on_the_state_machine() -> None:

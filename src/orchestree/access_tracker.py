@@ -351,7 +351,11 @@ def _write_file(path: str, payload: bytes, mode: int) -> None:
         while rest:  # write() may write less than asked (a full disk): never replace short
             rest = rest[os.write(fd, rest) :]
         os.fsync(fd)
-    finally:
+    except OSError:
+        os.close(fd)
+        os.unlink(path)  # a full disk: give back what the half-written copy took
+        raise
+    else:
         os.close(fd)
 
 

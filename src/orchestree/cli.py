@@ -711,6 +711,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if _DEBUG["on"]:
             raise
+        from orchestree import disk
+
+        if isinstance(exc, OSError) and disk.is_disk_error(exc):  # outside the tracker's writes
+            _err(f"orchestree: {disk.describe(exc)}")
+            return EXIT_ENVIRONMENT
         _err(f"orchestree: internal error: {exc!r}; run again with --debug for the traceback")
         return EXIT_INTERNAL
     return result if isinstance(result, int) else 0

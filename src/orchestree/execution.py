@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from orchestree import agents, doctor, executors, git, runner, scheduler
+from orchestree import agents, disk, doctor, executors, git, runner, scheduler
 from orchestree.errors import EnvironmentRefused, OrchestreeError, UserError
 from orchestree.executors import LaneExecutor, LaneSpec, LaneUpdate
 from orchestree.executors.local import handle_of as local_handle
@@ -247,8 +247,8 @@ class Execution:
         try:
             handle = executor.submit(spec)
         except Exception as exc:
-            if isinstance(exc, EnvironmentRefused):
-                raise  # the executor refuses to run anything: stop, exit 3
+            if isinstance(exc, EnvironmentRefused) or disk.is_disk_error(exc):
+                raise  # the executor refuses to run anything, or the disk is full: stop, exit 3
             message = str(exc) if isinstance(exc, OrchestreeError) else repr(exc)
             self.book.settle(lane_id, attempt, "failed", {"error": message}, None)
             return
@@ -288,7 +288,7 @@ class Execution:
             agent = tracker.agents.get(agent_name(lane_id))
             handle = agent.handle if agent else None
             if not handle and kind == "local":  # launched, perhaps, but not recorded
-                handle = local_handle(lane_id, lane.attempts, 0, 0.0)
+                handle = local_handle(lane_id, lane.attempts, None)
             self.running[lane_id] = Running(lane.attempts, self._preset(lane.agent))
             self.running[lane_id].log_offset = self._log_size(lane_id)  # new output only
             if handle and handle.startswith(f"{kind}:"):

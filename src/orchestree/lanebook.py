@@ -83,7 +83,10 @@ class LaneBook:
 
         def change(t: Tracker) -> None:
             agent = t.agents[agent_name(lane_id)]
-            agent.status, agent.pid, agent.pid_started = "running", update.pid, update.pid_started
+            agent.status, agent.pid = "running", update.pid
+            ident = update.pid_identity  # what identifies that pid; never a wall-clock time
+            agent.pid_ticks, agent.boot_id = (ident.ticks, ident.boot_id) if ident else (None, None)
+            agent.pid_started = None
             agent.host = update.host
             lane = t.lanes[lane_id]
             lane.host, lane.worker = update.host, update.worker

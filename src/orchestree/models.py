@@ -183,7 +183,9 @@ class Agent(_Strict):
     branch: str
     agent: str | None = None
     pid: int | None = Field(default=None, ge=1)  # never 0 or a group (-n) to signal
-    pid_started: float | None = None
+    pid_started: float | None = None  # written by the released version; never trusted
+    pid_ticks: int | None = Field(default=None, ge=0)  # start in clock ticks since boot
+    boot_id: str | None = None  # the kernel's boot id when `pid` was recorded
     started_at: str | None = None
     finished_at: str | None = None
     exit_code: int | None = None

@@ -400,17 +400,20 @@ def cancel_lane(repo: Repo, lane_id: str) -> str:
     """Stop a running lane's agent (the running orchestrator records it) or cancel a
     pending one. A lane running elsewhere (a Dask worker) is stopped by the orchestrator
     that follows it: this leaves it a request."""
-    import os
     import signal
 
+    from orchestree import procs
     from orchestree.layout import agent_name
-    from orchestree.tracker import is_our_process
 
     lane = require_lane(repo, lane_id, {"pending", "running", "blocked"}, "be cancelled")
     if lane.status == "running":
         agent = repo.store.read().agents.get(agent_name(lane_id))
-        if agent and is_our_process(agent.pid, agent.pid_started) and agent.pid:
-            os.kill(agent.pid, signal.SIGTERM)
+        ident = None
+        if agent is not None and agent.pid:
+            ident = procs.Identity.recorded(agent.pid, agent.pid_ticks, agent.boot_id)
+            if agent.pid_ticks is None:  # recorded by the released version: no ticks
+                ident = procs.supervisor_identity(agent.pid)
+        if agent and procs.signal_if_ours(ident, signal.SIGTERM):
             return f"{lane_id}: stopping its agent (pid {agent.pid}); its worktree is kept"
         if agent and agent.handle and not agent.handle.startswith("local:"):
             repo.layout.cancel_requests.mkdir(parents=True, exist_ok=True)

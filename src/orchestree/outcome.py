@@ -19,7 +19,7 @@ from orchestree.models import Lane
 
 _NOT_RUN = {
     "gone": "interrupted: its process is gone (the orchestrator was stopped)",
-    "lost": "worker lost: the Dask worker running it died; its agent was ended",
+    "lost": "worker lost: the Dask worker or the lane's supervisor on it died; its agent was ended",
     "abandoned": "worker closing: the Dask worker running it was retired; nothing was pushed",
     "claim-conflict": "claim conflict: another run of this attempt holds its claim",
 }

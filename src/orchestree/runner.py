@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestree import agents, git, supervisor, worktree_guard
+from orchestree import agents, git, procs, supervisor, worktree_guard
 from orchestree.errors import UserError
 from orchestree.layout import branch
 from orchestree.models import Lane
 from orchestree.orchestrator import Repo, install_helper
-from orchestree.tracker import process_start_time
 
 LOG_TAIL_BYTES = 64 * 1024
 
@@ -140,11 +139,16 @@ def _tracks_helper(root: Path, commit: str) -> bool:
 
 @dataclass(frozen=True)
 class Launched:
+    """A started supervisor. `identity` is None when it is not known (gone at once, or
+    recorded by an older orchestree); `pidfd`, when the kernel gave one, turns readable
+    the moment it exits (the owner closes it)."""
+
     pid: int
-    pid_started: float
+    identity: procs.Identity | None
     result: Path
     log_offset: int
     process: subprocess.Popen[bytes] | None
+    pidfd: int | None = None
 
     @property
     def agent_file(self) -> Path:
@@ -230,8 +234,9 @@ def launch(
     spec_file = runs / f"{lane_id}.{attempt}.spec.json"
     spec_file.write_text(json.dumps(spec), encoding="utf-8")
     pid, proc = (spawner or Spawner(fork_server=False)).start(spec_file)
-    started = process_start_time(pid) or 0.0
-    return Launched(pid, started, result, offset, proc)
+    ident = procs.identity(pid)
+    pidfd = procs.open_pidfd(ident) if ident is not None and proc is None else None
+    return Launched(pid, ident, result, offset, proc, pidfd)
 
 
 class Spawner:
@@ -258,12 +263,10 @@ class Spawner:
                 pass
             self.fork_server = False  # broken: fall back for the rest of the run
             self.close()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestree.supervisor", str(spec_file)],
-            stdin=subprocess.DEVNULL,
+        proc: subprocess.Popen[bytes] = procs.spawn(
+            [sys.executable, "-m", procs.SUPERVISOR, str(spec_file)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            start_new_session=True,
         )
         return proc.pid, proc
 
@@ -271,12 +274,11 @@ class Spawner:
         if not self.fork_server:
             return None
         if self._server is None or self._server.poll() is not None:
-            self._server = subprocess.Popen(
-                [sys.executable, "-m", "orchestree.supervisor", "--serve"],
+            self._server = procs.spawn(
+                [sys.executable, "-m", procs.SUPERVISOR, "--serve"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
-                start_new_session=True,
             )
         return self._server
 

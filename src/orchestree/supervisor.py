@@ -28,9 +28,10 @@ per lane.
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import functools
 import json
 import os
+import secrets
 import select
 import signal
 import stat
@@ -41,63 +42,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestree import git, worktree_guard
+from orchestree import git, procs, worktree_guard
 from orchestree.errors import GitError
 
-PR_SET_CHILD_SUBREAPER = 36
-SCAN_S = 0.05
+SCAN_S = procs.SCAN_S
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _become_subreaper() -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-
-
-def _stat(pid: int | str) -> list[str] | None:
-    """The fields of /proc/PID/stat after the command name (state first), or None.
-
-    The command name may hold spaces and parentheses: parse after the last ')'."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            raw = fh.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    return raw[raw.rfind(")") + 2 :].split()
-
-
-def _alive(fields: list[str]) -> bool:
-    return fields[0] not in ("Z", "X")  # zombies and the dead do not count
-
-
-def _proc_table() -> dict[int, list[str]]:
-    """pid -> its stat fields (state, ppid, pgrp, ...) for every process."""
-    table: dict[int, list[str]] = {}
-    for name in os.listdir("/proc"):
-        fields = _stat(name) if name.isdigit() else None
-        if fields is not None and len(fields) >= 3:
-            table[int(name)] = fields
-    return table
-
-
-def live_descendants(root: int) -> list[int]:
-    """Descendants of `root` that are not zombies."""
-    table = _proc_table()
-    children: dict[int, list[int]] = {}
-    for pid, fields in table.items():
-        children.setdefault(int(fields[1]), []).append(pid)
-    found: list[int] = []
-    stack = list(children.get(root, []))
-    while stack:
-        pid = stack.pop()
-        if _alive(table[pid]):
-            found.append(pid)
-        stack.extend(children.get(pid, []))
-    return found
 
 
 def _reap(agent: subprocess.Popen[bytes] | None = None) -> None:
@@ -116,75 +68,14 @@ def _reap(agent: subprocess.Popen[bytes] | None = None) -> None:
                 os.waitpid(info.si_pid, 0)
 
 
-def _signal_all(pgid: int | None, pids: list[int], sig: int) -> None:
-    if pgid is not None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, sig)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
-
-
 def end_tree(
     pgid: int | None, grace_s: float, agent: subprocess.Popen[bytes] | None = None
 ) -> None:
-    """TERM the group and every descendant, then KILL whatever is left after `grace_s`.
-
-    `agent` (the group leader) is reaped through its Popen so its exit status is kept.
-    """
-    me = os.getpid()
-    _signal_all(pgid, live_descendants(me), signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        _reap(agent)
-        if not live_descendants(me):
-            return
-        time.sleep(SCAN_S)
-    for _ in range(100):  # KILL until nothing is left (a fork bomb may take rounds)
-        left = live_descendants(me)
-        if not left:
-            break
-        _signal_all(pgid, left, signal.SIGKILL)
-        time.sleep(SCAN_S / 5)
-        _reap(agent)
-
-
-def start_ticks(pid: int) -> int | None:
-    """When a live `pid` started, in clock ticks since boot (field 22 of /proc/PID/stat)."""
-    fields = _stat(pid)
-    if fields is None or len(fields) < 20 or not _alive(fields):
-        return None
-    return int(fields[19])
-
-
-def _group_alive(pgid: int) -> bool:
-    return any(f[2] == str(pgid) and _alive(f) for f in _proc_table().values())
-
-
-def end_orphaned_agent(agent_file: str, grace_s: float) -> bool:
-    """End the group of an agent whose supervisor died before it could (SIGKILL, OOM).
-
-    `agent_file` is what the supervisor recorded when it started the agent; the group
-    is signalled only while its leader is that very process (pids are reused).
-    """
-    try:
-        with open(agent_file, encoding="utf-8") as fh:
-            info = json.load(fh)
-        pid, ticks = int(info["pid"]), int(info["start_ticks"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    if start_ticks(pid) != ticks:
-        return False
-    _signal_all(pid, [], signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and _group_alive(pid):
-        time.sleep(SCAN_S)
-    for _ in range(100):
-        if not _group_alive(pid):
-            break
-        _signal_all(pid, [], signal.SIGKILL)
-        time.sleep(SCAN_S / 5)
-    return True
+    """End the group `pgid` and every descendant of ours (`procs.end_tree`): as a
+    subreaper, a `setsid` daemon of the agent is still our descendant. `agent` (the
+    group leader) is reaped through its Popen so its exit status is kept."""
+    tree = procs.Tree(pgid=pgid, root=os.getpid())
+    procs.end_tree(tree, grace_s, reap=lambda: _reap(agent))
 
 
 def _stdin_is_pipe() -> bool:
@@ -221,14 +112,12 @@ def _write_result(path: str, result: dict[str, Any]) -> None:
 
 def _run_setup(spec: dict[str, Any], log: Any, deadline: float, grace: float) -> int:
     """Run `[worktree] setup` once in a new worktree, under the lane's deadline."""
-    proc = subprocess.Popen(
+    proc = procs.spawn(
         ["sh", "-c", spec["setup"]],
         cwd=spec["cwd"],
         env=spec["env"],
-        stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,
-        start_new_session=True,
     )
     try:
         return proc.wait(max(0.0, deadline - time.monotonic()))
@@ -330,13 +219,17 @@ def _catch_stop() -> dict[str, str]:
 
 
 def supervise(spec: dict[str, Any], stop: dict[str, str] | None = None) -> dict[str, Any]:
-    _become_subreaper()
+    procs.become_subreaper()
     stop = stop if stop is not None else _catch_stop()
     parent = os.getppid()
     started = _now()
     timeout = float(spec["timeout_s"])
     grace = float(spec.get("grace_s", 5.0))
     deadline = time.monotonic() + timeout
+    watch_parent = bool(spec.get("die_with_parent"))
+    # Every process of the agent's tree inherits this token, a `setsid` daemon too: it
+    # lets whoever outlives us (the orchestrator, a Dask task) find the tree if we die.
+    token = secrets.token_hex(8)
     with open(spec["log"], "ab", buffering=0) as log:
         if spec.get("setup"):
             log.write(f"orchestree: worktree setup: {spec['setup']}\n".encode())
@@ -346,24 +239,23 @@ def supervise(spec: dict[str, Any], stop: dict[str, str] | None = None) -> dict[
                 return {"reason": "setup-failed", "exit_code": code, "started_at": started}
             _snapshot_setup(spec)
         try:
-            agent = subprocess.Popen(
+            agent = procs.spawn(
                 spec["argv"],
                 cwd=spec["cwd"],
-                env=spec["env"],
-                stdin=subprocess.DEVNULL,
+                env={**spec["env"], procs.TREE_ENV: token},
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
+                # On a worker that may die without warning, the kernel TERMs the agent
+                # the moment we die; the task then ends the rest of the tree by token.
+                die_with_parent=watch_parent,
             )
         except OSError as exc:
             log.write(f"orchestree: cannot start {spec['argv'][0]}: {exc}\n".encode())
             return {"reason": "error", "exit_code": None, "error": str(exc), "started_at": started}
-        if spec.get("agent_file"):  # lets the orchestrator end the agent if we are killed
-            _write_result(
-                spec["agent_file"], {"pid": agent.pid, "start_ticks": start_ticks(agent.pid)}
-            )
+        agent_id = procs.identity(agent.pid)
+        if spec.get("agent_file") and agent_id is not None:
+            _write_result(spec["agent_file"], procs.agent_record(agent_id, token))
         reason = "exited"
-        watch_parent = bool(spec.get("die_with_parent"))
         pipe = watch_parent and _stdin_is_pipe()
         while agent.poll() is None:
             if stop["reason"]:
@@ -417,9 +309,7 @@ def serve() -> int:
             if spec_path is None:  # not the protocol: answer so, never fork for it
                 os.write(1, b"refused\n")
                 continue
-            pid = os.fork()
-            if pid == 0:
-                _forked(spec_path)
+            pid = procs.fork(functools.partial(_forked, spec_path))
             os.write(1, f"{pid}\n".encode())
 
 
@@ -432,17 +322,13 @@ def _spec_path(line: bytes) -> str | None:
     return path if isinstance(path, str) and path and "\n" not in path else None
 
 
-def _forked(spec_path: str) -> None:
-    code = 1
-    try:
-        os.setsid()
-        devnull = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(devnull, fd)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        code = main(["supervisor", spec_path])
-    finally:
-        os._exit(code)
+def _forked(spec_path: str) -> int:
+    os.setsid()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    return main(["supervisor", spec_path])
 
 
 def _reap_forked() -> None:

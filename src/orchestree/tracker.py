@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from orchestree import access_tracker as store
+from orchestree import disk
 from orchestree.errors import LockTimeout, TrackerError, UserError
 from orchestree.models import Tracker, describe_validation_error
 
@@ -151,7 +152,7 @@ class TrackerStore:
         lock_path, events_path = store.paths(str(self.path))
         data = tracker.model_dump(mode="json")
         try:
-            with store.locked(lock_path, self.lock_timeout, _say_waiting):
+            with disk.writing(self.path), store.locked(lock_path, self.lock_timeout, _say_waiting):
                 store.write_owned(str(self.path), data)
                 store.append_event(events_path, {"actor": "orchestree", "event": event})
         except store.LockTimeoutError as exc:
@@ -168,15 +169,16 @@ class TrackerStore:
             return written[-1].model_dump_json().encode("utf-8")
 
         try:
-            store.transact(
-                str(self.path),
-                change,
-                event,
-                validate=validate,
-                timeout=self.lock_timeout,
-                on_wait=_say_waiting,
-                on_ignored=self._note_edits,
-            )
+            with disk.writing(self.path):  # a full disk: one line naming it, tracker intact
+                store.transact(
+                    str(self.path),
+                    change,
+                    event,
+                    validate=validate,
+                    timeout=self.lock_timeout,
+                    on_wait=_say_waiting,
+                    on_ignored=self._note_edits,
+                )
             return written[-1]
         except store.InvalidUpdateError as exc:
             raise UserError(f"{exc}; nothing was written") from None
@@ -184,24 +186,3 @@ class TrackerStore:
             raise LockTimeout(str(exc)) from None
         except store.TrackerFileError as exc:
             raise TrackerError(str(exc)) from None
-
-
-def process_start_time(pid: int) -> float | None:
-    """When `pid` started (psutil's create_time), or None if there is no such process."""
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return None
-        return float(proc.create_time())
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
-        return None
-
-
-def is_our_process(pid: int | None, started: float | None) -> bool:
-    """True when `pid` is alive and is the very process we recorded (pids are reused)."""
-    if not pid or started is None:
-        return False
-    now = process_start_time(pid)
-    return now is not None and abs(now - started) < 0.05

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orchestree import git
+from orchestree import git, procs
 
 if TYPE_CHECKING:
     from orchestree.orchestrator import Repo
@@ -37,18 +38,25 @@ class Verifier:
         else:
             git.worktree_add_detached(self.root, self.path, commit)
             self.made = True
-        env = git.git_env({"ORCHESTREE_LANE": lane_id, "ORCHESTREE_CANDIDATE": commit})
-        proc = subprocess.Popen(
-            ["sh", "-c", self.command], cwd=self.path, env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+        token = secrets.token_hex(8)
+        env = git.git_env({"ORCHESTREE_LANE": lane_id, "ORCHESTREE_CANDIDATE": commit,
+                           procs.TREE_ENV: token})  # fmt: skip
+        proc = procs.spawn(
+            ["sh", "-c", self.command], cwd=self.path, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )  # fmt: skip
+        tree = procs.Tree(pgid=proc.pid, root=proc.pid, token=token)
         try:
             output, _ = proc.communicate(timeout=self.timeout)
             verdict = f"exited {proc.returncode}"
         except subprocess.TimeoutExpired:
-            _kill_tree(proc.pid)
+            # Its group and every process of its tree, a `setsid` one too, at once.
+            procs.end_tree(tree, 0.0, reap=proc.poll)
             output, _ = proc.communicate()
             verdict = f"timed out after {self.timeout:g} s"
+        except BaseException:  # Ctrl-C: the check, in a session of its own, ends with us
+            procs.end_tree(tree, 0.0, reap=proc.poll)
+            raise
         if proc.returncode == 0 and verdict.startswith("exited"):
             return None
         tail = "\n".join(output.rstrip().splitlines()[-TAIL_LINES:])[-TAIL_CHARS:]
@@ -75,26 +83,14 @@ def verifier(repo: Repo) -> Iterator[Verifier | None]:
 
 def sweep_scratch(repo: Repo) -> list[Path]:
     """Remove verification worktrees left by merges that were killed; the paths removed."""
-    import psutil
-
     removed = []
     for tree in git.worktree_list(repo.root):
         name = tree.path.name
         if tree.path.parent != repo.layout.orch.resolve() or not name.startswith("verify-"):
             continue
         pid = name.removeprefix("verify-")
-        if pid.isdigit() and int(pid) != os.getpid() and psutil.pid_exists(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and procs.alive(int(pid)):
             continue
         git.worktree_remove(repo.root, tree.path, force=True)
         removed.append(tree.path)
     return removed
-
-
-def _kill_tree(pid: int) -> None:
-    import psutil
-
-    with contextlib.suppress(psutil.NoSuchProcess):
-        parent = psutil.Process(pid)
-        for proc in [*parent.children(recursive=True), parent]:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.kill()

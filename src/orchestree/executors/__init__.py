@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from orchestree.config import Config
 from orchestree.errors import UserError
 from orchestree.models import Lane
+from orchestree.procs import Identity
 
 if TYPE_CHECKING:
     from orchestree.orchestrator import Repo
@@ -73,7 +74,7 @@ class LaneUpdate:
     host: str | None = None
     worker: str | None = None
     pid: int | None = None
-    pid_started: float | None = None
+    pid_identity: Identity | None = None  # started: the local supervisor's identity
     progress: Any = None
     data: dict[str, Any] | None = None
     timings: dict[str, float] = field(default_factory=dict)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestree import access_tracker, agents, git, remote, runner
+from orchestree import access_tracker, agents, git, procs, remote, runner
 from orchestree.executors import LaneSpec
 from orchestree.layout import branch
 from orchestree.orchestrator import EXCLUDES
@@ -54,6 +54,7 @@ TICK_S = 0.1
 CHECK_S = 0.5  # cancel event, output and progress
 OUTPUT_CHUNK = 32 * 1024
 RESULT_OUTPUT = 64 * 1024
+ORPHAN_GRACE_S = 1.0  # TERM, then KILL: an orphaned tree is gone within seconds
 
 
 @dataclass(frozen=True)
@@ -203,17 +204,18 @@ class _Attempt:
         env = git.git_env(call.env)
         env.update(ORCHESTREE_PORT=str(spec.port), ORCHESTREE_ATTEMPT=str(spec.attempt))
         log, result = self.root / "agent.log", self.root / "result.json"
+        agent_file = self.root / "agent.json"
         sup = {"argv": call.argv, "env": env, "cwd": str(self.clone), "log": str(log),
                "timeout_s": lane.timeout_s or config.defaults.timeout_s,
                "grace_s": config.defaults.kill_grace_s, "result": str(result),
-               "setup": config.worktree.setup, "die_with_parent": True}  # fmt: skip
+               "agent_file": str(agent_file), "setup": config.worktree.setup,
+               "die_with_parent": True}  # fmt: skip
         (self.root / "supervisor.json").write_text(json.dumps(sup), encoding="utf-8")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestree.supervisor", str(self.root / "supervisor.json")],
+        proc: subprocess.Popen[bytes] = procs.spawn(
+            [sys.executable, "-m", procs.SUPERVISOR, str(self.root / "supervisor.json")],
             stdin=subprocess.PIPE,  # never written: its EOF tells the supervisor we died
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            start_new_session=True,
         )
         self.emit("started", host=self.host, worker=self.worker.address, pid=proc.pid)
         override = self._watch(proc, log, tracker)
@@ -221,7 +223,14 @@ class _Attempt:
         if proc.stdin:
             proc.stdin.close()
         self._stream(log)
-        return runner.read_result(result) or {"reason": "error", "error": "no outcome"}, override
+        outcome = runner.read_result(result)
+        if outcome is None:
+            # The supervisor died (SIGKILL, OOM) without ending the agent: end its whole
+            # tree here, a `setsid` child too (by the tree's token), and report it lost.
+            procs.end_orphaned_agent(agent_file, ORPHAN_GRACE_S)
+            error = f"the lane's supervisor ended without an outcome (exit {proc.returncode})"
+            return {"reason": "lost", "error": error}, override
+        return outcome, override
 
     def _watch(self, proc: subprocess.Popen[bytes], log: Path, tracker: Path) -> str | None:
         override: str | None = None

@@ -2,22 +2,24 @@
 
 Each attempt is a per-lane supervisor (`orchestree.supervisor`) started in a session
 of its own, so it outlives an orchestrator that crashes and is adopted by the next
-one. The handle records the supervisor's pid and start time (pids are reused).
+one. The handle records the supervisor's identity (`procs.Identity`: pid, start ticks
+since boot, boot id; pids are reused, and no clock takes part). An attempt is over
+when its supervisor left a result or is gone on two independent signs.
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import os
 import signal
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
-from orchestree import git, runner, supervisor
+from orchestree import disk, git, procs, runner
 from orchestree.executors import LaneSpec, LaneUpdate
 from orchestree.layout import branch
 from orchestree.orchestrator import Repo
-from orchestree.tracker import is_our_process
 
 POLL_S = 0.005  # a finished lane is noticed within 5 ms (a stat per running lane)
 
@@ -28,18 +30,30 @@ class _Attempt:
     launched: runner.Launched
 
 
-def handle_of(lane_id: str, attempt: int, pid: int, pid_started: float) -> str:
-    return f"local:{lane_id}:{attempt}:{pid}:{pid_started!r}"
+def handle_of(lane_id: str, attempt: int, ident: procs.Identity | None) -> str:
+    """`local:<lane>:<attempt>:<pid>:<ticks>:<boot id>` (pid 0: not known)."""
+    return f"local:{lane_id}:{attempt}:{(ident or procs.Identity(0, 0, '-')).as_text()}"
 
 
-def parse_handle(handle: str) -> tuple[str, int, int, float] | None:
+def parse_handle(handle: str) -> tuple[str, int, int, procs.Identity | None] | None:
+    """(lane, attempt, pid, identity) of a handle; the identity is None for pid 0 and
+    for a handle of the released version (`...:<pid>:<float start time>`), whose
+    wall-clock start time is never trusted."""
     parts = handle.split(":")
-    if len(parts) != 5 or parts[0] != "local":
+    if len(parts) not in (5, 6) or parts[0] != "local":
         return None
     try:
-        return parts[1], int(parts[2]), int(parts[3]), float(parts[4])
+        attempt, pid = int(parts[2]), int(parts[3])
+        if len(parts) == 5:
+            float(parts[4])
     except ValueError:
         return None
+    ident = procs.Identity.from_text(":".join(parts[3:])) if len(parts) == 6 else None
+    return parts[1], attempt, pid, ident if ident is not None and ident.pid else None
+
+
+def _missing(path: Path) -> bool:
+    return not path.exists()
 
 
 class LocalExecutor:
@@ -61,15 +75,16 @@ class LocalExecutor:
         lane = spec.lane.model_copy(update={"start_commit": spec.lane.start_commit or spec.start})
         new = runner.prepare(repo, lane_id, lane, spec.start)
         includes = self._includes()
-        launched = runner.launch(
-            repo, lane_id, lane, spec.attempt, spec.port, new, includes, self.spawner
-        )
+        with disk.writing(repo.layout.orch):  # its prompt, spec and log live there
+            launched = runner.launch(
+                repo, lane_id, lane, spec.attempt, spec.port, new, includes, self.spawner
+            )
         self.attempts[lane_id] = _Attempt(spec.attempt, launched)
         started = LaneUpdate(
-            lane_id, spec.attempt, "started", pid=launched.pid, pid_started=launched.pid_started
+            lane_id, spec.attempt, "started", pid=launched.pid, pid_identity=launched.identity
         )
         self.queued.append(started)
-        return handle_of(lane_id, spec.attempt, launched.pid, launched.pid_started)
+        return handle_of(lane_id, spec.attempt, launched.identity)
 
     def _includes(self) -> list[str]:
         """The `.worktreeinclude` matches, found once: copied into a new worktree and,
@@ -92,12 +107,17 @@ class LocalExecutor:
 
     @staticmethod
     def _finished(run: _Attempt) -> bool:
-        proc = run.launched.process
+        """Over when the supervisor left its result, or is gone on two signs: its exit
+        (our child's status, its pidfd, or two identity reads) and no result."""
+        launched = run.launched
+        proc = launched.process
         if proc is not None:
             return proc.poll() is not None
-        if run.launched.result.exists():
+        if launched.result.exists():
             return True
-        return not is_our_process(run.launched.pid, run.launched.pid_started)
+        return procs.confirm_gone(
+            launched.identity, launched.pidfd, other_sign=lambda: not launched.result.exists()
+        )
 
     def _collect(self, lane_id: str, run: _Attempt) -> LaneUpdate:
         """Commit what the agent left (so no work is lost) and report the outcome."""
@@ -106,12 +126,14 @@ class LocalExecutor:
             # The supervisor died (SIGKILL, OOM) without ending its agent: end it now,
             # so a retry never shares the worktree with the previous attempt's agent.
             grace = self.repo.config.defaults.kill_grace_s
-            supervisor.end_orphaned_agent(str(run.launched.agent_file), grace)
+            procs.end_orphaned_agent(run.launched.agent_file, grace)
             result = {
                 "reason": "cancelled" if lane_id in self.cancelled else "error",
                 "error": "the lane's supervisor ended without an outcome",
             }
         self.cancelled.discard(lane_id)
+        if run.launched.pidfd is not None:
+            os.close(run.launched.pidfd)
         head = runner.commit_leftovers(self.repo, lane_id, run.attempt, result, self._includes())
         if head:
             self.heads[lane_id] = head
@@ -135,8 +157,11 @@ class LocalExecutor:
         if run is None or run.attempt != attempt:
             return
         self.cancelled.add(lane_id)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(run.launched.pid, signal.SIGTERM)
+        launched = run.launched
+        if launched.process is not None:  # our child: its pid cannot be reused yet
+            launched.process.send_signal(signal.SIGTERM)
+        else:
+            procs.signal_if_ours(launched.identity, signal.SIGTERM, launched.pidfd)
 
     def fetch(self, lane_id: str) -> str | None:
         """The lane branch is local already: its head as the attempt left it."""
@@ -150,15 +175,19 @@ class LocalExecutor:
             parsed = parse_handle(handle)
             if parsed is None:
                 continue
-            lane_id, attempt, pid, started = parsed
+            lane_id, attempt, pid, ident = parsed
             result = self.repo.layout.orch / "runs" / f"{lane_id}.{attempt}.result.json"
-            if (pid and is_our_process(pid, started)) or result.exists():
-                launched = runner.Launched(pid, started, result, 0, None)
+            if ident is None:  # recorded by the released version, or not at all
+                ident = procs.supervisor_identity(pid)
+            gone = procs.confirm_gone(ident, other_sign=functools.partial(_missing, result))
+            if not gone:
+                pidfd = procs.open_pidfd(ident) if ident is not None else None
+                launched = runner.Launched(pid, ident, result, 0, None, pidfd)
                 self.attempts[lane_id] = _Attempt(attempt, launched)
             else:
                 grace = self.repo.config.defaults.kill_grace_s
                 agent_file = result.with_name(result.name.replace(".result.", ".agent."))
-                supervisor.end_orphaned_agent(str(agent_file), grace)
+                procs.end_orphaned_agent(agent_file, grace)
                 updates.append(LaneUpdate(lane_id, attempt, "finished", reason="gone"))
         return updates
 

@@ -35,6 +35,7 @@ from orchestree.monitor.views import (
     Snapshot,
     Statistics,
 )
+from orchestree.procs import Identity
 from orchestree.visible import visible
 
 PHASES = ("init", "probes", "plan", "execute", "merge")
@@ -48,15 +49,12 @@ MERGE_CANDIDATES = MERGE_DECIDED | {"completed"}
 _LISTING = "running failed conflict verify_failed blocked pending cancelled completed merged"
 STATUS_ORDER = {status: i for i, status in enumerate(_LISTING.split())}
 PRIORITY_ORDER = {"high": 0, "medium": 1, "low": 2}
-# psutil derives create_time from boot time and clock ticks: stable for one process,
-# so any real difference means the pid now belongs to someone else.
-PID_START_TOLERANCE_S = 1.0
 
 NO_AGENT: Mapping[str, Any] = MappingProxyType({})
 
-ProcessStart = Callable[[int], float | None]
-"""pid → the process's create time as psutil gives it, None when there is no such
-process, NaN when it lives but its start time cannot be read (not ours to judge)."""
+ProcessIdentity = Callable[[int], Identity | None]
+"""pid → the live process's identity (`procs.identity`: start ticks since boot and boot
+id, which no clock step moves), None when there is no such process."""
 
 
 def _agents_by_lane(agents: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
@@ -72,23 +70,28 @@ def _agents_by_lane(agents: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
 
 
 def _pid_warning(
-    lane: LaneView, agent: Mapping[str, Any], this_host: str | None, process_start: ProcessStart
+    lane: LaneView,
+    agent: Mapping[str, Any],
+    this_host: str | None,
+    process_identity: ProcessIdentity,
 ) -> LaneWarning | None:
     lane_id = lane.id
     pid = as_int(agent.get("pid"))
     host = lane.host
     if pid is None or (host is not None and this_host is not None and host != this_host):
         return None  # not started yet, or on another machine: its pid means nothing here
-    started = process_start(pid)
-    if started is None:
+    found = process_identity(pid)
+    if found is None:
         return LaneWarning(
             "dead_pid",
             lane_id,
             f"lane {lane_id} is marked running but its process {pid} is gone; "
             "run `orchestree execute` to resume it",
         )
-    recorded = as_num(agent.get("pid_started"))
-    if recorded is not None and abs(started - recorded) > PID_START_TOLERANCE_S:
+    # Only a recorded identity can say the pid was reused; a wall-clock `pid_started`
+    # (written by the released version) cannot, since a clock step moves it.
+    recorded = Identity.recorded(pid, as_int(agent.get("pid_ticks")), agent.get("boot_id"))
+    if recorded is not None and recorded != found:
         return LaneWarning(
             "pid_reused",
             lane_id,
@@ -253,14 +256,14 @@ def build_snapshot(
     tracker: Mapping[str, Any],
     *,
     now: datetime,
-    process_start: ProcessStart,
+    process_identity: ProcessIdentity,
     default_timeout_s: float = 3600.0,
     this_host: str | None = None,
     memo: Memo | None = None,
 ) -> Snapshot:
     """What the monitors show for `tracker` at time `now` (timezone-aware).
 
-    `process_start(pid)` answers for the pids of running lanes (see `ProcessStart`);
+    `process_identity(pid)` answers for the pids of running lanes (`ProcessIdentity`);
     `this_host` is this machine's name, so pids of lanes run elsewhere are not checked.
     """
     lanes_raw = as_dict(tracker.get("lanes"))
@@ -281,7 +284,7 @@ def build_snapshot(
             lane = _lane_view(lane_id, raw, agent, now)
             found = _lane_warnings(lane, as_num(raw.get("timeout_s")) or default_timeout_s)
         if lane.status == "running":
-            dead = _pid_warning(lane, agent, this_host, process_start)
+            dead = _pid_warning(lane, agent, this_host, process_identity)
             found = [dead, *found] if dead else found
         else:
             lane_memo[lane_id] = (raw, agent, lane, found)

@@ -11,29 +11,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
-
+from orchestree import procs
 from orchestree.access_tracker import TrackerFileError, parse
 from orchestree.monitor.snapshot import Memo, build_snapshot
 from orchestree.monitor.views import Snapshot
-
-
-def process_start(pid: int) -> float | None:
-    """The create time of process `pid` as psutil gives it; None when it is gone.
-
-    A zombie counts as gone: it has exited and only waits for its parent to reap it.
-    """
-    try:
-        proc = psutil.Process(pid)
-        with proc.oneshot():  # one read of /proc/<pid>/stat for both answers
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                return None
-            return proc.create_time()
-    except psutil.NoSuchProcess:
-        return None
-    except psutil.AccessDenied:
-        # Someone else's process: alive, but we cannot tell whose; do not cry wolf.
-        return None if not psutil.pid_exists(pid) else float("nan")
 
 
 @dataclass(frozen=True)
@@ -99,7 +80,7 @@ def snapshot_now(
     return build_snapshot(
         tracker,
         now=datetime.now(UTC),
-        process_start=process_start,
+        process_identity=procs.identity,
         default_timeout_s=default_timeout_s,
         this_host=socket.gethostname(),
         memo=memo,

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestree import procs
 from orchestree.errors import OrchestreeError
 
 # Folders of other people's code: never analysed (gitignored ones are skipped anyway).
@@ -164,14 +163,8 @@ def run_command(
     full_env = {**os.environ, **(env or {})}
     start = time.monotonic()
     try:
-        proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=full_env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        proc = procs.spawn(
+            argv, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
     except OSError as exc:
         raise ProbeError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
@@ -187,16 +180,15 @@ def run_command(
 
 
 def _stop_group(proc: subprocess.Popen[bytes], grace_s: float = 5.0) -> bytes:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            raw, _ = proc.communicate(timeout=grace_s)
-            return raw
-        except subprocess.TimeoutExpired:
-            continue
-    # A descendant that left the group (setsid) still holds the pipe: stop reading.
-    if proc.stdout is not None:
-        proc.stdout.close()
-    proc.wait()
-    return b""
+    """End the tool's group and descendants (TERM, then KILL after `grace_s`) and
+    return what it printed until then."""
+    procs.end_tree(procs.Tree(pgid=proc.pid, root=proc.pid), grace_s, reap=proc.poll)
+    try:
+        raw, _ = proc.communicate(timeout=grace_s)
+        return raw
+    except subprocess.TimeoutExpired:
+        # Something that escaped the tree still holds the pipe: stop reading.
+        if proc.stdout is not None:
+            proc.stdout.close()
+        proc.wait()
+        return b""
