@@ -52,6 +52,10 @@ IDENTITY = {
 }
 
 
+# One line per finished run, for the session's closing summary (conftest.py).
+TALLY: list[dict[str, Any]] = []
+
+
 @dataclass
 class Command:
     args: list[str]
@@ -109,6 +113,7 @@ class ChaosRun:
         self.seen = Observed(plan, self.repo)
         self.ns: Namespace | None = None
         self._sampling = threading.Event()
+        self._errors: list[str] = []  # a fault that could not be injected: a harness bug
         name, value = self.marker.split("=", 1)
         base = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "ORCHESTREE_"))}
         self.env = {**base, **IDENTITY, "CHAOS_DIR": str(self.dir), name: value}
@@ -281,6 +286,7 @@ class ChaosRun:
             cmd.out, cmd.err = proc.communicate()
         for thread in threads:
             thread.join()
+        assert not self._errors, f"a fault could not be injected: {self._errors}"
         cmd.code, cmd.seconds = proc.returncode, time.monotonic() - started
         self.seen.commands.append(cmd)
         if args[0] in ("execute", "merge"):
@@ -290,6 +296,12 @@ class ChaosRun:
     # --- faults -------------------------------------------------------------------------
 
     def _inject(self, fault: FaultPlan, proc: subprocess.Popen[str], cmd: Command) -> None:
+        try:
+            self._strike(fault, proc, cmd)
+        except Exception as exc:
+            self._errors.append(f"{fault.kind}: {exc!r}")
+
+    def _strike(self, fault: FaultPlan, proc: subprocess.Popen[str], cmd: Command) -> None:
         verify = fault.kind in AT_MERGE
         if not self._wait(lambda: self._started(verify) >= fault.after_starts, proc):
             self.seen.missed.append(f"{fault.kind}: the command ended first")

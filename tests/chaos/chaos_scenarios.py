@@ -63,6 +63,7 @@ class Scenario:
     invariants: tuple[str, ...] = BASE_INVARIANTS
     hostile: str | None = None  # what one lane's agent does (chaos_agent.hostile)
     seed: int = 0  # the fixed seed of a named scenario
+    hostile_all: bool = False  # every lane's agent does it, not one
 
 
 def fault_scenario(kind: str) -> Scenario:
@@ -81,6 +82,16 @@ SCENARIOS = {
         Scenario("hostile-kill-supervisor-parent", (), HOSTILE, "kill-supervisor-parent", 7),
         Scenario("hostile-tracker-garbage", (), HOSTILE, "tracker-garbage", 11),
         Scenario("hostile-setsid-daemon", (), HOSTILE, "setsid-daemon", 13),
+        # Every agent leaves a `setsid` daemon, then a supervisor is SIGKILLed: the
+        # daemon must end with its lane (the supervisor, its subreaper, is gone).
+        Scenario(
+            "setsid-daemon-supervisor-killed",
+            ("kill-supervisor",),
+            (*BASE_INVARIANTS, "hostile-acted"),
+            "setsid-daemon",
+            17,
+            hostile_all=True,
+        ),
     )
 }
 
@@ -145,11 +156,12 @@ def make_plan(seed: int, scenario: Scenario) -> Plan:
         deps = [f"l{rng.randrange(i)}"] if i and rng.random() < 0.3 else []
         lanes.append(LanePlan(f"l{i}", steps, deps, rng.randint(1, 3)))
     if scenario.hostile:
-        victim = rng.randrange(n)
-        lane = lanes[victim]
-        lanes[victim] = LanePlan(
-            lane.lane_id, lane.steps, lane.depends_on, lane.max_attempts, scenario.hostile
-        )
+        victims = range(n) if scenario.hostile_all else [rng.randrange(n)]
+        for victim in victims:
+            lane = lanes[victim]
+            lanes[victim] = LanePlan(
+                lane.lane_id, lane.steps, lane.depends_on, lane.max_attempts, scenario.hostile
+            )
     faults = [
         FaultPlan(
             kind,

@@ -17,3 +17,22 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(
             "tests/chaos/test_chaos.py (seeded fault runs) not run: run `make chaos`"
         )
+        return
+    from chaos_run import TALLY
+
+    if not TALLY:
+        return
+    write = terminalreporter.write_line
+    struck: dict[str, int] = {}
+    for run in TALLY:
+        for kind in run["injected"]:
+            struck[kind] = struck.get(kind, 0) + 1
+    write(f"chaos: {len(TALLY)} runs; faults struck: "
+          + ", ".join(f"{k} x{n}" for k, n in sorted(struck.items())))  # fmt: skip
+    for run in TALLY:
+        if run["missed"]:
+            write(f"chaos: seed {run['seed']} [{run['scenario']}] missed: {run['missed']}")
+    for run in TALLY:
+        if run["violated"]:
+            write(f"chaos: seed {run['seed']} [{run['scenario']}] violated: "
+                  f"{', '.join(run['violated'])}")  # fmt: skip

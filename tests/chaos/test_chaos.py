@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from chaos_invariants import violations
-from chaos_run import ChaosRun
+from chaos_run import TALLY, ChaosRun
 from chaos_scenarios import Scenario, make_plan, runs
 
 RUNS = runs()
@@ -33,6 +33,10 @@ def test_chaos_run(seed: int, scenario: Scenario, tmp_path: Path) -> None:
           f"{seen.samples} tracker samples; "
           + ", ".join(f"{c.args[0]} {c.code} {c.seconds:.1f}s" for c in seen.commands))  # fmt: skip
     found = violations(seen, scenario.invariants)
+    TALLY.append(
+        {"seed": seed, "scenario": scenario.name, "injected": [i["fault"] for i in seen.injected],
+         "missed": seen.missed, "violated": sorted({v.split("]")[0][1:] for v in found})}
+    )  # fmt: skip
     replay = (
         f"CHAOS_SCENARIO={scenario.name}" if scenario.seed else f"CHAOS_SEED={seed}"
     ) + " make chaos"
