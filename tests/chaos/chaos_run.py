@@ -306,7 +306,8 @@ class ChaosRun:
         if not self._wait(lambda: self._started(verify) >= fault.after_starts, proc):
             self.seen.missed.append(f"{fault.kind}: the command ended first")
             return
-        time.sleep(fault.delay)
+        # A verify run lasts `verify_s`: strike within its first 40 %, not after it.
+        time.sleep(fault.delay * self.plan.verify_s if verify else fault.delay)
         hit: dict[str, Any] | None
         if fault.kind in ("kill-orchestrator", "kill-merge", KILL_THEN_CLOCK):
             running = [e["pid"] for e in self._running(verify=False)]

@@ -112,7 +112,7 @@ class LanePlan:
 class FaultPlan:
     kind: str
     after_starts: int  # injected once this many agents (or verify runs) have started
-    delay: float  # ... and this many seconds later
+    delay: float  # ... and this many seconds later (times verify_s for a merge fault)
     hold: float  # how long a full disk or a read-only folder lasts
 
 
