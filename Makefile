@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo bench test-agents clean
+.PHONY: test lint typecheck pytest demo bench test-agents chaos clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,3 +54,15 @@ test-agents: $(STAMP)
 	env -i HOME="$$home" LANG=C.UTF-8 PATH="$(AGENTS_CACHE)/bin:/usr/local/bin:/usr/bin:/bin" \
 		ORCHESTREE_AGENTS_CACHE="$(AGENTS_CACHE)" ORCHESTREE_AGENT_TESTS=1 \
 		$(BIN)/pytest -q -p no:cacheprovider tests/agents
+
+# The chaos suite (tests/chaos/): SEEDS seeded runs of real lanes under faults (SIGKILLs,
+# clock steps, a full or read-only .orchestration/), then the invariants. Needs root
+# (a mount namespace per run). Replay one seed: `CHAOS_SEED=17 make chaos`.
+# pytest's exit 5 (nothing collected, e.g. a CHAOS_FAULTS typo) is a failure here.
+SEEDS ?= 52
+
+chaos: $(STAMP)
+	@ORCHESTREE_CHAOS_TESTS=1 CHAOS_SEEDS="$(SEEDS)" $(BIN)/pytest -q -p no:cacheprovider tests/chaos; \
+	code=$$?; if [ $$code -eq 5 ]; then \
+		echo "make chaos: no chaos run was collected (SEEDS=$(SEEDS)); check CHAOS_SEED, CHAOS_FAULTS" >&2; \
+		exit 1; fi; exit $$code
