@@ -47,5 +47,9 @@ class GitError(OrchestreeError):
         self.cmd = cmd
         self.code = code
         self.stderr = stderr
-        last = stderr.strip().splitlines()[-1] if stderr.strip() else "no output"
+        lines = stderr.strip().splitlines()
+        # git's own verdict ("fatal: Unable to create '…/index.lock': File exists.") names
+        # the thing at fault; the advice lines after it do not.
+        said = [line for line in lines if line.startswith(("fatal:", "error:"))]
+        last = (said or lines or ["no output"])[-1 if not said else 0]
         super().__init__(f"`{' '.join(cmd)}` failed with exit code {code}: {last}")

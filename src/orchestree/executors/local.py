@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestree import disk, git, procs, runner
+from orchestree.errors import GitError
 from orchestree.executors import LaneSpec, LaneUpdate
 from orchestree.layout import branch
 from orchestree.orchestrator import Repo
@@ -134,7 +135,14 @@ class LocalExecutor:
         self.cancelled.discard(lane_id)
         if run.launched.pidfd is not None:
             os.close(run.launched.pidfd)
-        head = runner.commit_leftovers(self.repo, lane_id, run.attempt, result, self._includes())
+        try:
+            head = runner.commit_leftovers(
+                self.repo, lane_id, run.attempt, result, self._includes()
+            )
+        except GitError as exc:  # this lane's failure, never the whole run's
+            head = None
+            result["reason"] = "error"
+            result["error"] = f"its work could not be committed: {exc}"
         if head:
             self.heads[lane_id] = head
         code = result.get("exit_code")
