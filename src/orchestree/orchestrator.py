@@ -160,7 +160,10 @@ def _adoptable(repo: Repo, lane_ids: list[str]) -> dict[str, str]:
     from orchestree import restart
 
     known = repo.store.read().lanes
-    found = {k: restart.adoptable_start(repo, k) for k in lane_ids if k not in known}
+    # One listing of the kept marks instead of two git calls per new lane (issue 18):
+    # a lane without a mark has nothing to adopt. Lane ids hold no "/".
+    kept = {ref.rsplit("/", 1)[-1] for ref in git.ref_heads(repo.root, restart.KEPT)}
+    found = {k: restart.adoptable_start(repo, k) for k in lane_ids if k not in known and k in kept}
     return {k: v for k, v in found.items() if v is not None}
 
 
