@@ -8,6 +8,19 @@ at most 1.0x at N = 24 and 2.0x at N = 8; the cost per lane at N = 96 at most 1.
 the cost per lane at N = 24 (growth stays linear).
 
     python bench/whole_run.py [--lanes 8 24 96] [--repeat 5]
+
+What a lane costs beyond the raw loop (cProfile of `execute` at 24 lanes), and what
+each buys:
+- four tracker transactions in the orchestrator (claim, submitted, started, settle),
+  each four fsyncs (tracker, folder, ledger, folder): durability, a SIGKILL at any
+  line leaves the old or the new state, and the ledger's HMAC (trust). Measured:
+  98 transactions, 3.0 s of a 5.2 s profiled `execute`, 1.5 s of it in fsync.
+- pydantic validation of the whole tracker on every transaction: safety, an invalid
+  state is never written.
+- a supervisor per lane (forked from one server) that checks the worktree is still
+  ours before committing: supervision and trust.
+- the worktree administration under one lock per repository: git's own races
+  (DESIGN.md §6); the populate step runs outside it, lanes overlapping.
 """
 
 from __future__ import annotations
