@@ -117,6 +117,12 @@ def init(repo: RepoOpt = Path(".")) -> None:
 
     Example: orchestree init --repo ~/src/myproject
     """
+    from orchestree import initrepo
+
+    fresh = initrepo.init_fresh(repo)  # the common first run, without pydantic
+    if fresh is not None:
+        _out(f"initialised orchestree in {fresh.root} (tracker: {fresh.tracker})")
+        return
     from orchestree import orchestrator
 
     result = orchestrator.init(repo)

@@ -12,9 +12,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from orchestree import layout
 from orchestree.errors import UserError
 
-CONFIG_FILE = "orchestree.toml"
+CONFIG_FILE = layout.CONFIG_FILE  # kept in `layout`, which pydantic-free `init` reads
 PRESETS = ("claude", "codex", "aider", "gemini", "shell")
 
 

@@ -9,8 +9,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ORCH_DIR = ".orchestration"
+CONFIG_FILE = "orchestree.toml"
 GENERATED_DIR = "docs/_generated"
 PLAN_FILE = f"{GENERATED_DIR}/execution_plan.json"
+
+# Kept out of every commit: orchestree's own state, the worktrees and the helper each
+# worktree gets, and what agents drop on their own account (Aider's history and cache).
+# Root-anchored and without a trailing slash, so a FILE named `.orchestration` that an
+# agent writes is excluded as well as the folder.
+EXCLUDES = ["/.orchestration", "/access_tracker.py"]
+# What agents leave in a worktree on their own account; `init` adds these to the
+# repository's shared info/exclude so no lane's commit picks them up.
+AGENT_EXCLUDES = (".aider*",)
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,10 +17,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from orchestree import access_tracker, git
+from orchestree import access_tracker, git, initrepo, layout
 from orchestree.access_tracker import LANE_TRANSITIONS as LANE_STATUSES
 from orchestree.config import Config, load_config
-from orchestree.errors import EnvironmentRefused, UserError
+from orchestree.errors import UserError
+from orchestree.initrepo import prepare
 from orchestree.layout import Layout
 from orchestree.models import (
     Lane,
@@ -34,11 +33,10 @@ from orchestree.models import (
 )
 from orchestree.tracker import TrackerStore
 
-# Kept out of every commit: orchestree's own state, the worktrees and the helper each
-# worktree gets, and what agents drop on their own account (Aider's history and cache).
-# Root-anchored and without a trailing slash, so a FILE named `.orchestration` that an
-# agent writes is excluded as well as the folder.
-EXCLUDES = ["/.orchestration", "/access_tracker.py"]
+# These moved to the pydantic-free `initrepo` (issue 18); callers still find them here.
+EXCLUDES = layout.EXCLUDES
+check_worktree_root = initrepo.check_worktree_root
+install_helper = initrepo.install_helper
 
 
 @dataclass(frozen=True)
@@ -76,71 +74,18 @@ class InitResult:
     excludes_added: list[str]
 
 
-def check_worktree_root(root: Path, value: str, ask_git: bool = True) -> None:
-    """Refuse (exit 2) a `[worktree] root` that is not an untracked folder in the repo."""
-    from orchestree.worktree_guard import worktree_root_problem
-
-    problem = worktree_root_problem(root, value, ask_git)
-    if problem:
-        raise UserError(f"{root / 'orchestree.toml'}: {problem}")
-
-
 def init(path: Path) -> InitResult:
     """Create `.orchestration/` and an empty tracker; idempotent."""
     repo = open_repo(path, must_exist=False)
-    root, layout = repo.root, repo.layout
-    base_commit = git.head_commit(root)
-    if base_commit is None:
-        raise EnvironmentRefused(
-            f"{root} has no commits yet; make a first commit, then run `orchestree init`"
-        )
     if repo.store.exists():
         repo.store.read()  # refuses a torn or newer tracker before anything changes
-    base_branch = repo.config.defaults.base_branch or git.current_branch(root)
-    if base_branch is None:
-        raise EnvironmentRefused(
-            f"{root} has a detached HEAD; check out the branch lanes should merge into "
-            "(or set [defaults] base_branch in orchestree.toml)"
-        )
-    if git.head_commit(root, f"refs/heads/{base_branch}") is None:
-        raise UserError(f"base branch {base_branch!r} does not exist in {root}")
-    check_worktree_root(root, repo.config.worktree.root)  # before it is excluded from git
-    layout.logs.mkdir(parents=True, exist_ok=True)
-    # No trailing slash: a root-anchored pattern must match a file of that name too.
-    worktree_excl = f"/{layout.rel(layout.worktrees).strip('/')}"
-    from orchestree.agents import AGENT_EXCLUDES
-
-    added = git.add_excludes(root, [*EXCLUDES, worktree_excl, *AGENT_EXCLUDES])
-    install_helper(layout)
+    done = prepare(repo.layout, repo.config.defaults.base_branch)
     if repo.store.exists():
-        return InitResult(repo, created=False, excludes_added=added)
+        return InitResult(repo, created=False, excludes_added=done.excludes_added)
     repo.store.create(
-        Tracker(
-            repo=str(root),
-            base_branch=base_branch,
-            base_commit=git.head_commit(root, f"refs/heads/{base_branch}") or base_commit,
-        )
+        Tracker(repo=str(repo.root), base_branch=done.base_branch, base_commit=done.base_commit)
     )
-    return InitResult(repo, created=True, excludes_added=added)
-
-
-def install_helper(layout: Layout) -> None:
-    """Place the stdlib helper agents call, refreshed so it matches this version.
-
-    Read-only (0555: readable and executable, never writable) and outside every
-    worktree: it is the file the Claude preset pre-approves running, so no agent may
-    rewrite it. Replaced whole (a temp file, then a rename), so a changed or
-    read-only old copy is never written through.
-    """
-    source = Path(access_tracker.__file__)
-    target = layout.helper
-    current = target.read_bytes() if target.is_file() and not target.is_symlink() else None
-    if current == source.read_bytes() and stat.S_IMODE(target.stat().st_mode) == 0o555:
-        return
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    shutil.copyfile(source, tmp)
-    tmp.chmod(0o555)
-    os.replace(tmp, target)
+    return InitResult(repo, created=True, excludes_added=done.excludes_added)
 
 
 def parse_lane_json(text: str, what: str) -> dict[str, Any]:
@@ -215,7 +160,10 @@ def _adoptable(repo: Repo, lane_ids: list[str]) -> dict[str, str]:
     from orchestree import restart
 
     known = repo.store.read().lanes
-    found = {k: restart.adoptable_start(repo, k) for k in lane_ids if k not in known}
+    # One listing of the kept marks instead of two git calls per new lane (issue 18):
+    # a lane without a mark has nothing to adopt. Lane ids hold no "/".
+    kept = {ref.rsplit("/", 1)[-1] for ref in git.ref_heads(repo.root, restart.KEPT)}
+    found = {k: restart.adoptable_start(repo, k) for k in lane_ids if k not in known and k in kept}
     return {k: v for k, v in found.items() if v is not None}
 
 
@@ -261,7 +209,6 @@ def open_run_repo(path: Path) -> tuple[Repo, str | None]:
     common dir), never the worktree itself: a tracker there would be nobody's. The lane
     is `ORCHESTREE_LANE`, else the worktree's (`agent-<lane>`); None outside lanes.
     """
-    import os
 
     named = os.environ.get("ORCHESTREE_TRACKER")
     here = find_root(path)

@@ -35,6 +35,7 @@ from orchestree.agents.prompt import build_prompt
 from orchestree.agents.shell import Shell
 from orchestree.config import CONFIG_FILE, AgentConfig, Config
 from orchestree.errors import UserError
+from orchestree.layout import AGENT_EXCLUDES
 
 __all__ = [
     "AGENT_EXCLUDES",
@@ -58,10 +59,6 @@ REGISTRY: dict[str, type[Preset]] = {
     "gemini": Gemini,
     "shell": Shell,
 }
-
-# What agents leave in a worktree on their own account; `init` adds these to the
-# repository's shared info/exclude so no lane's commit picks them up.
-AGENT_EXCLUDES = (".aider*",)
 
 # Presets without a permission switch of their own.
 _NO_PERMISSION_MODE = frozenset({"aider", "shell"})

@@ -1,0 +1,130 @@
+"""Start-up budget (issue 18): which modules each command imports, not how long it takes.
+
+Timings on a shared machine are noise; a module list is not. Each command runs in a
+fresh interpreter through the real entry point, which then reports what of the heavy
+libraries `sys.modules` holds. pydantic alone costs more than half of `import typer`,
+so a command within the 1.5x budget must not load it; Rich, Starlette, psutil and
+Dask belong only to the commands that draw, serve, supervise or distribute.
+bench/startup.py measures the times these lists stand for.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from helpers import env, make_repo
+from orchestree.cli import app, tracker_app
+from orchestree.initrepo import TRACKER_VERSION, empty_tracker, init_fresh, prepare
+from orchestree.layout import Layout
+from orchestree.models import TRACKER_VERSION as MODEL_VERSION
+from orchestree.models import Tracker
+from orchestree.tracker import TrackerStore
+
+HEAVY = ("pydantic", "pydantic_core", "rich", "starlette", "uvicorn", "psutil", "dask")
+# What a command that neither draws a table, serves a page, checks a process nor
+# distributes work may load: the validation models, nothing else of HEAVY.
+MODELS_ONLY = {"pydantic", "pydantic_core"}
+
+_PROBE = """
+import json, sys
+from orchestree.cli import main
+code = main(sys.argv[1:])
+heavy = sorted(m for m in {heavy!r} if m in sys.modules)
+print("\\n" + json.dumps({{"code": code, "heavy": heavy}}))
+"""
+
+
+def loaded(cwd: Path, *args: str, stdin: str | None = None) -> tuple[int, set[str]]:
+    """Run `orchestree ARGS` in a fresh interpreter; its exit code and HEAVY modules."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROBE.format(heavy=HEAVY), *args],
+        cwd=cwd,
+        env=env(),
+        input=stdin or "",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    return report["code"], set(report["heavy"])
+
+
+def command_names() -> list[list[str]]:
+    """Every command, sub-commands of `tracker` included: a new one is covered too."""
+    top = [[str(c.name or c.callback.__name__)] for c in app.registered_commands]  # type: ignore[union-attr]
+    sub = [["tracker", str(c.name)] for c in tracker_app.registered_commands]
+    return [*top, *sub]
+
+
+def test_every_help_starts_without_heavy_modules(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    names = command_names()
+    assert ["init"] in names
+    assert ["tracker", "update"] in names
+    for argv in [[], ["--version"], *names]:
+        code, heavy = loaded(repo, *argv, "--help")
+        assert (code, heavy) == (0, set()), argv
+
+
+def test_first_init_and_status_json_start_without_pydantic(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    assert loaded(repo, "init") == (0, set())
+    assert (repo / ".orchestration" / "tracker.json").is_file()
+    assert loaded(repo, "status", "--json") == (0, set())
+
+
+def test_init_with_a_config_file_still_validates_it(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    (repo / "orchestree.toml").write_text("[defaults]\nmax_paralel = 2\n", encoding="utf-8")
+    code, heavy = loaded(repo, "init")
+    assert code == 2
+    assert "pydantic" in heavy
+    assert not (repo / ".orchestration" / "tracker.json").exists()
+
+
+def test_run_commands_leave_drawing_serving_and_processes_out(tmp_path: Path) -> None:
+    """In a pipe, the commands that only change the tracker or run git load no Rich,
+    Starlette, psutil or Dask (the 2x budget of `execute`/`merge` is bench/startup.py's)."""
+    repo = make_repo(tmp_path / "repo")
+    assert loaded(repo, "init")[0] == 0
+    lanes = json.dumps({"a": {"tasks": ["t"], "agent": "shell"}})
+    runs = [  # (argv, stdin, exit code): 1 once the lane is cancelled
+        (["add-lane", "--from", "-"], lanes, 0),
+        (["tracker", "get", "lanes.a.status"], None, 0),
+        (["tracker", "update", '{"lanes": {"a": {"progress": "1%"}}}'], None, 0),
+        (["cancel", "a"], None, 0),
+        (["execute"], None, 1),
+        (["merge"], None, 1),
+        (["merge", "--check"], None, 1),
+    ]
+    for argv, stdin, expected in runs:
+        code, heavy = loaded(repo, *argv, stdin=stdin)
+        assert code == expected, argv
+        assert heavy <= MODELS_ONLY, (argv, heavy)
+
+
+def test_fresh_init_writes_what_the_model_writes(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    layout = init_fresh(repo / "src")
+    assert layout is not None
+    assert layout.root == repo
+    store = TrackerStore(layout.tracker)
+    written = store.read_raw()
+    model = Tracker(
+        repo=str(repo), base_branch="main", base_commit=written["base_commit"]
+    ).model_dump(mode="json")
+    stamps = ("created_at", "updated_at")
+    assert {k: v for k, v in written.items() if k not in stamps} == {
+        k: v for k, v in model.items() if k not in stamps
+    }
+    assert TRACKER_VERSION == MODEL_VERSION
+    assert store.read().status == "initialised"
+    events = (layout.orch / "events.jsonl").read_text("utf-8").splitlines()
+    assert [json.loads(e)["event"] for e in events] == ["init"]
+    assert init_fresh(repo) is None  # the second time, the full path checks the tracker
+    fresh = empty_tracker(repo, prepare(Layout(repo), None))
+    assert fresh["base_commit"] == written["base_commit"]
