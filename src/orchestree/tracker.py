@@ -154,7 +154,9 @@ class TrackerStore:
         self._check(snap.tracker, model, changed)
         payload, fragments = snapshot.serialise(snap, model, changed)
         self._snap = None  # until the files are written whole
-        store.write_atomic(str(self.path), payload, backup=True if snap.as_written else snap.text)
+        backup = True if snap.as_written else snap.text
+        # One fsync of the folder, the ledger's, makes both renames durable.
+        store.write_atomic(str(self.path), payload, backup=backup, sync_dir=False)
         store.write_ledger(str(self.path), payload)
         if snap.ignored:
             store.append_event(events_path, {"actor": "orchestree", "event": "edit-ignored",
