@@ -7,6 +7,8 @@ Three figures, each against a baseline measured in the same run:
   against the smallest size (target: the largest at most 1.2x);
 - p50 of one tracker write (a lane's progress, `TrackerStore.update`) at each size,
   interleaved, against the smallest (target: the largest at most 3x);
+- `status` at the largest size against a bare `python -c "import typer"` (target: at
+  most 1.5x), with the number of lines it printed (it should fit one screen);
 - `cleanup` of N merged lanes against a raw shell loop of `git worktree remove` +
   `git branch -d` over the same worktrees and branches, made again in the same
   repository (target: at most 1.2x).
@@ -110,6 +112,26 @@ def cleanup_pair(lanes: int) -> tuple[float, float]:
         return ours, time.perf_counter() - started
 
 
+def status_vs_typer(lanes: int, repeat: int = 5) -> tuple[float, float, int]:
+    """Median seconds of `orchestree status` at `lanes` pending lanes and of a bare
+    `python -c "import typer"`, interleaved; and how many lines status printed."""
+    with tempfile.TemporaryDirectory(prefix="bench-status-") as tmp:
+        repo = make_repo(Path(tmp), lanes)
+        ours: list[float] = []
+        bare: list[float] = []
+        lines = 0
+        for _ in range(repeat):
+            started = time.perf_counter()
+            done = subprocess.run([ORCHESTREE, "status", "--repo", str(repo)], env=ENV,
+                                  capture_output=True, text=True, check=True)  # fmt: skip
+            ours.append(time.perf_counter() - started)
+            lines = len(done.stdout.splitlines())
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "import typer"], check=True)
+            bare.append(time.perf_counter() - started)
+        return statistics.median(ours), statistics.median(bare), lines
+
+
 def tracker(lanes: int, root: Path) -> Tracker:
     t = Tracker(repo=str(root), base_branch="main", base_commit="c" * 40)
     for n in range(lanes):
@@ -169,6 +191,13 @@ def main() -> int:
         emit("lanes_scale.py", f"tracker write p50, {n} lanes", f"{p50[n]:.2f} ms",
              f"{p50[small]:.2f} ms ({small} lanes)", ratio, "≤ 3.00" if last else "",
              ratio <= 3 if last else None)  # fmt: skip
+    ours, bare, lines = status_vs_typer(max(args.lanes))
+    ratio = ours / bare
+    print(f"| `status` at {max(args.lanes)} lanes ({lines} lines) | {ours:.2f} s | {bare:.2f} s "
+          f"(`import typer`) | {ratio:.2f} | ≤ 1.5 |", flush=True)  # fmt: skip
+    emit("lanes_scale.py", f"`status` at {max(args.lanes)} lanes ({lines} lines)",
+         f"{ours:.2f} s", f"{bare:.2f} s (python -c 'import typer')", ratio, "≤ 1.50",
+         ratio <= 1.5)  # fmt: skip
     per_lane: dict[int, float] = {}
     for n in sorted(args.lanes):
         run, merge = execute_merge(n)
