@@ -107,7 +107,8 @@ class Snapshot:
 
     files: tuple[bytes | None, bytes | None, bytes | None]
     tracker: Tracker
-    fragments: dict[str, dict[str, bytes]]  # "lanes"/"agents" -> id -> `"id":{...}`
+    # "lanes"/"agents" -> id -> `"id":{...}`; made by the first write (a reader needs none)
+    fragments: dict[str, dict[str, bytes]] | None
     as_written: bool = True  # tracker.json is the ledger's payload
     text: bytes = b""  # the trusted tracker's JSON, when tracker.json is not it
     ignored: list[str] = field(default_factory=list)
@@ -122,11 +123,7 @@ def make(
 ) -> Snapshot:
     """A snapshot of a tracker validated as a whole (the slow path, once a process or
     after another process wrote)."""
-    fragments = {
-        "lanes": {k: _member(k, v) for k, v in tracker.lanes.items()},
-        "agents": {k: _member(k, v) for k, v in tracker.agents.items()},
-    }
-    return Snapshot(files, tracker, fragments, as_written, text, list(ignored))
+    return Snapshot(files, tracker, None, as_written, text, list(ignored))
 
 
 def shared(tracker: Tracker) -> Tracker:
@@ -200,7 +197,7 @@ def serialise(
     fragments: Fragments = {}
     for name in _GROUPS:
         group: dict[str, BaseModel] = getattr(new, name)
-        old = snap.fragments[name]
+        old = snap.fragments[name] if snap.fragments is not None else {}
         mine: dict[str, bytes] = {}
         for key in dict.keys(group):
             frag = old.get(key) if key not in changed[name] else None
