@@ -149,7 +149,7 @@ def write_p50(sizes: list[int], rounds: int = 15, per_round: int = 4) -> dict[in
     """p50 ms of one `TrackerStore.update` (a lane's progress) per size, interleaved so
     every size sees the same machine load."""
     times: dict[int, list[float]] = {n: [] for n in sizes}
-    with tempfile.TemporaryDirectory(prefix="bench-writes-", dir=Path.cwd()) as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-writes-") as tmp:
         stores = {}
         for n in sizes:
             folder = Path(tmp) / str(n)
