@@ -312,11 +312,15 @@ def _sweep_temps(folder: str, name: str) -> None:
                 os.unlink(entry.path)
 
 
-def write_atomic(path: str, data: dict[str, Any] | bytes, backup: bool | bytes = True) -> None:
+def write_atomic(
+    path: str, data: dict[str, Any] | bytes, backup: bool | bytes = True, sync_dir: bool = True
+) -> None:
     """Replace `path` by `data` (or its JSON) so that readers see the old file or the
     new one, whole. `backup`: True keeps the previous file as `<path>.bak` (a second
     name for the old inode), bytes write those as `<path>.bak` instead (the last valid
-    tracker, when the file on disk is not one), False leaves `<path>.bak` alone."""
+    tracker, when the file on disk is not one), False leaves `<path>.bak` alone.
+    `sync_dir=False` leaves the folder's fsync to the caller's next write there (the
+    ledger's), which makes both renames durable at once."""
     folder, name = os.path.split(os.path.abspath(path))
     _sweep_temps(folder, name)
     tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp")
@@ -335,7 +339,8 @@ def write_atomic(path: str, data: dict[str, Any] | bytes, backup: bool | bytes =
         os.link(path, bak_tmp)
         os.replace(bak_tmp, f"{path}.bak")
     os.replace(tmp, path)
-    _fsync_dir(folder)
+    if sync_dir:
+        _fsync_dir(folder)
 
 
 def dumps(data: Any) -> bytes:
@@ -403,7 +408,8 @@ def transact(
         new["updated_at"] = now_iso()
         checked = new if validate is None else validate(view.data, new)
         payload = checked if isinstance(checked, bytes) else dumps(checked)
-        write_atomic(tracker, payload, backup=True if view.as_written else view.text.encode())
+        backup = True if view.as_written else view.text.encode()
+        write_atomic(tracker, payload, backup=backup, sync_dir=False)  # the ledger's syncs
         write_ledger(tracker, payload)
         if view.ignored and on_ignored is not None:
             on_ignored(view.ignored)
@@ -417,7 +423,7 @@ def transact(
 def write_owned(tracker: str, data: dict[str, Any] | bytes) -> None:
     """Write a whole new tracker and its ledger (init, reset); the caller holds the lock."""
     payload = data if isinstance(data, bytes) else dumps(data)
-    write_atomic(tracker, payload)
+    write_atomic(tracker, payload, sync_dir=False)  # the ledger's fsync of the folder
     write_ledger(tracker, payload)
 
 

@@ -2,7 +2,11 @@
 
 Only orchestree's things are touched: worktrees named `agent-*` under the worktree
 root, `lane-<id>` branches of lanes in the tracker, and the scratch worktrees of
-killed merges. A worktree with uncommitted changes and a branch with commits that are
+killed merges. It runs at raw git speed whatever the number of lanes: worktrees are
+checked and their folders deleted in parallel, git prunes their entries once, and the
+branches go in one `update-ref` transaction.
+
+A worktree with uncommitted changes and a branch with commits that are
 not in the base branch are kept and named, with what to do about them; `force`
 removes them too, saying what it removes before it does.
 """
@@ -10,16 +14,19 @@ removes them too, saying what it removes before it does.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestree import git, worktree_guard
-from orchestree.errors import GitError
 from orchestree.layout import branch
 from orchestree.runlock import run_lock
 
 if TYPE_CHECKING:
+    from orchestree.models import Tracker
     from orchestree.orchestrator import Repo
 
 
@@ -87,6 +94,41 @@ def _keep_advice(lane_id: str, name: str, resetting: bool) -> str:
     )
 
 
+@dataclass
+class _Tree:
+    """What cleanup found about one lane worktree (asked in parallel, decided in order)."""
+
+    tree: git.Worktree
+    shown: str
+    check: worktree_guard.WorktreeCheck | None = None  # None: its folder is gone
+    dirty: list[str] = field(default_factory=list)
+
+
+def _workers() -> int:
+    return max(4, 2 * (os.cpu_count() or 1))  # git waits on the disk as much as the CPU
+
+
+def _inspect(repo: Repo, tree: git.Worktree, common: Path) -> _Tree:
+    """The guard's check and the uncommitted files of one worktree (git runs, no change)."""
+    shown = repo.layout.rel(tree.path)
+    if tree.prunable and not os.path.lexists(tree.path):
+        return _Tree(tree, shown)
+    lane_id = tree.path.name.removeprefix("agent-")
+    check = worktree_guard.verify(repo.root, tree.path, branch(lane_id), common)
+    if check.problem and check.admin is None:
+        return _Tree(tree, shown, check)
+    return _Tree(tree, shown, check, git.dirty_files(tree.path))
+
+
+def _remove_folder(path: Path) -> str | None:
+    """Delete a worktree's folder (its `.git` link with it); why not, or None."""
+    try:
+        shutil.rmtree(path)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
 def _cleanup(
     repo: Repo,
     force: bool,
@@ -102,21 +144,42 @@ def _cleanup(
     report = CleanupReport(tell=tell)
     step("sweeping scratch worktrees")
     sweep_scratch(repo)
-    busy: set[str] = set()  # branches still checked out in a kept worktree
-    trees = [t for t in git.worktree_list(root)
+    every = git.worktree_list(root)
+    trees = [t for t in every
              if t.path.parent == layout.worktrees and t.path.name.startswith("agent-")]  # fmt: skip
-    for n, tree in enumerate(trees, 1):
-        name = tree.path.name
-        shown = layout.rel(tree.path)
-        step(f"worktree {n}/{len(trees)}: {shown}")
-        if tree.prunable and not os.path.lexists(tree.path):
-            git.worktree_remove(root, tree.path)
-            report.add(report.pruned, shown, f"pruned stale worktree entry {shown} (its folder "
-                       "was gone)")  # fmt: skip
+    # Branches checked out anywhere but in a worktree removed below stay (update-ref,
+    # unlike `git branch -d`, would delete them under a checkout).
+    busy = {t.branch for t in every if t.branch and t not in trees}
+    step(f"checking {len(trees)} worktrees")
+    common = git.common_dir(root)
+    with ThreadPoolExecutor(_workers()) as pool:
+        found = list(pool.map(lambda t: _inspect(repo, t, common), trees))
+    doomed = _decide(repo, tracker, found, force, say, step, report, busy)
+    _remove(repo, doomed, step, report, busy)
+    _delete_branches(repo, tracker, force, say, step, report, busy, resetting)
+    step(None)
+    return report
+
+
+def _decide(
+    repo: Repo,
+    tracker: Tracker,
+    found: list[_Tree],
+    force: bool,
+    say: Callable[[str], None],
+    step: Callable[[str | None], None],
+    report: CleanupReport,
+    busy: set[str],
+) -> list[_Tree]:
+    """Which worktrees go: the same rules as ever, said in order; the ones to remove."""
+    doomed: list[_Tree] = []
+    for n, item in enumerate(found, 1):
+        tree, shown, check = item.tree, item.shown, item.check
+        step(f"worktree {n}/{len(found)}: {shown}")
+        lane_id = tree.path.name.removeprefix("agent-")
+        if check is None:
+            doomed.append(item)  # its folder is gone: the prune unregisters it
             continue
-        lane_id = name.removeprefix("agent-")
-        lane = tracker.lanes.get(lane_id)
-        check = worktree_guard.verify(root, tree.path, branch(lane_id))
         if check.problem and check.admin is None:
             # Never act in (or delete through) a worktree that is no longer ours: not
             # even with --force. The person decides.
@@ -124,57 +187,103 @@ def _cleanup(
             report.add(report.kept, why, f"kept worktree {why}")
             busy.add(branch(lane_id))
             continue
+        lane = tracker.lanes.get(lane_id)
         attempt = lane.attempts if lane is not None else 0
-        ref = worktree_guard.keep_off_branch(root, check, lane_id, attempt, branch(lane_id))
+        ref = worktree_guard.keep_off_branch(repo.root, check, lane_id, attempt, branch(lane_id))
         if ref:  # commits made off the lane branch outlive its worktree
             kept = f"kept commits of {shown} ({check.problem}) at {ref}"
             report.add(report.kept_refs, kept, kept)
-        dirty = git.dirty_files(tree.path)
         reason = ""
         if lane is not None and lane.status == "running":
             reason = "its lane is running"
-        elif dirty:
-            listed = ", ".join(dirty[:10]) + (" ..." if len(dirty) > 10 else "")
+        elif item.dirty:
+            listed = ", ".join(item.dirty[:10]) + (" ..." if len(item.dirty) > 10 else "")
             reason = f"uncommitted changes: {listed}"
+        elif tree.locked:
+            reason = "it is locked (`git worktree unlock` it)"
         if reason and not force:
             report.add(report.kept, f"{shown} ({reason})", f"kept worktree {shown} ({reason})")
             busy.add(tree.branch or "")
             continue
         if reason:
             say(f"removing worktree {shown} despite {reason} (--force)")
-        try:
-            git.worktree_remove(root, tree.path, force=bool(reason))
-        except GitError as exc:
-            why = f"{shown} (git refused: {exc.stderr.strip().splitlines()[-1]})"
+        doomed.append(item)
+    return doomed
+
+
+def _remove(
+    repo: Repo,
+    doomed: list[_Tree],
+    step: Callable[[str | None], None],
+    report: CleanupReport,
+    busy: set[str],
+) -> None:
+    """Delete the folders in parallel, outside git's admin lock, then unregister them
+    in one step. A kill between the two leaves entries whose folders are gone: the next
+    cleanup prunes them."""
+    for item in (item for item in doomed if item.check is None):
+        git.worktree_remove(repo.root, item.tree.path)  # rare: a folder deleted by hand
+        line = f"pruned stale worktree entry {item.shown} (its folder was gone)"
+        report.add(report.pruned, item.shown, line)
+    present = [item for item in doomed if item.check is not None]
+    admins: list[Path] = []
+    with ThreadPoolExecutor(_workers()) as pool:
+        results = pool.map(lambda item: _remove_folder(item.tree.path), present)
+        for n, (item, problem) in enumerate(zip(present, results, strict=True), 1):
+            step(f"removed {n}/{len(present)}: {item.shown}")
+            if problem is None and item.check is not None and item.check.admin is not None:
+                admins.append(item.check.admin)
+                report.add(report.removed, item.shown, f"removed worktree {item.shown}")
+                continue
+            why = f"{item.shown} (could not delete it: {problem})"
             report.add(report.kept, why, f"kept worktree {why}")
-            busy.add(tree.branch or "")
-            continue
-        report.add(report.removed, shown, f"removed worktree {shown}")
+            busy.add(item.tree.branch or "")
+    if admins:
+        git.worktree_forget(repo.root, admins)
+
+
+def _delete_branches(
+    repo: Repo,
+    tracker: Tracker,
+    force: bool,
+    say: Callable[[str], None],
+    step: Callable[[str | None], None],
+    report: CleanupReport,
+    busy: set[str],
+    resetting: bool,
+) -> None:
+    """Merged lane branches (all, with `force`) deleted in one transaction; the rest kept
+    and named. Two git calls whatever the number of lanes."""
+    root = repo.root
+    step("checking lane branches")
+    heads = git.ref_heads(root, "refs/heads/lane-*")
     base_head = git.head_commit(root, f"refs/heads/{tracker.base_branch}")
+    merged = git.refs_merged_into(root, base_head, "refs/heads/lane-*") if base_head else set()
+    doomed: dict[str, str] = {}
     for lane_id, lane in sorted(tracker.lanes.items()):
         name = branch(lane_id)
-        head = git.head_commit(root, f"refs/heads/{name}")
+        head = heads.get(name)
         if head is None:
             continue
-        step(f"branch {name}")
         if name in busy:
             why = f"{name} (checked out in a kept worktree)"
             report.add(report.kept_branches, why, f"kept branch {why}")
             continue
-        merged = base_head is not None and git.is_ancestor(root, head, base_head)
-        if not merged and not force:
+        if name not in merged and not force:
             why = (
                 f"{name} ({lane.status}, at {head[:10]}, not in {tracker.base_branch}): "
                 + _keep_advice(lane_id, name, resetting)
             )
             report.add(report.kept_branches, why, f"kept branch {why}")
             continue
-        if not merged:
+        if name not in merged:
             say(
                 f"deleting unmerged branch {name} at {head[:10]} (--force); "
                 f"`git branch {name} {head[:10]}` brings it back until git prunes it"
             )
-        git.branch_delete(root, name, force=True)
+        doomed[name] = head
+    if doomed:
+        step(f"deleting {len(doomed)} branches")
+        git.delete_refs(root, {f"refs/heads/{name}": head for name, head in doomed.items()})
+    for name in doomed:
         report.add(report.deleted, name, f"deleted branch {name}")
-    step(None)
-    return report

@@ -53,6 +53,7 @@ RepoOpt = Annotated[
     typer.Option("--repo", help="The repository (any folder inside it).", show_default=False),
 ]
 _DEBUG = {"on": False}
+ADDED_SHOWN = 8  # lane ids `add-lane --from` names; the rest it counts
 
 
 def _out(text: str) -> None:
@@ -137,9 +138,16 @@ def init(repo: RepoOpt = Path(".")) -> None:
 @app.command()
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the tracker as JSON.")] = False,
+    show_all: Annotated[
+        bool,
+        typer.Option("--all", help="List every lane, even when they do not fit one screen."),
+    ] = False,
     repo: RepoOpt = Path("."),
 ) -> None:
     """Show the tracker: phase, lanes and agents.
+
+    When the lanes do not fit one screen, it counts them by status, lists the running,
+    failing and stuck ones first and folds the rest into one line; --all lists them all.
 
     Example: orchestree status --json | jq '.lanes | map_values(.status)'
     """
@@ -160,7 +168,7 @@ def status(
     from orchestree.report import render_status
 
     state = orchestrator.open_repo(repo)
-    render_status(state.store.read(), state.layout, state.config.defaults.agent)
+    render_status(state.store.read(), state.layout, state.config.defaults.agent, show_all)
 
 
 @app.command()
@@ -236,7 +244,10 @@ def add_lane(
             raise UserError("add-lane needs <id> and <json> (or --from FILE); see --help")
         lanes = {lane_id: orchestrator.parse_lane_json(lane_json, f"lane {lane_id!r} JSON")}
     added = orchestrator.add_lanes(orchestrator.open_repo(repo), lanes, replace=replace)
-    _out(f"{'replaced' if replace else 'added'} {len(added)} lane(s): {', '.join(added)}")
+    # Hundreds of ids on one line tell nothing: the count, and the first few.
+    more = f" and {len(added) - ADDED_SHOWN} more" if len(added) > ADDED_SHOWN else ""
+    shown = ", ".join(added[:ADDED_SHOWN]) + more
+    _out(f"{'replaced' if replace else 'added'} {len(added)} lane(s): {shown}")
 
 
 @app.command()

@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import functools
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -162,6 +163,7 @@ class Worktree:
     head: str | None
     branch: str | None
     prunable: bool
+    locked: bool = False  # `git worktree lock`: git refuses to remove or prune it
 
 
 def worktree_list(root: Path) -> list[Worktree]:
@@ -181,6 +183,7 @@ def worktree_list(root: Path) -> list[Worktree]:
                     head=fields.get("HEAD"),
                     branch=branch.removeprefix("refs/heads/") or None,
                     prunable="prunable" in fields,
+                    locked="locked" in fields,
                 )
             )
         fields = {}
@@ -225,6 +228,28 @@ def worktree_remove(root: Path, path: Path, force: bool = False) -> None:
 def worktree_prune(root: Path) -> None:
     with admin_lock(root):
         run("worktree", "prune", cwd=root)
+
+
+def worktree_forget(root: Path, admins: list[Path]) -> None:
+    """Unregister worktrees whose folders the caller deleted: remove their admin folders
+    (`<common dir>/worktrees/<id>`), which is all `git worktree prune` does for each, but
+    only for these (a prune would also drop the user's own stale worktrees)."""
+    folder = common_dir(root) / "worktrees"
+    with admin_lock(root):
+        for admin in admins:
+            if admin.parent.resolve() != folder.resolve():
+                raise GitError(("worktree", "forget", str(admin)), 1, "not a worktree admin folder")
+            shutil.rmtree(admin, ignore_errors=True)
+
+
+def delete_refs(root: Path, refs: dict[str, str]) -> None:
+    """Delete each ref of `refs` (full name -> the commit it must still be at) in one
+    `update-ref --stdin` transaction: all are deleted or none (GitError). Unlike
+    `git branch -d`, it does not ask whether a branch is checked out: the caller does."""
+    if refs:
+        lines = "".join(f"delete {ref} {old}\n" for ref, old in refs.items())
+        with admin_lock(root):
+            run("update-ref", "--stdin", cwd=root, input=lines)
 
 
 def branch_delete(root: Path, branch: str, force: bool = False) -> None:

@@ -24,13 +24,26 @@ FINISHED = frozenset(
 HELD = "held: "
 PROGRESS_MIN = 20  # columns the status table keeps for an agent's progress
 MARKS = {"completed": "✓", "failed": "✗", "running": "→", "created": "○"}
+# `status` folds lanes beyond the screen's height less these lines (the header, the
+# counts, the table's head, the fold line, held reasons, agents, cost, the prompt),
+# and always shows at least FOLD_MIN.
+FOLD_LINES = 10
+FOLD_MIN = 10
 
 
-def render_status(tracker: Tracker, layout: Layout, default_agent: str | None = None) -> None:
+def render_status(
+    tracker: Tracker, layout: Layout, default_agent: str | None = None, show_all: bool = False
+) -> None:
     """The tracker as a table. Agent text (progress, errors) is shown as text: Rich
-    markup in it is not interpreted and control characters are shown as escapes."""
+    markup in it is not interpreted and control characters are shown as escapes.
+
+    When there are more lanes than fit one screen (and not `show_all`), it says the
+    counts by status, lists the lanes that need a look first and folds the rest into
+    one line with their counts (`fold.py`)."""
     from rich.console import Console
     from rich.text import Text
+
+    from orchestree import fold
 
     console = Console(highlight=False, soft_wrap=False)
     phase = PHASES[tracker.phase] if tracker.phase < len(PHASES) else str(tracker.phase)
@@ -45,6 +58,13 @@ def render_status(tracker: Tracker, layout: Layout, default_agent: str | None = 
         console.print("no lanes yet: add one with `orchestree add-lane <id> '<json>'`")
         return
     ordered = sorted(tracker.lanes.items(), key=lambda item: item[1].order)
+    room = max(FOLD_MIN, console.size.height - FOLD_LINES)
+    folded = None
+    if not show_all and len(ordered) > room:
+        statuses = {k: lane.status for k, lane in ordered}
+        folded = fold.fold(statuses, {k: lane.order for k, lane in ordered}, room)
+        console.print(f"{len(ordered)} lanes: {fold.counts(statuses.values())}")
+        ordered = [(k, tracker.lanes[k]) for k in folded.shown]
     remote = any(lane.host for lane in tracker.lanes.values())  # lanes ran on Dask workers
     with_cost = any(lane.cost_usd is not None for lane in tracker.lanes.values())
     header = ["lane", "status", "prio", "agent", "tries"] + (["host"] if remote else [])
@@ -63,6 +83,9 @@ def render_status(tracker: Tracker, layout: Layout, default_agent: str | None = 
         console.print(_status_table(header, rows, notes))
     else:  # too narrow for a table whose text keeps its words: one line a lane, text below
         _print_rows(console, header, rows, notes)
+    if folded is not None:
+        more = fold.more_line(folded)
+        console.print(Text(f"{more}; `orchestree status --all` lists every lane", style="dim"))
     # Lanes held for one agent's missing login share one reason: say it once, unwrapped.
     held: dict[str, list[str]] = {}
     for lane_id, lane in ordered:
@@ -70,7 +93,9 @@ def render_status(tracker: Tracker, layout: Layout, default_agent: str | None = 
             held.setdefault(lane.error, []).append(lane_id)
     for why, lane_ids in held.items():
         console.print(Text(visible(f"{', '.join(lane_ids)} {why}")), soft_wrap=True)
-    if tracker.agents:
+    if tracker.agents and folded is not None:  # one line, not hundreds of names
+        console.print(f"agents: {fold.counts(a.status for a in tracker.agents.values())}")
+    elif tracker.agents:
         agents = ", ".join(
             f"{MARKS.get(a.status, '?')} {name}" for name, a in sorted(tracker.agents.items())
         )

@@ -24,8 +24,22 @@ class Decision:
     block: dict[str, str] = field(default_factory=dict)  # lane -> why
 
 
+# The last graph's chain lengths: the execute loop asks every tick, and the graph only
+# changes when lanes are added (at 500 lanes, the sort cost more than the rest of it).
+_last: list[tuple[tuple[tuple[str, tuple[str, ...]], ...], dict[str, int]]] = []
+
+
 def chain_lengths(lanes: Mapping[str, Lane]) -> dict[str, int]:
     """For each lane, the number of lanes on the longest chain that waits on it."""
+    graph = tuple((lane_id, tuple(lane.depends_on)) for lane_id, lane in lanes.items())
+    if _last and _last[0][0] == graph:
+        return dict(_last[0][1])
+    depth = _chain_lengths(lanes)
+    _last[:] = [(graph, dict(depth))]
+    return depth
+
+
+def _chain_lengths(lanes: Mapping[str, Lane]) -> dict[str, int]:
     dependents: dict[str, list[str]] = {lane_id: [] for lane_id in lanes}
     for lane_id, lane in lanes.items():
         for dep in lane.depends_on:

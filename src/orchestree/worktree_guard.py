@@ -68,8 +68,9 @@ def _admin_of(common: Path, path: Path) -> Path | None:
     return None
 
 
-def verify(root: Path, path: Path, branch: str) -> WorktreeCheck:
-    """Check the worktree at `path` is still the lane's own (see the module's text)."""
+def verify(root: Path, path: Path, branch: str, common: Path | None = None) -> WorktreeCheck:
+    """Check the worktree at `path` is still the lane's own (see the module's text).
+    `common`: the repository's common git dir, when the caller has asked git already."""
     rel = _shown(root, path)
     if path.is_symlink():
         target = _oneline(os.readlink(path))
@@ -78,7 +79,7 @@ def verify(root: Path, path: Path, branch: str) -> WorktreeCheck:
         )
     if not path.is_dir():
         return WorktreeCheck(None, f"the agent removed its worktree {rel}")
-    common = git.common_dir(root)
+    common = common or git.common_dir(root)
     admin = _admin_of(common, path)
     if admin is None:
         return WorktreeCheck(None, f"{rel} is no longer registered as a worktree of {root}")
