@@ -33,6 +33,9 @@ class Defaults(_Section):
     base_branch: str | None = None
     # The four built-in probes run beside the configured ones unless this is false.
     builtin_probes: bool = True
+    # Admission by memory (DESIGN.md §15): a lane starts only while MemAvailable minus
+    # the running lanes' `memory_mb` estimates leaves this much; 0 turns it off.
+    min_free_mb: int = Field(default=0, ge=0)
 
 
 class AgentConfig(_Section):
@@ -43,6 +46,11 @@ class AgentConfig(_Section):
     permission_mode: str | None = None
     model: str | None = None
     args: list[str] = Field(default_factory=list)
+    # Folders the agent may write inside the sandbox besides its worktree (its config
+    # and caches; `~` is the home folder), added to what its preset declares.
+    writable: list[str] = Field(default_factory=list)
+    # An estimate of one running agent's memory, for admission (presets have defaults).
+    memory_mb: int | None = Field(default=None, ge=0)
 
     @field_validator("command")
     @classmethod
@@ -56,6 +64,11 @@ class WorktreeConfig(_Section):
     root: str = ".worktrees"
     setup: str = ""
     ports: tuple[int, int] = (20000, 20999)
+    # Folders `setup` makes that every worktree gets as a copy-on-write or hard-linked
+    # copy of one prepared tree, instead of running `setup` again (docs/sandbox.md).
+    share: list[str] = Field(default_factory=list)
+    # Worktrees prepared ahead of the lanes that will take them.
+    pool: int = Field(default=0, ge=0, le=64)
 
     @field_validator("ports", mode="before")
     @classmethod
@@ -101,6 +114,13 @@ class MonitorConfig(_Section):
     port: int = Field(default=5555, ge=1, le=65535)
 
 
+class SandboxConfig(_Section):
+    """Where a lane's agent may write (DESIGN.md §15, docs/trust.md)."""
+
+    kind: Literal["none", "bwrap"] = "none"
+    network: bool = True
+
+
 class ExecutorConfig(_Section):
     kind: Literal["local", "dask"] = "local"
     scheduler: str = ""
@@ -117,6 +137,7 @@ class Config(_Section):
     merge: MergeConfig = Field(default_factory=MergeConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
 
     def agent_names(self) -> set[str]:
         return set(PRESETS) | set(self.agents)

@@ -555,3 +555,9 @@ def set_ref(root: Path, ref: str, commit: str) -> None:
 def delete_ref(root: Path, ref: str) -> None:
     """Remove `ref`; nothing happens when it does not exist."""
     run("update-ref", "-d", ref, cwd=root, check=False)
+
+
+def all_refs(root: Path) -> dict[str, str]:
+    """Full name -> object id of every ref (loose and packed), in one call."""
+    raw = run("for-each-ref", "--format=%(refname) %(objectname)", cwd=root).stdout
+    return dict(line.split(" ", 1) for line in raw.splitlines() if line)

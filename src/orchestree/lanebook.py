@@ -134,6 +134,9 @@ class LaneBook:
             "num_turns": got.num_turns,
             "cost_usd": got.cost_usd,
         }
+        if update.refs_restored:  # the sandboxed agent moved them; they are back
+            fields["refs_restored"] = update.refs_restored
+            self.report(f"! {lane_id}: its agent moved {', '.join(update.refs_restored)}; restored")
         if update.host:  # its started event may not have arrived (a quick remote lane)
             fields.update(host=update.host, worker=update.worker)
         if got.ok:

@@ -41,7 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestree import git, worktree_guard
+from orchestree import git, sandbox, worktree_guard
 from orchestree.errors import GitError
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -312,7 +312,16 @@ def run_lane(spec: dict[str, Any]) -> dict[str, Any]:
         with open(spec["log"], "ab") as log:
             log.write(f"orchestree: cannot prepare the worktree: {exc}\n".encode())
         return {"reason": "error", "exit_code": None, "error": f"worktree preparation: {exc}"}
+    box, root = spec.get("sandbox"), Path(spec.get("root", ""))
+    try:  # inside the sandbox the refs folder is writable: see sandbox.py
+        refs = sandbox.snapshot_refs(box, root)
+    except GitError as exc:
+        return {"reason": "error", "exit_code": None, "error": f"sandbox: {exc}"}
     result = supervise(spec, stop)
+    with contextlib.suppress(GitError):
+        restored = sandbox.restore_refs(box, root, refs)
+        if restored:
+            result["refs_restored"] = restored
     _commit_left_work(spec, result)
     return result
 
@@ -346,8 +355,13 @@ def supervise(spec: dict[str, Any], stop: dict[str, str] | None = None) -> dict[
                 return {"reason": "setup-failed", "exit_code": code, "started_at": started}
             _snapshot_setup(spec)
         try:
+            argv = sandbox.wrap(spec.get("sandbox"), spec["argv"], spec["cwd"])
+        except (OSError, GitError) as exc:
+            log.write(f"orchestree: cannot set up the sandbox: {exc}\n".encode())
+            return {"reason": "error", "exit_code": None, "error": f"sandbox: {exc}"}
+        try:
             agent = subprocess.Popen(
-                spec["argv"],
+                argv,
                 cwd=spec["cwd"],
                 env=spec["env"],
                 stdin=subprocess.DEVNULL,

@@ -128,6 +128,7 @@ class LocalExecutor:
             # What the supervisor saw, valid while the head is the one it committed.
             changed=result.get("changed") if head == result.get("head") else None,
             pid=run.launched.pid,
+            refs_restored=[str(ref) for ref in result.get("refs_restored") or []],
         )
 
     def cancel(self, lane_id: str, attempt: int) -> None:
