@@ -125,3 +125,60 @@ def test_a_hostile_agent_writes_nothing_outside_its_lane(
     assert (repo / "README.md").read_text(encoding="utf-8") == "# test repo\n"
     other = repo / ".worktrees" / "agent-other" / "other.txt"
     assert other.read_text(encoding="utf-8") == "other\n"
+
+
+def _path_without_bwrap(tmp_path: Path, fake_bwrap: str | None = None) -> str:
+    """A PATH with what a shell lane needs, and no `bwrap` (or a `bwrap` that fails as
+    one does where the kernel refuses namespaces)."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    for program in ("git", "sh", "python3", "env", "true"):
+        found = shutil.which(program)
+        assert found is not None
+        (folder / program).symlink_to(found)
+    if fake_bwrap is not None:
+        fake = folder / "bwrap"
+        fake.write_text(f"#!/bin/sh\necho '{fake_bwrap}' >&2\nexit 1\n", encoding="utf-8")
+        fake.chmod(0o755)
+    return str(folder)
+
+
+@pytest.mark.parametrize(
+    ("fake", "needle"),
+    [
+        (None, "apt-get install bubblewrap"),
+        ("bwrap: No permissions to create new namespace", "namespaces"),
+    ],
+)
+def test_execute_refuses_before_starting_when_bwrap_cannot_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake: str | None, needle: str
+) -> None:
+    config = '[defaults]\nagent = "shell"\n[sandbox]\nkind = "bwrap"\n'
+    repo = make_repo(tmp_path, monkeypatch, config)
+    add_lanes(repo, {"one": {"tasks": ["echo one > one.txt"]}})
+    before = (repo / ".orchestration" / "tracker.json").read_bytes()
+    monkeypatch.setenv("PATH", _path_without_bwrap(tmp_path, fake))
+    result = cli(repo, "execute")
+    assert result.code == 3, result.out + result.err
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert needle in lines[0]
+    assert 'kind = "none"' in lines[0]  # how to turn it off
+    assert (repo / ".orchestration" / "tracker.json").read_bytes() == before
+    assert not (repo / ".worktrees" / "agent-one").exists()
+    doctor = cli(repo, "doctor")
+    assert doctor.code != 0
+    assert any("bwrap" in line and needle in line for line in doctor.out.splitlines())
+
+
+def test_a_lane_can_ask_for_the_sandbox_the_config_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repo(tmp_path, monkeypatch, '[defaults]\nagent = "shell"\n')
+    add_lanes(repo, {"boxed": {"tasks": ["echo x >> ../../README.md"], "sandbox": "bwrap"}})
+    result = cli(repo, "execute")
+    assert result.code == 1, result.out
+    assert (repo / "README.md").read_text(encoding="utf-8") == "# test repo\n"
+    assert tracker(repo)["lanes"]["boxed"]["status"] == "failed"
+    log = repo / ".orchestration" / "logs" / "agent-boxed.log"
+    assert "Read-only file system" in log.read_text(encoding="utf-8")

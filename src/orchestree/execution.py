@@ -317,9 +317,13 @@ class Execution:
         config = self.repo.config
         names = {lane.agent or config.defaults.agent for lane in todo.values()}
         local = config.executor.kind == "local"  # remote agents are the workers' own
+        kinds = frozenset(lane.sandbox for lane in todo.values() if lane.sandbox)
         if local:  # every missing program in one refusal, not one per run
             users = {k: lane.agent or config.defaults.agent for k, lane in todo.items()}
-            doctor.require(config, self.repo.root, "execute", users)
+            doctor.require(config, self.repo.root, "execute", users, kinds)
+        for row in [] if local else doctor.sandbox_checks(config, kinds):
+            if not row.ok:  # the remote executor has no sandbox: never run without it
+                raise EnvironmentRefused(f"{row.what}: {row.detail}; nothing was started")
         check_worktree_root(self.repo.root, config.worktree.root)
         heads = git.ref_heads(self.repo.root, "refs/heads/lane-*")  # one call for all lanes
         for lane_id, lane in todo.items():
