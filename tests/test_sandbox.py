@@ -182,3 +182,22 @@ def test_a_lane_can_ask_for_the_sandbox_the_config_does_not(
     assert tracker(repo)["lanes"]["boxed"]["status"] == "failed"
     log = repo / ".orchestration" / "logs" / "agent-boxed.log"
     assert "Read-only file system" in log.read_text(encoding="utf-8")
+
+
+def test_codex_leaves_sandboxing_to_ours_when_ours_is_on(tmp_path: Path) -> None:
+    from orchestree.agents import LaunchContext, get_agent
+    from orchestree.config import AgentConfig, Config
+    from orchestree.models import Lane
+
+    def mode(sandboxed: bool, config: Config) -> str:
+        ctx = LaunchContext(
+            "x", Lane(), tmp_path, "lane-x", tmp_path / "t.json", tmp_path / "p.md",
+            sandboxed=sandboxed,
+        )  # fmt: skip
+        argv = get_agent("codex", config).invocation(ctx, "do it").argv
+        return argv[argv.index("--sandbox") + 1]
+
+    assert mode(False, Config()) == "workspace-write"
+    assert mode(True, Config()) == "danger-full-access"
+    chosen = Config(agents={"codex": AgentConfig(permission_mode="read-only")})
+    assert mode(True, chosen) == "read-only"  # what the user configured wins

@@ -142,7 +142,8 @@ def bwrap_args(box: dict[str, Any], worktree: Path, admin: Path) -> list[str]:
         elif item not in HELPER_WRITES:
             # -try: a writer's temp file may be renamed away meanwhile.
             args += ["--ro-bind-try", inside, inside]
-    args += ["--chdir", str(worktree)]
+    # The agent's temporary files go to its private /tmp, wherever TMPDIR pointed.
+    args += ["--setenv", "TMPDIR", "/tmp", "--chdir", str(worktree)]
     return args
 
 
