@@ -76,6 +76,15 @@ class WorktreeConfig(_Section):
         # TOML has arrays, not tuples; strict mode would refuse every [low, high].
         return tuple(value) if isinstance(value, list) else value
 
+    @field_validator("share")
+    @classmethod
+    def _folders(cls, value: list[str]) -> list[str]:
+        for folder in value:
+            parts = Path(folder).parts
+            if not parts or Path(folder).is_absolute() or ".." in parts or parts[0] == ".git":
+                raise ValueError(f"{folder!r} must be a folder inside the worktree")
+        return value
+
     @field_validator("ports")
     @classmethod
     def _range(cls, value: tuple[int, int]) -> tuple[int, int]:

@@ -12,6 +12,7 @@ import fcntl
 import functools
 import os
 import subprocess
+import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -561,3 +562,16 @@ def all_refs(root: Path) -> dict[str, str]:
     """Full name -> object id of every ref (loose and packed), in one call."""
     raw = run("for-each-ref", "--format=%(refname) %(objectname)", cwd=root).stdout
     return dict(line.split(" ", 1) for line in raw.splitlines() if line)
+
+
+def export_tree(root: Path, commit: str, dest: Path) -> None:
+    """The files of `commit` written into the new folder `dest`: no .git, no index,
+    nothing registered (a scratch tree to run a setup in)."""
+    dest.mkdir(parents=True)
+    archive = dest.with_name(dest.name + ".tar")
+    try:
+        run("archive", "--format=tar", "-o", str(archive), commit, cwd=root)
+        with tarfile.open(archive) as tar:
+            tar.extractall(dest, filter="tar")
+    finally:
+        archive.unlink(missing_ok=True)

@@ -162,6 +162,7 @@ def launch(
     new: bool,
     includes: list[str],
     spawner: Spawner | None = None,
+    base: str = "",
 ) -> Launched:
     """Start the supervisor that prepares this lane's worktree (when `new`: populate,
     `includes`, setup) and runs its agent there, then commits what it left."""
@@ -229,6 +230,7 @@ def launch(
         "attempt": attempt,
         "keep_out": keep_out(repo, tracked, includes),
         "sandbox": sandbox_plan(repo, lane, agent.writable_folders),
+        "share": share_plan(repo, base or start) if new and config.worktree.setup else None,
     }
     spec_file = runs / f"{lane_id}.{attempt}.spec.json"
     spec_file.write_text(json.dumps(spec), encoding="utf-8")
@@ -325,6 +327,14 @@ def sandbox_plan(repo: Repo, lane: Lane, writable: list[str]) -> dict[str, Any] 
     common = git.common_dir(repo.root)
     network = repo.config.sandbox.network
     return sandbox.plan(kind, network, repo.root, common, repo.layout.orch, writable)
+
+
+def share_plan(repo: Repo, base: str) -> dict[str, Any] | None:
+    """Where `[worktree] share`'s template lives and what it holds; None without it."""
+    folders = repo.config.worktree.share
+    if not folders:
+        return None
+    return {"home": str(repo.layout.orch / "share"), "base": base, "folders": list(folders)}
 
 
 def keep_out(repo: Repo, helper_tracked: bool, includes: list[str]) -> list[str]:

@@ -62,7 +62,7 @@ class LocalExecutor:
         new = runner.prepare(repo, lane_id, lane, spec.start)
         includes = self._includes()
         launched = runner.launch(
-            repo, lane_id, lane, spec.attempt, spec.port, new, includes, self.spawner
+            repo, lane_id, lane, spec.attempt, spec.port, new, includes, self.spawner, spec.base
         )
         self.attempts[lane_id] = _Attempt(spec.attempt, launched)
         started = LaneUpdate(
