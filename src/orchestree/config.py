@@ -67,8 +67,6 @@ class WorktreeConfig(_Section):
     # Folders `setup` makes that every worktree gets as a copy-on-write or hard-linked
     # copy of one prepared tree, instead of running `setup` again (docs/sandbox.md).
     share: list[str] = Field(default_factory=list)
-    # Worktrees prepared ahead of the lanes that will take them.
-    pool: int = Field(default=0, ge=0, le=64)
 
     @field_validator("ports", mode="before")
     @classmethod
