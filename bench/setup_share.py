@@ -109,8 +109,8 @@ def main() -> int:
     args = parser.parse_args()
     times: dict[str, list[float]] = {"none": [], "every": [], "share": [], "share-warm": []}
     for _ in range(args.repeat):  # interleaved, so load drifts hit every mode alike
-        for mode in times:
-            times[mode].append(last_start(args.lanes, args.files, mode))
+        for mode, values in times.items():
+            values.append(last_start(args.lanes, args.files, mode))
     med = {mode: statistics.median(values) for mode, values in times.items()}
     print(f"| {args.lanes} lanes, setup of {args.files} files | to last agent start |")
     print("|---|---:|")
