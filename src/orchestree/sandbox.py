@@ -101,9 +101,10 @@ def wrap(box: dict[str, Any] | None, argv: list[str], cwd: str) -> list[str]:
     for entry in box["writable"]:
         _ensure(Path(entry))
     empty = orch / "runs" / EMPTY
-    if not empty.is_file() or empty.stat().st_size:
-        empty.unlink(missing_ok=True)
-        empty.touch(mode=0o444)
+    if not empty.is_file() or empty.stat().st_size:  # replaced whole: lanes bind it meanwhile
+        made = empty.with_name(f".{EMPTY}.{os.getpid()}.tmp")
+        made.write_bytes(b"")
+        os.replace(made, empty)
     return [*bwrap_args(box, worktree, admin), "--", *argv]
 
 
