@@ -65,7 +65,7 @@ class WorktreeConfig(_Section):
     setup: str = ""
     ports: tuple[int, int] = (20000, 20999)
     # Folders `setup` makes that every worktree gets as a copy-on-write or hard-linked
-    # copy of one prepared tree, instead of running `setup` again (docs/sandbox.md).
+    # copy of one prepared tree, instead of running `setup` again (worktree_share.py).
     share: list[str] = Field(default_factory=list)
 
     @field_validator("ports", mode="before")

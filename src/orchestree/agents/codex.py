@@ -45,7 +45,7 @@ class Codex(Preset):
 
     def options(self, ctx: LaunchContext) -> list[str]:
         # Codex's own sandbox is bubblewrap too; nested inside ours it cannot set up its
-        # mounts, so when ours is on Codex is told not to sandbox again (docs/sandbox.md).
+        # mounts, so when ours is on Codex is told not to sandbox again (README, "The sandbox").
         default = NESTED_SANDBOX if ctx.sandboxed else DEFAULT_SANDBOX
         sandbox = self.config.permission_mode or default
         opts = ["exec", "--json", "--sandbox", sandbox]
