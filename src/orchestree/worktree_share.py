@@ -31,6 +31,7 @@ from pathlib import Path
 from orchestree import git
 
 READY = ".ready"
+CLONE = ".clone"  # "reflink" or "hardlink": how this filesystem gives the folders
 
 
 def key(base: str, setup: str, folders: list[str]) -> str:
@@ -71,7 +72,8 @@ def template(
             return None, 1, f"setup did not make {', '.join(missing)} (listed in [worktree] share)"
         for folder in folders:
             _read_only(tree / folder)
-        (made / READY).write_text("a file to try a clone with\n", encoding="ascii")
+        (made / CLONE).write_text(_clone_kind(made), encoding="ascii")
+        (made / READY).touch()
         return tree, 0, ""
 
 
@@ -88,10 +90,13 @@ def _read_only(folder: Path) -> None:
 
 
 def give(tree: Path, worktree: Path, folders: list[str]) -> str:
-    """Each of `folders` from the template `tree` into `worktree`: a reflink clone
-    where the filesystem can make one, else a hard-link farm; which one it was.
+    """Each of `folders` from the template `tree` into `worktree` (a reflink clone where
+    the filesystem can make one, else a hard-link farm); which of the two it was.
     A folder the worktree already has (tracked, say) is left as it is."""
-    how = "reflink" if _can_clone(tree.parent / READY, worktree) else "hardlink"
+    try:
+        how = (tree.parent / CLONE).read_text(encoding="ascii").strip()
+    except OSError:  # a template made before the verdict was kept: links work anywhere
+        how = "hardlink"
     for folder in folders:
         dest = worktree / folder
         if dest.exists() or dest.is_symlink():
@@ -103,11 +108,16 @@ def give(tree: Path, worktree: Path, folders: list[str]) -> str:
     return how
 
 
-def _can_clone(source: Path, worktree: Path) -> bool:
-    """Can this filesystem clone a file from the template into the worktree?"""
-    probe = worktree / f".orchestree-clone-probe-{os.getpid()}"
+def _clone_kind(made: Path) -> str:
+    """Can this filesystem clone files (tried once, when the template is made; the
+    worktrees live on the same filesystem as `.orchestration/` in all but odd setups,
+    where `cp --reflink=always` then fails and names itself in the lane's log)?"""
+    source, probe = made / ".clone-source", made / ".clone-probe"
+    source.write_text("a file to try a clone with\n", encoding="ascii")
     try:
         cmd = ["cp", "--reflink=always", str(source), str(probe)]
-        return subprocess.run(cmd, capture_output=True, check=False).returncode == 0
+        done = subprocess.run(cmd, capture_output=True, check=False)
+        return "reflink" if done.returncode == 0 else "hardlink"
     finally:
+        source.unlink(missing_ok=True)
         probe.unlink(missing_ok=True)
