@@ -201,3 +201,16 @@ def test_codex_leaves_sandboxing_to_ours_when_ours_is_on(tmp_path: Path) -> None
     assert mode(True, Config()) == "danger-full-access"
     chosen = Config(agents={"codex": AgentConfig(permission_mode="read-only")})
     assert mode(True, chosen) == "read-only"  # what the user configured wins
+
+
+@pytest.mark.parametrize("entry", ["cache", "./x", "~/../etc"])
+def test_an_agent_folder_that_is_not_a_place_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entry: str
+) -> None:
+    repo = make_repo(tmp_path, monkeypatch, '[defaults]\nagent = "shell"\n')
+    config = f'[agents.mybot]\ncommand = ["mybot"]\nwritable = ["{entry}"]\n'
+    (repo / "orchestree.toml").write_text(config, encoding="utf-8")
+    result = cli(repo, "status")
+    assert result.code == 2
+    assert "agents.mybot.writable" in result.err
+    assert "must be an absolute path or start with ~/" in result.err

@@ -52,6 +52,14 @@ class AgentConfig(_Section):
     # An estimate of one running agent's memory, for admission (presets have defaults).
     memory_mb: int | None = Field(default=None, ge=0)
 
+    @field_validator("writable")
+    @classmethod
+    def _places(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not (entry.startswith(("/", "~/")) and ".." not in Path(entry).parts):
+                raise ValueError(f"{entry!r} must be an absolute path or start with ~/")
+        return value
+
     @field_validator("command")
     @classmethod
     def _non_empty(cls, value: list[str] | None) -> list[str] | None:
