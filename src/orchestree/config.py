@@ -34,6 +34,9 @@ class Defaults(_Section):
     base_branch: str | None = None
     # The four built-in probes run beside the configured ones unless this is false.
     builtin_probes: bool = True
+    # Admission by memory (DESIGN.md §15): a lane starts only while MemAvailable minus
+    # the running lanes' `memory_mb` estimates leaves this much; 0 turns it off.
+    min_free_mb: int = Field(default=0, ge=0)
 
 
 class AgentConfig(_Section):
@@ -44,6 +47,19 @@ class AgentConfig(_Section):
     permission_mode: str | None = None
     model: str | None = None
     args: list[str] = Field(default_factory=list)
+    # Folders the agent may write inside the sandbox besides its worktree (its config
+    # and caches; `~` is the home folder), added to what its preset declares.
+    writable: list[str] = Field(default_factory=list)
+    # An estimate of one running agent's memory, for admission (presets have defaults).
+    memory_mb: int | None = Field(default=None, ge=0)
+
+    @field_validator("writable")
+    @classmethod
+    def _places(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not (entry.startswith(("/", "~/")) and ".." not in Path(entry).parts):
+                raise ValueError(f"{entry!r} must be an absolute path or start with ~/")
+        return value
 
     @field_validator("command")
     @classmethod
@@ -57,12 +73,24 @@ class WorktreeConfig(_Section):
     root: str = ".worktrees"
     setup: str = ""
     ports: tuple[int, int] = (20000, 20999)
+    # Folders `setup` makes that every worktree gets as a copy-on-write or hard-linked
+    # copy of one prepared tree, instead of running `setup` again (worktree_share.py).
+    share: list[str] = Field(default_factory=list)
 
     @field_validator("ports", mode="before")
     @classmethod
     def _pair(cls, value: object) -> object:
         # TOML has arrays, not tuples; strict mode would refuse every [low, high].
         return tuple(value) if isinstance(value, list) else value
+
+    @field_validator("share")
+    @classmethod
+    def _folders(cls, value: list[str]) -> list[str]:
+        for folder in value:
+            parts = Path(folder).parts
+            if not parts or Path(folder).is_absolute() or ".." in parts or parts[0] == ".git":
+                raise ValueError(f"{folder!r} must be a folder inside the worktree")
+        return value
 
     @field_validator("ports")
     @classmethod
@@ -102,6 +130,13 @@ class MonitorConfig(_Section):
     port: int = Field(default=5555, ge=1, le=65535)
 
 
+class SandboxConfig(_Section):
+    """Where a lane's agent may write (DESIGN.md §15, docs/trust.md)."""
+
+    kind: Literal["none", "bwrap"] = "none"
+    network: bool = True
+
+
 class ExecutorConfig(_Section):
     kind: Literal["local", "dask"] = "local"
     scheduler: str = ""
@@ -118,6 +153,7 @@ class Config(_Section):
     merge: MergeConfig = Field(default_factory=MergeConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
 
     def agent_names(self) -> set[str]:
         return set(PRESETS) | set(self.agents)

@@ -164,20 +164,31 @@ def executor_checks(config: Config, root: Path) -> list[Check]:
     return rows
 
 
-def sandbox_checks(config: Config) -> list[Check]:
-    """A bubblewrap sandbox, when one is configured, needs `bwrap`."""
-    sandbox = getattr(config, "sandbox", None)
-    if sandbox is None or getattr(sandbox, "kind", "none") != "bwrap":
+def sandbox_checks(config: Config, kinds: frozenset[str] = frozenset()) -> list[Check]:
+    """A bubblewrap sandbox, configured or asked for by a lane (`kinds`), needs a `bwrap`
+    that can create its namespaces here (tried for real), and the local executor."""
+    from orchestree import sandbox
+
+    if "bwrap" not in kinds | {config.sandbox.kind}:
         return []
-    found = shutil.which("bwrap")
-    return [Check("bwrap ([sandbox])", found is not None, found or "bwrap not found on PATH")]
+    if config.executor.kind != "local":
+        why = f"runs lanes of the local executor only; {sandbox.TURN_OFF} for [executor] dask"
+        return [Check("bwrap ([sandbox])", False, why)]
+    problem = sandbox.unavailable("bwrap")
+    return [Check("bwrap ([sandbox])", problem is None, problem or str(shutil.which("bwrap")))]
 
 
-def require(config: Config, root: Path, scope: str, lanes: dict[str, str] | None = None) -> None:
+def require(
+    config: Config,
+    root: Path,
+    scope: str,
+    lanes: dict[str, str] | None = None,
+    sandboxes: frozenset[str] = frozenset(),
+) -> None:
     """Refuse (exit 3) before anything changes when a program the command needs is
-    missing, naming every one in a single line."""
+    missing, naming every one in a single line. `sandboxes`: the lanes' own kinds."""
     rows = program_checks(config, root, scope, lanes) + executor_checks(config, root)
-    rows += sandbox_checks(config)
+    rows += sandbox_checks(config, sandboxes) if scope in ("execute", "full", "probes") else []
     if scope in ("probes", "full"):
         rows += tests_probe_checks(config, root)
     missing = [f"{row.what}: {row.detail}" for row in rows if not row.ok]

@@ -22,7 +22,7 @@ from orchestree.executors import LaneExecutor, LaneSpec, LaneUpdate
 from orchestree.executors.local import handle_of as local_handle
 from orchestree.lanebook import LaneBook, Summary
 from orchestree.layout import agent_name, branch
-from orchestree.models import Tracker
+from orchestree.models import Lane, Tracker
 from orchestree.orchestrator import Repo, check_worktree_root
 from orchestree.runlock import run_lock
 
@@ -65,6 +65,7 @@ class Execution:
         self._run_id = ""
         self._git_identity: tuple[str, str] | None = None
         self._named: set[str] = set()  # edits of tracker.json already named (`_say_ignored`)
+        self._waiting: set[str] = set()  # lanes the tracker shows waiting for memory
 
     # --- the loop -------------------------------------------------------------------
 
@@ -126,7 +127,9 @@ class Execution:
             self._say_ignored()
             lanes = {k: v for k, v in tracker.lanes.items()}
             scope = {k for k, v in lanes.items() if self._in_scope(k, v.kind)}
-            decision = scheduler.decide(lanes, set(self.running), self.max_parallel, scope)
+            memory = self._memory(lanes)
+            decision = scheduler.decide(lanes, set(self.running), self.max_parallel, scope, memory)
+            self._mark_waiting(set(decision.waiting))
             blocks = {k: v for k, v in decision.block.items() if k in scope}
             if blocks:
                 self.book.block(blocks)
@@ -136,6 +139,27 @@ class Execution:
             if not self.running and not decision.start and not blocks:
                 return
             self._wait()
+
+    def _memory(self, lanes: dict[str, Lane]) -> scheduler.Memory | None:
+        """Admission by memory's inputs, when `[defaults] min_free_mb` asks for it."""
+        floor = self.repo.config.defaults.min_free_mb
+        if not floor:
+            return None
+        per_agent: dict[str | None, int] = {}  # a few agents, many lanes
+        estimates = {}
+        for lane_id, lane in lanes.items():
+            if lane.status in ("pending", "running"):
+                if lane.agent not in per_agent:
+                    per_agent[lane.agent] = self._preset(lane.agent).memory_estimate_mb
+                estimates[lane_id] = per_agent[lane.agent]
+        return scheduler.Memory(mem_available_mb(), floor, estimates)
+
+    def _mark_waiting(self, waiting: set[str]) -> None:
+        changed = {k: True for k in waiting - self._waiting}
+        changed |= {k: False for k in self._waiting - waiting}
+        self._waiting = waiting
+        if changed:
+            self.book.waiting(changed)
 
     def _say_ignored(self) -> None:
         """Name, once, what someone wrote into tracker.json that orchestree does not act on
@@ -317,9 +341,13 @@ class Execution:
         config = self.repo.config
         names = {lane.agent or config.defaults.agent for lane in todo.values()}
         local = config.executor.kind == "local"  # remote agents are the workers' own
+        kinds = frozenset(lane.sandbox for lane in todo.values() if lane.sandbox)
         if local:  # every missing program in one refusal, not one per run
             users = {k: lane.agent or config.defaults.agent for k, lane in todo.items()}
-            doctor.require(config, self.repo.root, "execute", users)
+            doctor.require(config, self.repo.root, "execute", users, kinds)
+        for row in [] if local else doctor.sandbox_checks(config, kinds):
+            if not row.ok:  # the remote executor has no sandbox: never run without it
+                raise EnvironmentRefused(f"{row.what}: {row.detail}; nothing was started")
         check_worktree_root(self.repo.root, config.worktree.root)
         heads = git.ref_heads(self.repo.root, "refs/heads/lane-*")  # one call for all lanes
         for lane_id, lane in todo.items():
@@ -363,6 +391,9 @@ class Execution:
                 self.summary.statuses[lane_id] = lane.status
 
         def change(t: Tracker) -> None:
+            for lane_id in self._waiting:  # nothing waits once the run is over
+                if lane_id in t.lanes:
+                    t.lanes[lane_id].waiting_for = None
             if self._stop:
                 t.status = "cancelled"
             elif self.summary.exit_code == 0:
@@ -371,6 +402,19 @@ class Execution:
                 t.status = "failed"
 
         self.repo.store.update(change, "execute-end")
+
+
+def mem_available_mb() -> int:
+    """MemAvailable from /proc/meminfo, in MB (what the kernel says can be allocated
+    without swapping); 0 where there is no such file, which admits one lane at a time."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def execute(

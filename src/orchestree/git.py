@@ -13,6 +13,7 @@ import functools
 import os
 import shutil
 import subprocess
+import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -580,3 +581,22 @@ def set_ref(root: Path, ref: str, commit: str) -> None:
 def delete_ref(root: Path, ref: str) -> None:
     """Remove `ref`; nothing happens when it does not exist."""
     run("update-ref", "-d", ref, cwd=root, check=False)
+
+
+def all_refs(root: Path) -> dict[str, str]:
+    """Full name -> object id of every ref (loose and packed), in one call."""
+    raw = run("for-each-ref", "--format=%(refname) %(objectname)", cwd=root).stdout
+    return dict(line.split(" ", 1) for line in raw.splitlines() if line)
+
+
+def export_tree(root: Path, commit: str, dest: Path) -> None:
+    """The files of `commit` written into the new folder `dest`: no .git, no index,
+    nothing registered (a scratch tree to run a setup in)."""
+    dest.mkdir(parents=True)
+    archive = dest.with_name(dest.name + ".tar")
+    try:
+        run("archive", "--format=tar", "-o", str(archive), commit, cwd=root)
+        with tarfile.open(archive) as tar:
+            tar.extractall(dest, filter="tar")
+    finally:
+        archive.unlink(missing_ok=True)

@@ -54,6 +54,7 @@ class LaneBook:
         def change(t: Tracker) -> None:
             entry = t.lanes[lane_id]
             entry.status = "running"
+            entry.waiting_for = None
             entry.attempts = attempt
             entry.start_commit = entry.start_commit or start
             entry.port = port
@@ -137,6 +138,9 @@ class LaneBook:
             "num_turns": got.num_turns,
             "cost_usd": got.cost_usd,
         }
+        if update.refs_restored:  # the sandboxed agent moved them; they are back
+            fields["refs_restored"] = update.refs_restored
+            self.report(f"! {lane_id}: its agent moved {', '.join(update.refs_restored)}; restored")
         if update.host:  # its started event may not have arrived (a quick remote lane)
             fields.update(host=update.host, worker=update.worker)
         if got.ok:
@@ -186,6 +190,20 @@ class LaneBook:
             note = "completed but changed nothing"
         retry = " (will retry)" if status == "pending" else ""
         self.report(f"{mark} {lane_id}: {status}{retry}" + (f": {note}" if note else ""))
+
+    def waiting(self, lanes: dict[str, bool]) -> None:
+        """Mark (True) or clear (False) pending lanes as waiting for memory: a field the
+        status and the monitors show, written only when it changes."""
+
+        def change(t: Tracker) -> None:
+            for lane_id, waits in lanes.items():
+                lane = t.lanes.get(lane_id)
+                if lane is not None:
+                    lane.waiting_for = "memory" if waits and lane.status == "pending" else None
+
+        self.repo.store.update(change, "lanes-waiting", lanes=sorted(lanes))
+        for lane_id in sorted(k for k, waits in lanes.items() if waits):
+            self.report(f"… {lane_id}: waiting for memory ([defaults] min_free_mb)")
 
     def block(self, blocks: dict[str, str], quiet: bool = False) -> None:
         def change(t: Tracker) -> None:

@@ -131,6 +131,7 @@ class LaneInput(_Strict):
     timeout_s: float | None = Field(default=None, gt=0)
     max_attempts: int | None = Field(default=None, ge=1)
     budget_usd: float | None = Field(default=None, gt=0)
+    sandbox: Literal["none", "bwrap"] | None = None  # None: [sandbox] kind
 
     @field_validator("results")
     @classmethod
@@ -169,6 +170,11 @@ class Lane(LaneInput):
     worker: str | None = None  # the Dask worker's address
     port: int | None = Field(default=None, ge=1, le=65535)
     merge: LaneMerge = Field(default_factory=LaneMerge)
+    # Why a pending lane whose dependencies are done has not started ("memory": the
+    # running lanes' estimates leave less than [defaults] min_free_mb); None otherwise.
+    waiting_for: Literal["memory"] | None = None
+    # Refs outside the lanes' own that moved while the sandboxed agent ran, restored.
+    refs_restored: list[str] = Field(default_factory=list)
 
     @field_validator("progress", "data")
     @classmethod

@@ -244,6 +244,14 @@ def spawn(
     )
 
 
+def run(
+    argv: Sequence[str], *, timeout: float | None = None, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run a short helper program (`cp`, a probe of `bwrap`) to its end, its output
+    captured as text; a time-out ends it (TimeoutExpired)."""
+    return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=check)
+
+
 def fork(child: Callable[[], int]) -> int:
     """Fork this process; the child runs `child()` and exits with what it returns (1 if
     it raises), never returning here. The parent gets the child's pid."""

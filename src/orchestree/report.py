@@ -165,6 +165,8 @@ def _note(lane: Lane) -> str:
         return "held: its agent is not logged in (see below)"
     if lane.status in ("completed", "merged") and lane.no_changes and not note:
         return "changed nothing"
+    if lane.status == "pending" and lane.waiting_for and not note:
+        return f"waiting for {lane.waiting_for}"
     return note
 
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestree import agents, git, procs, supervisor, worktree_guard
+from orchestree import agents, git, procs, sandbox, supervisor, worktree_guard
+from orchestree.config import Config
 from orchestree.errors import UserError
 from orchestree.layout import branch
 from orchestree.models import Lane
@@ -165,6 +166,7 @@ def launch(
     new: bool,
     includes: list[str],
     spawner: Spawner | None = None,
+    base: str = "",
 ) -> Launched:
     """Start the supervisor that prepares this lane's worktree (when `new`: populate,
     `includes`, setup) and runs its agent there, then commits what it left."""
@@ -189,6 +191,7 @@ def launch(
         layout.tracker.resolve(),
         prompt_file.resolve(),
         helper_in_worktree=helper == "access_tracker.py",
+        sandboxed=sandbox_kind(config, lane) != "none",
     )
     prompt = lane.prompt or agents.build_prompt(ctx)
     prompt_file.write_text(prompt, encoding="utf-8")
@@ -230,6 +233,8 @@ def launch(
         "lane_id": lane_id,
         "attempt": attempt,
         "keep_out": keep_out(repo, tracked, includes),
+        "sandbox": sandbox_plan(repo, lane, agent.writable_folders),
+        "share": share_plan(repo, base or start) if new and config.worktree.setup else None,
     }
     spec_file = runs / f"{lane_id}.{attempt}.spec.json"
     spec_file.write_text(json.dumps(spec), encoding="utf-8")
@@ -309,6 +314,29 @@ def read_result(path: Path) -> dict[str, Any] | None:
 
 def leftover_message(lane_id: str, attempt: int) -> str:
     return f"orchestree: work left uncommitted by lane {lane_id} (attempt {attempt})"
+
+
+def sandbox_kind(config: Config, lane: Lane) -> str:
+    """The lane's own `sandbox`, else `[sandbox] kind`."""
+    return lane.sandbox or config.sandbox.kind
+
+
+def sandbox_plan(repo: Repo, lane: Lane, writable: list[str]) -> dict[str, Any] | None:
+    """What the supervisor needs to run this lane's agent in its sandbox; None: none."""
+    kind = sandbox_kind(repo.config, lane)
+    if kind == "none":
+        return None
+    common = git.common_dir(repo.root)
+    network = repo.config.sandbox.network
+    return sandbox.plan(kind, network, repo.root, common, repo.layout.orch, writable)
+
+
+def share_plan(repo: Repo, base: str) -> dict[str, Any] | None:
+    """Where `[worktree] share`'s template lives and what it holds; None without it."""
+    folders = repo.config.worktree.share
+    if not folders:
+        return None
+    return {"home": str(repo.layout.orch / "share"), "base": base, "folders": list(folders)}
 
 
 def keep_out(repo: Repo, helper_tracked: bool, includes: list[str]) -> list[str]:

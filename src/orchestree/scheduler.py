@@ -4,12 +4,14 @@ DAG order via `graphlib`; ready lanes start by priority, then by how much work w
 on them (the longest chain of dependents first, which keeps the critical path
 moving), then plan order; at most `max_parallel` at once; a `parallel: false` lane
 runs alone. Dependents of a lane that failed, was cancelled or blocked are blocked.
+With a memory budget (`Memory`), a lane starts only while the memory available minus
+the running lanes' estimates leaves `min_free_mb`; one lane may always run.
 """
 
 from __future__ import annotations
 
 import graphlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from orchestree.models import PRIORITY_RANK, Lane
@@ -22,6 +24,34 @@ DEAD = frozenset({"failed", "cancelled", "blocked", "conflict", "verify_failed"}
 class Decision:
     start: list[str] = field(default_factory=list)
     block: dict[str, str] = field(default_factory=dict)  # lane -> why
+    waiting: list[str] = field(default_factory=list)  # ready, but memory does not allow
+
+
+@dataclass(frozen=True)
+class Memory:
+    """What admission by memory decides from (DESIGN.md §15): MemAvailable now, the
+    `[defaults] min_free_mb` to keep, and each lane's agent estimate (MB)."""
+
+    available_mb: int
+    min_free_mb: int
+    estimates: Mapping[str, int]
+
+
+def admit(
+    ready: list[str], running: Collection[str], memory: Memory
+) -> tuple[list[str], list[str]]:
+    """Split `ready` (in start order) into the lanes memory admits now and those that
+    wait. A lane is admitted while `available - estimates of the running and of those
+    admitted before it >= min_free`; with nothing running, the first always is."""
+    used = sum(memory.estimates.get(lane_id, 0) for lane_id in running)
+    start: list[str] = []
+    for n, lane_id in enumerate(ready):
+        alone = not running and not start
+        if not alone and memory.available_mb - used < memory.min_free_mb:
+            return start, ready[n:]
+        start.append(lane_id)
+        used += memory.estimates.get(lane_id, 0)
+    return start, []
 
 
 # The last graph's chain lengths: the execute loop asks every tick, and the graph only
@@ -57,11 +87,13 @@ def decide(
     running: set[str],
     max_parallel: int,
     selected: set[str] | None = None,
+    memory: Memory | None = None,
 ) -> Decision:
     """Lanes to start now and pending lanes that can never start (with the reason).
 
     `running` are lanes whose agents run; `selected` limits starting to those lanes
-    (exec-lane), though blocking still follows the whole graph.
+    (exec-lane), though blocking still follows the whole graph. With `memory`, the
+    lanes it does not admit are `waiting`.
     """
     block: dict[str, str] = {}
     ready: list[str] = []
@@ -90,4 +122,7 @@ def decide(
                 start.append(lane_id)
             break  # a lane that runs alone holds the queue until it can
         start.append(lane_id)
-    return Decision(start, block)
+    if memory is None:
+        return Decision(start, block)
+    start, waiting = admit(start, running, memory)
+    return Decision(start, block, waiting)

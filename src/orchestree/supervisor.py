@@ -42,7 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestree import git, procs, worktree_guard
+from orchestree import git, procs, sandbox, worktree_guard, worktree_share
 from orchestree.errors import GitError
 
 SCAN_S = procs.SCAN_S
@@ -127,6 +127,36 @@ def _run_setup(spec: dict[str, Any], log: Any, deadline: float, grace: float) ->
         return -1
 
 
+def _setup(spec: dict[str, Any], log: Any, deadline: float, grace: float) -> int:
+    """`[worktree] setup` in the new worktree; with `[worktree] share`, once in a
+    template tree whose shared folders the worktree then gets (worktree_share.py)."""
+    share = spec.get("share")
+    if not share:
+        log.write(f"orchestree: worktree setup: {spec['setup']}\n".encode())
+        return _run_setup(spec, log, deadline, grace)
+    folders = [str(f) for f in share["folders"]]
+
+    def once(cwd: Path) -> int:
+        log.write(
+            f"orchestree: worktree setup, once for [worktree] share: {spec['setup']}\n".encode()
+        )
+        return _run_setup({**spec, "cwd": str(cwd)}, log, deadline, grace)
+
+    try:
+        tree, code, problem = worktree_share.template(
+            Path(share["home"]), Path(spec["root"]), share["base"], spec["setup"], folders, once
+        )
+        if tree is None:
+            log.write(f"orchestree: {problem}\n".encode() if problem else b"")
+            return code
+        how = worktree_share.give(tree, Path(spec["cwd"]), folders)
+    except (OSError, GitError, subprocess.CalledProcessError) as exc:
+        log.write(f"orchestree: [worktree] share: {exc}\n".encode())
+        return 1
+    log.write(f"orchestree: worktree share: {', '.join(folders)} ({how})\n".encode())
+    return 0
+
+
 def _prepare_worktree(spec: dict[str, Any]) -> None:
     """Register and populate a new worktree, then copy in includes and the helper."""
     cwd = Path(spec["cwd"])
@@ -201,7 +231,16 @@ def run_lane(spec: dict[str, Any]) -> dict[str, Any]:
         with open(spec["log"], "ab") as log:
             log.write(f"orchestree: cannot prepare the worktree: {exc}\n".encode())
         return {"reason": "error", "exit_code": None, "error": f"worktree preparation: {exc}"}
+    box, root = spec.get("sandbox"), Path(spec.get("root", ""))
+    try:  # inside the sandbox the refs folder is writable: see sandbox.py
+        refs = sandbox.snapshot_refs(box, root)
+    except GitError as exc:
+        return {"reason": "error", "exit_code": None, "error": f"sandbox: {exc}"}
     result = supervise(spec, stop)
+    with contextlib.suppress(GitError):
+        restored = sandbox.restore_refs(box, root, refs)
+        if restored:
+            result["refs_restored"] = restored
     _commit_left_work(spec, result)
     return result
 
@@ -232,15 +271,19 @@ def supervise(spec: dict[str, Any], stop: dict[str, str] | None = None) -> dict[
     token = secrets.token_hex(8)
     with open(spec["log"], "ab", buffering=0) as log:
         if spec.get("setup"):
-            log.write(f"orchestree: worktree setup: {spec['setup']}\n".encode())
-            code = _run_setup(spec, log, deadline, grace)
+            code = _setup(spec, log, deadline, grace)
             if code != 0:
                 log.write(f"orchestree: worktree setup failed (exit {code})\n".encode())
                 return {"reason": "setup-failed", "exit_code": code, "started_at": started}
             _snapshot_setup(spec)
         try:
+            argv = sandbox.wrap(spec.get("sandbox"), spec["argv"], spec["cwd"])
+        except (OSError, GitError) as exc:
+            log.write(f"orchestree: cannot set up the sandbox: {exc}\n".encode())
+            return {"reason": "error", "exit_code": None, "error": f"sandbox: {exc}"}
+        try:
             agent = procs.spawn(
-                spec["argv"],
+                argv,
                 cwd=spec["cwd"],
                 env={**spec["env"], procs.TREE_ENV: token},
                 stdout=log,

@@ -43,6 +43,9 @@ class Aider(Preset):
         'name a model with [agents.aider] model = "..." in orchestree.toml and set that '
         "provider's key (e.g. OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY)"
     )
+    # Its analytics id, caches and the model metadata litellm fetches.
+    writable = ("~/.aider", "~/.cache/aider", "~/.cache/litellm")
+    memory_mb = 500
 
     def options(self, ctx: LaunchContext) -> list[str]:
         opts = ["--yes-always", "--no-gitignore", "--no-check-update", "--no-analytics"]

@@ -45,6 +45,9 @@ class LaunchContext:
     # False when the repository tracks its own `access_tracker.py` (then the worktree
     # has no copy of orchestree's at its root; DESIGN.md §5).
     helper_in_worktree: bool = True
+    # True when the agent runs inside orchestree's sandbox (`[sandbox] kind = "bwrap"`):
+    # a CLI with a sandbox of its own is told not to nest one (Codex).
+    sandboxed: bool = False
 
     @property
     def helper_command(self) -> str:
@@ -91,6 +94,10 @@ class AgentPreset(Protocol):
     def install_hint(self) -> str: ...
     @property
     def login_hint(self) -> str: ...
+    @property
+    def writable_folders(self) -> list[str]: ...
+    @property
+    def memory_estimate_mb(self) -> int: ...
     def invocation(self, ctx: LaunchContext, prompt: str) -> Invocation: ...
     def classify(self, output: str, exit_code: int) -> Outcome: ...
     def progress_from_line(self, line: str) -> str | None: ...
@@ -171,6 +178,21 @@ class Preset:
     install: ClassVar[str] = ""  # how to install `program`
     login: ClassVar[str] = ""  # how to log in or which key to set
     extra_env: ClassVar[Mapping[str, str]] = {}
+    # Inside the sandbox: the folders the CLI writes its config, sessions and caches to
+    # (besides the worktree; `~` is the home folder). Checked with each real CLI.
+    writable: ClassVar[tuple[str, ...]] = ()
+    # A documented guess of one running agent's resident memory, for admission.
+    memory_mb: ClassVar[int] = 300
+
+    @property
+    def writable_folders(self) -> list[str]:
+        """What the preset declares plus `[agents.NAME] writable`."""
+        return [*self.writable, *self.config.writable]
+
+    @property
+    def memory_estimate_mb(self) -> int:
+        """`[agents.NAME] memory_mb`, else the preset's estimate."""
+        return self.config.memory_mb if self.config.memory_mb is not None else self.memory_mb
 
     @property
     def executable(self) -> str:

@@ -21,6 +21,8 @@ class Claude(Preset):
     program = "claude"
     install = "npm install -g @anthropic-ai/claude-code"
     login = "run `claude` once and log in with /login, or set ANTHROPIC_API_KEY"
+    writable = ("~/.claude", "~/.claude.json", "~/.cache/claude", "~/.config/claude")
+    memory_mb = 1500  # users report 1.5-2 GB a session (issue 17)
 
     def options(self, ctx: LaunchContext) -> list[str]:
         mode = self.config.permission_mode or DEFAULT_PERMISSION_MODE

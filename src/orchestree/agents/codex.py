@@ -15,6 +15,7 @@ from typing import Any
 from orchestree.agents.base import LaunchContext, Outcome, Preset, by_exit_code, json_objects
 
 DEFAULT_SANDBOX = "workspace-write"
+NESTED_SANDBOX = "danger-full-access"
 _AUTH = re.compile(
     r"\b401\b|unauthori[sz]ed|not logged in|codex login|invalid[_ ]api[_ ]key|incorrect api key",
     re.IGNORECASE,
@@ -39,8 +40,14 @@ class Codex(Preset):
         "or set CODEX_API_KEY"
     )
 
+    writable = ("~/.codex",)
+    memory_mb = 400
+
     def options(self, ctx: LaunchContext) -> list[str]:
-        sandbox = self.config.permission_mode or DEFAULT_SANDBOX
+        # Codex's own sandbox is bubblewrap too; nested inside ours it cannot set up its
+        # mounts, so when ours is on Codex is told not to sandbox again (README, "The sandbox").
+        default = NESTED_SANDBOX if ctx.sandboxed else DEFAULT_SANDBOX
+        sandbox = self.config.permission_mode or default
         opts = ["exec", "--json", "--sandbox", sandbox]
         if self.config.model:
             opts += ["--model", self.config.model]

@@ -25,6 +25,8 @@ class Gemini(Preset):
     install = "npm install -g @google/gemini-cli"
     login = "set GEMINI_API_KEY, or run `gemini` once and choose how to log in"
     extra_env: ClassVar[Mapping[str, str]] = {"GEMINI_CLI_TRUST_WORKSPACE": "true"}
+    writable = ("~/.gemini", "~/.cache/gemini-cli")
+    memory_mb = 600
 
     def options(self, ctx: LaunchContext) -> list[str]:
         mode = self.config.permission_mode

@@ -16,6 +16,7 @@ class Shell(Preset):
     program = "sh"
     install = "`sh` is part of every POSIX system; check PATH"
     login = "the shell preset needs no login"
+    memory_mb = 50
 
     def arguments(self, ctx: LaunchContext, prompt: str) -> list[str]:
         tasks = ctx.lane.tasks or ([ctx.lane.prompt] if ctx.lane.prompt else [])

@@ -78,6 +78,7 @@ class LaneUpdate:
     progress: Any = None
     data: dict[str, Any] | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    refs_restored: list[str] = field(default_factory=list)  # finished: see sandbox.py
 
 
 class LaneExecutor(Protocol):

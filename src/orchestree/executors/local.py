@@ -78,8 +78,9 @@ class LocalExecutor:
         includes = self._includes()
         with disk.writing(repo.layout.orch):  # its prompt, spec and log live there
             launched = runner.launch(
-                repo, lane_id, lane, spec.attempt, spec.port, new, includes, self.spawner
-            )
+                repo, lane_id, lane, spec.attempt, spec.port, new, includes, self.spawner,
+                spec.base,
+            )  # fmt: skip
         self.attempts[lane_id] = _Attempt(spec.attempt, launched)
         started = LaneUpdate(
             lane_id, spec.attempt, "started", pid=launched.pid, pid_identity=launched.identity
@@ -158,6 +159,7 @@ class LocalExecutor:
             # What the supervisor saw, valid while the head is the one it committed.
             changed=result.get("changed") if head == result.get("head") else None,
             pid=run.launched.pid,
+            refs_restored=[str(ref) for ref in result.get("refs_restored") or []],
         )
 
     def cancel(self, lane_id: str, attempt: int) -> None:

@@ -30,7 +30,7 @@ from orchestree.errors import TrackerError
 from orchestree.monitor.fields import fmt_duration
 from orchestree.monitor.snapshot import PHASES, Memo
 from orchestree.monitor.source import Reading, TrackerReader, snapshot_now
-from orchestree.monitor.views import Snapshot
+from orchestree.monitor.views import LaneView, Snapshot
 
 STATUS_STYLE = {
     "pending": "dim",
@@ -196,7 +196,7 @@ class _LanesTable:
                 Text(lane.status, style=STATUS_STYLE.get(lane.status, "")),
                 _cell(name),
                 lane.priority,
-                _cell(lane.progress or lane.error or ""),
+                _cell(lane.progress or lane.error or _waiting(lane)),
                 tries,
                 fmt_duration(lane.duration_s),
             ]
@@ -324,3 +324,8 @@ def _plain_loop(reader: TrackerReader, console: Console, interval: float, timeou
             console.file.flush()
             first = False
         time.sleep(interval)
+
+
+def _waiting(lane: LaneView) -> str:
+    """A pending lane held by admission says why it has not started."""
+    return f"waiting for {lane.waiting_for}" if lane.waiting_for else ""

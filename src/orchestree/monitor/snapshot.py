@@ -180,6 +180,7 @@ def _lane_view(
         changed_files=len(as_strs(raw.get("changed_files"))),
         no_changes=raw.get("no_changes") is True,
         log=log,
+        waiting_for=opt_str(raw.get("waiting_for")),
     )
 
 

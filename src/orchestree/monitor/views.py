@@ -40,6 +40,7 @@ class LaneView:
     changed_files: int
     no_changes: bool
     log: str
+    waiting_for: str | None = None  # "memory": ready, but admission holds it
 
 
 @dataclass(frozen=True)

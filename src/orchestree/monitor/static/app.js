@@ -148,7 +148,7 @@ function renderLanes(lanes) {
     setText(c[0], lane.status);
     setText(c[1], lane.name === lane.id ? lane.id : lane.id + " · " + lane.name);
     setText(c[2], lane.priority);
-    setText(c[3], lane.progress || lane.error || "");
+    setText(c[3], lane.progress || lane.error || (lane.waiting_for ? "waiting for " + lane.waiting_for : ""));
     setText(c[4], lane.max_attempts ? lane.attempts + "/" + lane.max_attempts : lane.attempts);
     setText(c[5], duration(lane.duration_s));
     setText(c[6], lane.cost_usd === null ? "-" : "$" + lane.cost_usd.toFixed(2));

@@ -1,0 +1,134 @@
+"""What `[worktree] share` saves: 12 lanes whose setup installs a dependency folder of
+5 000 files, time from `orchestree execute` to the last lane's agent start.
+
+Four runs in one go: no setup at all (the baseline), the setup in every worktree,
+and the setup once with `share = ["deps"]`: cold (the first run on this base commit
+builds the template, while the lanes wait for it) and warm (an earlier run on the
+same base built it; `share`'s template is kept per base commit and setup). Target:
+with `share`, warm, at most 1.3x the time with no setup. Median of `--repeat` runs;
+prints a markdown table.
+
+    python bench/setup_share.py [--lanes 12] [--files 5000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _rows import emit
+
+ORCHESTREE = str(Path(sys.executable).parent / "orchestree")
+IDENTITY = {
+    "GIT_AUTHOR_NAME": "Bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.com",
+    "GIT_COMMITTER_NAME": "Bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.com",
+}
+TARGET = 1.3
+# The "install": 5 000 small files in 100 packages, as a package manager leaves them.
+INSTALL = """
+import os, sys
+n = int(sys.argv[1])
+for i in range(n):
+    pkg = os.path.join("deps", f"pkg{i % 100}")
+    os.makedirs(pkg, exist_ok=True)
+    with open(os.path.join(pkg, f"mod{i}.js"), "w") as fh:
+        fh.write(f"module.exports = {i};\\n" * 8)
+"""
+
+
+def _git(cwd: Path, *args: str) -> None:
+    env = {**os.environ, **IDENTITY}
+    subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
+
+
+def make_repo(folder: Path, lanes: int, files: int, mode: str) -> Path:
+    repo = folder / "repo"
+    repo.mkdir(parents=True)
+    (repo / "install.py").write_text(INSTALL, encoding="utf-8")
+    (repo / ".gitignore").write_text("deps/\n", encoding="utf-8")
+    config = f'[defaults]\nagent = "shell"\nmax_parallel = {lanes}\n'
+    if mode != "none":
+        config += f'[worktree]\nsetup = "{sys.executable} install.py {files}"\n'
+    if mode.startswith("share"):
+        config += 'share = ["deps"]\n'
+    (repo / "orchestree.toml").write_text(config, encoding="utf-8")
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "init")
+    starts = folder / "starts"
+    starts.mkdir()
+    lane_json = ",".join(
+        f'"l{n}": {{"tasks": ["date +%s.%N > {starts}/l{n}"]}}' for n in range(lanes)
+    )
+    spec = folder / "lanes.json"
+    spec.write_text("{" + lane_json + "}", encoding="utf-8")
+    warm = folder / "warm.json"
+    warm.write_text('{"warm": {"tasks": ["true"]}}', encoding="utf-8")
+    steps = [["init"]]
+    if mode == "share-warm":  # an earlier run on this base commit made the template
+        steps += [["add-lane", "--from", str(warm)], ["execute"]]
+    steps.append(["add-lane", "--from", str(spec)])
+    env = {**os.environ, **IDENTITY}
+    for args in steps:
+        subprocess.run([ORCHESTREE, *args, "--repo", str(repo)], env=env, check=True,
+                       capture_output=True)  # fmt: skip
+    return repo
+
+
+def last_start(lanes: int, files: int, mode: str) -> float:
+    """Seconds from starting `execute` to the last agent's first line."""
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
+        folder = Path(tmp)
+        repo = make_repo(folder, lanes, files, mode)
+        env = {**os.environ, **IDENTITY}
+        began = time.time()
+        subprocess.run(
+            [ORCHESTREE, "execute", "--repo", str(repo)], env=env, check=True,
+            capture_output=True,
+        )  # fmt: skip
+        stamps = [float(p.read_text()) for p in (folder / "starts").iterdir()]
+        assert len(stamps) == lanes, f"{len(stamps)} of {lanes} lanes started"
+        shutil.rmtree(repo, ignore_errors=True)
+        return max(stamps) - began
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--lanes", type=int, default=12)
+    parser.add_argument("--files", type=int, default=5000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    times: dict[str, list[float]] = {"none": [], "every": [], "share": [], "share-warm": []}
+    for _ in range(args.repeat):  # interleaved, so load drifts hit every mode alike
+        for mode, values in times.items():
+            values.append(last_start(args.lanes, args.files, mode))
+    med = {mode: statistics.median(values) for mode, values in times.items()}
+    print(f"| {args.lanes} lanes, setup of {args.files} files | to last agent start |")
+    print("|---|---:|")
+    for mode, label in (("none", "no setup"), ("every", "setup in every worktree"),
+                        ("share", "`share`, template made in this run"),
+                        ("share-warm", "`share`, template made by an earlier run")):  # fmt: skip
+        print(f"| {label} | {med[mode]:.2f} s |")
+    what = f"{args.lanes} lanes, setup of {args.files} files: to the last agent start"
+    base = f"{med['none']:.2f} s (no setup)"
+    ratio = med["share-warm"] / med["none"]
+    emit("setup_share.py", f"{what}, `share` (template from an earlier run)",
+         f"{med['share-warm']:.2f} s", base, ratio, f"≤ {TARGET}x", ratio <= TARGET)  # fmt: skip
+    emit("setup_share.py", f"{what}, `share` (template made in this run)",
+         f"{med['share']:.2f} s", base, med["share"] / med["none"], "", None)  # fmt: skip
+    emit("setup_share.py", f"{what}, setup in every worktree", f"{med['every']:.2f} s", base,
+         med["every"] / med["none"], "", None)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
