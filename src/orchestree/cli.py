@@ -580,6 +580,10 @@ def merge(
         bool,
         typer.Option("--check", help="Predict each lane's outcome; change nothing."),
     ] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print the outcome as one JSON object (README: merge --json)."),
+    ] = False,
     repo: RepoOpt = Path("."),
 ) -> int:
     """Merge completed lanes into the base branch: dependencies first, then priority.
@@ -592,12 +596,19 @@ def merge(
     again does not make that go away). On a terminal a live line names the lane, the
     step (merging, verifying) and its time; in a pipe each lane gets its line as it is
     decided. --check runs the same computation (verify included) and publishes nothing.
+    With [merge] batch = N (default 8) one verify run checks up to N lanes at once and
+    a failing run is bisected to the lane that breaks it. --json prints the base's old
+    and new commit and each lane's status, commit, conflicts and verify output tail.
 
     Example: orchestree merge --check && orchestree merge
     """
     from orchestree import merger, orchestrator
 
     state = orchestrator.open_repo(repo)
+    if as_json:
+        report = merger.merge(state, lane_id=lane, check=check)
+        _dump_json(merger.as_json(report))
+        return report.exit_code
     with _steps("merge --check" if check else "merge") as say:
         watch = merger.ReportWatch(say, check=check)
         report = merger.merge(state, lane_id=lane, check=check, watch=watch)

@@ -94,6 +94,9 @@ class PlanConfig(_Section):
 class MergeConfig(_Section):
     verify: str = ""
     verify_timeout_s: float = Field(default=1800, gt=0)
+    # Lanes merged into the candidate before one verify run checks them all; a failing
+    # run is bisected to the lane that breaks it (batch.py). 1: verify lane by lane.
+    batch: int = Field(default=8, ge=1, le=1024)
 
 
 class MonitorConfig(_Section):
