@@ -76,8 +76,9 @@ def _show_version(wanted: bool) -> None:
 
 
 # What an agent may run from inside its lane (docs/trust.md): the views, and `tracker`,
-# whose updates are bound to its own lane's progress, data and results.
-_AGENT_COMMANDS = frozenset({"status", "tracker", "logs", "monitor", "doctor"})
+# whose updates are bound to its own lane's progress, data and results. `radar` only
+# prints when an agent runs it.
+_AGENT_COMMANDS = frozenset({"status", "tracker", "logs", "monitor", "doctor", "radar"})
 
 
 @app.callback()
@@ -615,6 +616,39 @@ def merge(
     for line in merger.describe(report, lanes=False):
         _out(line)
     return report.exit_code
+
+
+@app.command("radar")
+def radar_(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
+    repo: RepoOpt = Path("."),
+) -> int:
+    """Predict which lanes' work would conflict: every pair, and each with the base branch.
+
+    Compares committed lane heads and the files in running lanes' worktrees, read
+    without touching those worktrees, their index or branch. Only lanes whose changed
+    files overlap get a `git merge-tree`: textual conflicts only, so two lanes changing
+    different lines of one file raise nothing. The findings go into the tracker
+    (`radar`), shown by `status` and both monitors and readable by agents through their
+    helper; run by an agent, it only prints. `execute` looks every [radar] every_s
+    seconds by itself. Exit 1 when a conflict is predicted.
+
+    Example: orchestree radar --json | jq '.findings'
+    """
+    import os
+
+    from orchestree import orchestrator, radar
+
+    state = orchestrator.open_repo(repo)
+    found = radar.scan(state.layout, state.store.read())
+    if not os.environ.get("ORCHESTREE_LANE"):
+        radar.record(state.store, found.findings)
+    if as_json:
+        _dump_json(radar.as_json(found))
+    else:
+        for line in radar.describe_scan(found):
+            _out(line)
+    return 1 if found.findings else 0
 
 
 @app.command()

@@ -99,6 +99,12 @@ class MergeConfig(_Section):
     batch: int = Field(default=8, ge=1, le=1024)
 
 
+class RadarConfig(_Section):
+    # How often `execute` looks for conflicts between running lanes (and after each
+    # lane finishes); 0 turns the radar off during execute (`orchestree radar` still works).
+    every_s: float = Field(default=5.0, ge=0)
+
+
 class MonitorConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=5555, ge=1, le=65535)
@@ -118,6 +124,7 @@ class Config(_Section):
     probes: dict[str, ProbeConfig] = Field(default_factory=dict)
     plan: PlanConfig = Field(default_factory=PlanConfig)
     merge: MergeConfig = Field(default_factory=MergeConfig)
+    radar: RadarConfig = Field(default_factory=RadarConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
 

@@ -70,6 +70,14 @@ def render_status(tracker: Tracker, layout: Layout, default_agent: str | None = 
             held.setdefault(lane.error, []).append(lane_id)
     for why, lane_ids in held.items():
         console.print(Text(visible(f"{', '.join(lane_ids)} {why}")), soft_wrap=True)
+    if tracker.radar:
+        from orchestree.radar import describe
+
+        for finding in tracker.radar:
+            line = visible(
+                f"radar: {describe(finding, tracker.base_branch)} (since {finding.since})"
+            )
+            console.print(Text(line), soft_wrap=True)
     if tracker.agents:
         agents = ", ".join(
             f"{MARKS.get(a.status, '?')} {name}" for name, a in sorted(tracker.agents.items())

@@ -1,0 +1,173 @@
+"""The conflict radar on real repositories: running lanes' uncommitted work, read without
+touching their worktrees; textual conflicts only; the tracker record; `execute`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from lanes_helpers import add_lanes, commit_on_lane, make_repo, set_status, sh, write
+from orchestree import access_tracker, orchestrator, radar
+from orchestree.cli import main
+from orchestree.models import RADAR_BASE
+
+LINES = "".join(f"line {i}\n" for i in range(1, 21))
+
+
+def edit(text: str, line: int, new: str) -> str:
+    rows = text.splitlines(keepends=True)
+    rows[line - 1] = new + "\n"
+    return "".join(rows)
+
+
+def untouched(worktree: Path) -> tuple[str, str, str, str, list[str]]:
+    """Everything of a lane's worktree the radar must leave as it was: its index file
+    (hashed), its status, its HEAD and branch, and its admin folder's files."""
+    admin = Path(sh(worktree, "rev-parse", "--absolute-git-dir"))
+    index = hashlib.sha256((admin / "index").read_bytes()).hexdigest()
+    return (
+        index,
+        sh(worktree, "status", "--porcelain", "--untracked-files=all"),
+        sh(worktree, "rev-parse", "HEAD"),
+        sh(worktree, "symbolic-ref", "HEAD"),
+        sorted(p.name for p in admin.iterdir()),
+    )
+
+
+@pytest.fixture
+def lanes(tmp_path: Path) -> Path:
+    """Lane a committed line 1 of f.txt; running lane b changed line 1 only in its
+    worktree (with something staged too); c committed line 20 of the same file; d
+    committed g.txt, which the base branch changed since."""
+    root = make_repo(tmp_path / "repo", {"f.txt": LINES, "g.txt": "gee\n"})
+    add_lanes(root, {k: {} for k in "abcd"})
+    commit_on_lane(root, "a", {"f.txt": edit(LINES, 1, "A was here")})
+    commit_on_lane(root, "b", {"b-notes.txt": "notes\n"})
+    commit_on_lane(root, "c", {"f.txt": edit(LINES, 20, "C was here")})
+    commit_on_lane(root, "d", {"g.txt": "dee\n"})
+    for lane in "abcd":
+        set_status(root, lane, "running")
+    b = orchestrator.open_repo(root).layout.worktree("b")
+    write(b, {"staged.txt": "staged\n"})
+    sh(b, "add", "staged.txt")
+    write(b, {"f.txt": edit(LINES, 1, "B was here"), "new-untracked.txt": "n\n"})
+    write(root, {"g.txt": "main's gee\n"})
+    sh(root, "commit", "-qam", "the base moves on")
+    return root
+
+
+def test_names_a_pair_one_side_uncommitted_without_touching_either_worktree(
+    lanes: Path,
+) -> None:
+    repo = orchestrator.open_repo(lanes)
+    worktrees = {k: repo.layout.worktree(k) for k in "abcd"}
+    before = {k: untouched(w) for k, w in worktrees.items()}
+    branches = sh(lanes, "for-each-ref", "--format=%(refname) %(objectname)")
+
+    found = radar.scan(repo.layout, repo.store.read())
+
+    assert [(f.lanes, f.files) for f in found.findings] == [
+        (("a", "b"), ("f.txt",)),
+        (("d", RADAR_BASE), ("g.txt",)),
+    ]
+    # c changed other lines of f.txt: merged in memory, no alarm
+    assert not [f for f in found.findings if "c" in f.lanes]
+    assert found.merges == 4  # a-b, a-c, b-c, d-base; never the pairs that share no file
+    works = {w.lane_id: w for w in found.works}
+    assert works["b"].working
+    assert works["b"].paths == {"b-notes.txt", "staged.txt", "f.txt", "new-untracked.txt"}
+    assert {k: untouched(w) for k, w in worktrees.items()} == before
+    assert sh(lanes, "for-each-ref", "--format=%(refname) %(objectname)") == branches
+
+
+AB = {"lanes": ["a", "b"], "files": ["f.txt"]}
+
+
+def look(repo: orchestrator.Repo) -> tuple[list[radar.Finding], list[radar.Finding]]:
+    return radar.record(repo.store, radar.scan(repo.layout, repo.store.read()).findings)
+
+
+def test_recorded_in_the_tracker_with_events_and_kept_since(lanes: Path) -> None:
+    repo = orchestrator.open_repo(lanes)
+    appeared, cleared = radar.record(
+        repo.store, radar.scan(repo.layout, repo.store.read()).findings
+    )
+    assert [f.lanes for f in appeared] == [("a", "b"), ("d", RADAR_BASE)]
+    assert cleared == []
+    first = repo.store.read().radar
+    assert [(r.lanes, r.files) for r in first] == [
+        (["a", "b"], ["f.txt"]),
+        (["d", "<base>"], ["g.txt"]),
+    ]
+
+    # the same findings again: nothing written, `since` kept
+    assert look(repo) == ([], [])
+    assert repo.store.read().radar == first
+
+    # b puts line 1 back: the pair clears, d's stays with its first `since`
+    write(repo.layout.worktree("b"), {"f.txt": LINES})
+    appeared, cleared = radar.record(
+        repo.store, radar.scan(repo.layout, repo.store.read()).findings
+    )
+    assert (appeared, [f.lanes for f in cleared]) == ([], [("a", "b")])
+    assert repo.store.read().radar == first[1:]
+    text = repo.layout.orch.joinpath("events.jsonl").read_text()
+    events = [json.loads(line) for line in text.splitlines()]
+    said = [(e.get("appeared"), e.get("cleared")) for e in events if e["event"] == "radar"]
+    assert said == [
+        (
+            [
+                {"lanes": ["a", "b"], "files": ["f.txt"]},
+                {"lanes": ["d", "<base>"], "files": ["g.txt"]},
+            ],
+            [],
+        ),
+        ([], [AB]),
+    ]
+
+
+def test_an_agent_cannot_write_the_radar(lanes: Path) -> None:
+    tracker = str(orchestrator.open_repo(lanes).layout.orch / "tracker.json")
+    forged = {"radar": [{"lanes": ["a", "c"], "files": ["x"], "since": "now"}]}
+    with pytest.raises(access_tracker.InvalidUpdateError, match="`radar` is orchestree's"):
+        access_tracker.update(tracker, forged, actor="agent-a", lane="a")
+
+
+def test_cli_radar_json_and_text(lanes: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["radar", "--json", "--repo", str(lanes)]) == 1
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["findings"] == [
+        {"lanes": ["a", "b"], "files": ["f.txt"]},
+        {"lanes": ["d", "<base>"], "files": ["g.txt"]},
+    ]
+    assert shown["base_branch"] == "main"
+    assert [r.lanes for r in orchestrator.open_repo(lanes).store.read().radar] == [
+        ["a", "b"],
+        ["d", "<base>"],
+    ]
+
+    assert main(["radar", "--repo", str(lanes)]) == 1
+    out = capsys.readouterr().out
+    assert "lane a would conflict with lane b in f.txt" in out
+    assert "lane d would conflict with the base branch main in g.txt" in out
+
+    assert main(["status", "--repo", str(lanes)]) == 0
+    assert "lane a would conflict with lane b in f.txt" in capsys.readouterr().out
+
+
+def test_an_agent_may_run_radar_and_it_only_prints(
+    lanes: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORCHESTREE_LANE", "b")
+    assert main(["radar", "--repo", str(lanes)]) == 1
+    assert "lane a would conflict with lane b" in capsys.readouterr().out
+    assert orchestrator.open_repo(lanes).store.read().radar == []
+
+
+def test_no_lanes_no_findings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_repo(tmp_path / "repo")
+    assert main(["radar", "--repo", str(root)]) == 0
+    assert "no conflicts ahead among 0 lanes" in capsys.readouterr().out
