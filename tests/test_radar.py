@@ -30,7 +30,7 @@ def untouched(worktree: Path) -> tuple[str, str, str, str, list[str]]:
     index = hashlib.sha256((admin / "index").read_bytes()).hexdigest()
     return (
         index,
-        sh(worktree, "status", "--porcelain", "--untracked-files=all"),
+        sh(worktree, "--no-optional-locks", "status", "--porcelain", "--untracked-files=all"),
         sh(worktree, "rev-parse", "HEAD"),
         sh(worktree, "symbolic-ref", "HEAD"),
         sorted(p.name for p in admin.iterdir()),
@@ -171,3 +171,88 @@ def test_no_lanes_no_findings(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     root = make_repo(tmp_path / "repo")
     assert main(["radar", "--repo", str(root)]) == 0
     assert "no conflicts ahead among 0 lanes" in capsys.readouterr().out
+
+
+# --- during execute: real agents, the radar read through their helper ----------------
+
+AGENT = """
+lane = sys.argv[1]
+out = Path(OUT)
+tracker = os.environ["ORCHESTREE_TRACKER"]
+helper = str(Path(tracker).parent / "access_tracker.py")
+
+
+def radar():
+    said = subprocess.run(["python3", helper, tracker], capture_output=True, text=True)
+    return json.loads(said.stdout).get("radar", [])
+
+
+def git(*args):
+    return subprocess.run(["git", "--no-optional-locks", *args], capture_output=True,
+                          text=True, check=True).stdout
+
+
+def state():
+    admin = git("rev-parse", "--absolute-git-dir").strip()
+    index = hashlib.sha256(Path(admin, "index").read_bytes()).hexdigest()
+    return [index, git("status", "--porcelain"), git("rev-parse", "HEAD"),
+            git("symbolic-ref", "HEAD"), sorted(os.listdir(admin))]
+
+
+rows = Path("f.txt").read_text().splitlines(keepends=True)
+plan = {"a": (0, "A\\n", True), "b": (0, "B\\n", False), "c": (19, "C\\n", True)}
+line, text, commit = plan[lane]
+rows[line] = text
+Path("f.txt").write_text("".join(rows))
+if commit:
+    git("commit", "-qam", f"lane {lane}")
+before = state()
+deadline = time.time() + 90
+while not any(sorted(f["lanes"]) == ["a", "b"] for f in radar()):
+    if time.time() > deadline:
+        sys.exit(3)
+    time.sleep(0.2)
+after = state()
+prompt = Path(os.environ["ORCHESTREE_PROMPT_FILE"]).read_text()
+report = {"before": before, "after": after, "radar": radar(), "prompt": prompt}
+(out / f"{lane}.json").write_text(json.dumps(report))
+"""
+
+
+def test_execute_names_the_pair_while_both_run_and_agents_read_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from exec_helpers import add_lanes as add
+    from exec_helpers import agent_config, cli, write_script
+    from exec_helpers import make_repo as make
+
+    out = tmp_path / "out"
+    out.mkdir()
+    script = write_script(tmp_path / "agent.py", f"import hashlib\nOUT = {str(out)!r}\n{AGENT}")
+    config = agent_config("radarbot", script, extra="\n[radar]\nevery_s = 0.3\n")
+    root = make(tmp_path, monkeypatch, config=config, files={"f.txt": LINES})
+    add(root, {k: {"agent": "radarbot"} for k in "abc"})
+
+    result = cli(root, "execute")
+
+    assert result.code == 0, result.out + result.err
+    seen = {k: json.loads((out / f"{k}.json").read_text()) for k in "abc"}
+    # b held its change only in its worktree while the radar looked: nothing of it moved
+    assert seen["b"]["before"] == seen["b"]["after"]
+    assert seen["b"]["before"][1] == " M f.txt\n"
+    for lane in "abc":  # each read the finding through its helper, while all three ran
+        assert {"lanes": ["a", "b"], "files": ["f.txt"]} in [
+            {"lanes": f["lanes"], "files": f["files"]} for f in seen[lane]["radar"]
+        ]
+        assert not [f for f in seen[lane]["radar"] if "c" in f["lanes"]]  # other lines
+        assert '"radar" list' in seen[lane]["prompt"]
+    assert "radar: lane a would conflict with lane b in f.txt" in result.out
+    events = [
+        json.loads(x) for x in (root / ".orchestration" / "events.jsonl").read_text().splitlines()
+    ]
+    first_radar = next(i for i, e in enumerate(events) if e["event"] == "radar")
+    finished = [
+        i for i, e in enumerate(events) if e.get("lane") == "b" and e.get("status") == "completed"
+    ]
+    assert finished
+    assert first_radar < finished[0]
