@@ -256,3 +256,19 @@ def test_execute_names_the_pair_while_both_run_and_agents_read_it(
     ]
     assert finished
     assert first_radar < finished[0]
+
+
+def test_a_merged_lane_leaves_the_radar(lanes: Path) -> None:
+    from orchestree import merger
+
+    repo = orchestrator.open_repo(lanes)
+    set_status(lanes, "a", "completed", head=sh(lanes, "rev-parse", "lane-a"))
+    look(repo)
+    assert [r.lanes for r in repo.store.read().radar] == [["a", "b"], ["d", "<base>"]]
+
+    assert merger.merge(repo, lane_id="a").exit_code == 0
+
+    assert [r.lanes for r in repo.store.read().radar] == [["d", "<base>"]]
+    # the next pass finds b against the base, where a's work now is
+    look(repo)
+    assert [r.lanes for r in repo.store.read().radar] == [["b", "<base>"], ["d", "<base>"]]

@@ -29,6 +29,7 @@ from orchestree.models import (
     Tracker,
 )
 from orchestree.orchestrator import Repo
+from orchestree.radar import still_ahead
 from orchestree.runlock import run_lock
 from orchestree.verify import Verifier, verifier
 
@@ -472,6 +473,7 @@ def _record(repo: Repo, report: MergeReport, kind: str | None) -> None:
             )
             lane.error = o.reason if o.status == "verify_failed" else None
         tracker.base_commit = report.new  # where the base branch now is
+        tracker.radar = still_ahead(tracker)  # a merged lane's findings are the base's now
         tracker.phase = 1 if kind == "probe" else 4  # merging probe results ends phase 1
         tracker.status = "failed" if report.exit_code else "completed"
 

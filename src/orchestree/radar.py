@@ -201,6 +201,12 @@ def _known(tracker: Tracker, lanes: tuple[str, str]) -> bool:
     )
 
 
+def still_ahead(tracker: Tracker) -> list[RadarFinding]:
+    """The tracker's findings whose lanes are all still unmerged (the next pass says
+    what a merged lane's work now meets, as part of the base)."""
+    return [f for f in tracker.radar if _known(tracker, _key(f.lanes))]
+
+
 def _said(findings: list[Finding]) -> list[dict[str, list[str]]]:
     return [{"lanes": list(f.lanes), "files": list(f.files)} for f in findings]
 
