@@ -272,3 +272,29 @@ def test_a_merged_lane_leaves_the_radar(lanes: Path) -> None:
     # the next pass finds b against the base, where a's work now is
     look(repo)
     assert [r.lanes for r in repo.store.read().radar] == [["b", "<base>"], ["d", "<base>"]]
+
+
+def test_both_monitors_show_the_findings_as_text(
+    lanes: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import UTC, datetime
+
+    from orchestree.monitor.snapshot import build_snapshot
+
+    repo = orchestrator.open_repo(lanes)
+    look(repo)
+    raw = json.loads((repo.layout.orch / "tracker.json").read_text())
+    snap = build_snapshot(raw, now=datetime.now(UTC), process_start=lambda pid: None)
+    said = [(w.kind, w.lane, w.message) for w in snap.warnings if w.kind == "radar"]
+    assert said == [
+        ("radar", "a", "radar: lane a would conflict with lane b in f.txt"),
+        ("radar", "d", "radar: lane d would conflict with the base branch main in g.txt"),
+    ]
+    # what an agent wrote there is shown as text, escaped, never as markup
+    raw["radar"][0]["files"] = ["[bold]x\x1b[31m"]
+    snap = build_snapshot(raw, now=datetime.now(UTC), process_start=lambda pid: None)
+    message = next(w.message for w in snap.warnings if w.kind == "radar")
+    assert "\x1b" not in message
+
+    assert main(["monitor", "--once", "--repo", str(lanes)]) == 0
+    assert "radar: lane a would conflict with lane b in f.txt" in capsys.readouterr().out
