@@ -298,3 +298,15 @@ def test_both_monitors_show_the_findings_as_text(
 
     assert main(["monitor", "--once", "--repo", str(lanes)]) == 0
     assert "radar: lane a would conflict with lane b in f.txt" in capsys.readouterr().out
+
+
+def test_a_radar_forged_in_tracker_json_is_ignored(lanes: Path) -> None:
+    repo = orchestrator.open_repo(lanes)
+    look(repo)
+    path = repo.layout.orch / "tracker.json"
+    raw = json.loads(path.read_text())
+    raw["radar"] = []  # an agent hides the conflict it is part of
+    path.write_text(json.dumps(raw))
+
+    assert [r.lanes for r in repo.store.read().radar] == [["a", "b"], ["d", "<base>"]]
+    assert "`radar` changed" in repo.store.take_edits()
