@@ -310,3 +310,17 @@ def test_a_radar_forged_in_tracker_json_is_ignored(lanes: Path) -> None:
 
     assert [r.lanes for r in repo.store.read().radar] == [["a", "b"], ["d", "<base>"]]
     assert "`radar` changed" in repo.store.take_edits()
+
+
+def test_a_lane_whose_index_git_cannot_read_is_a_note_not_a_failed_pass(lanes: Path) -> None:
+    repo = orchestrator.open_repo(lanes)
+    b = repo.layout.worktree("b")
+    index = Path(sh(b, "rev-parse", "--absolute-git-dir")) / "index"
+    index.write_bytes(b"not an index")  # what a hostile or broken agent may leave
+
+    found = radar.scan(repo.layout, repo.store.read())
+
+    assert [f.lanes for f in found.findings] == [("d", RADAR_BASE)]
+    assert len(found.notes) == 1
+    assert found.notes[0].startswith("lane b: not compared (")
+    assert index.read_bytes() == b"not an index"

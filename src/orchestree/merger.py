@@ -10,7 +10,6 @@ that step and without any tracker write.
 from __future__ import annotations
 
 import heapq
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from orchestree import doctor, git, merge_guard, publish
 from orchestree.batch import verify_in_batches
 from orchestree.errors import EnvironmentRefused, UserError
 from orchestree.layout import branch
+from orchestree.merge_queue import VerifyQueue
 from orchestree.models import (
     PRIORITY_RANK,
     Lane,
@@ -31,7 +31,7 @@ from orchestree.models import (
 from orchestree.orchestrator import Repo
 from orchestree.radar import still_ahead
 from orchestree.runlock import run_lock
-from orchestree.verify import Verifier, verifier
+from orchestree.verify import verifier
 
 MAX_PLANS = 3  # the base moved under us this many times: give up and say so
 REMERGEABLE = frozenset({"completed", "conflict", "verify_failed"})
@@ -346,68 +346,9 @@ def _plan(
     if watch is not None:
         watch.begin(order)
     with verifier(repo) as verify:
-        queue = _Queue(report, tracker, decide, verify, step, watch, failed)
+        queue = VerifyQueue(report, tracker, decide, verify, step, watch, failed)
         report.verify_runs = verify_in_batches(order, repo.config.merge.batch, queue)
     return report
-
-
-class _Queue:
-    """The merge candidate as `batch.verify_in_batches` grows, verifies and cuts it."""
-
-    def __init__(
-        self,
-        report: MergeReport,
-        tracker: Tracker,
-        decide: Callable[[str], Outcome],
-        verify: Verifier | None,
-        step: Callable[[str, str], None],
-        watch: Watch | None,
-        failed: dict[str, str],
-    ) -> None:
-        self.report, self.tracker, self.decide, self.verify = report, tracker, decide, verify
-        self.step, self.watch, self.failed = step, watch, failed
-        self.outcomes: dict[str, Outcome] = {}
-        self.before: dict[str, str] = {}  # lane -> the candidate it was merged on top of
-        self.failures: dict[str, str] = {}  # lane -> the verify output of its prefix
-
-    def add(self, lane_id: str) -> bool:
-        began = time.monotonic()
-        self.step(lane_id, "merging")
-        self.before[lane_id] = self.report.new
-        outcome = self.decide(lane_id)
-        outcome.unchanged = self.tracker.lanes[lane_id].no_changes
-        outcome.seconds = time.monotonic() - began
-        self.outcomes[lane_id] = outcome
-        if outcome.status != "merged":
-            self.failed[lane_id] = outcome.status
-        return self.verify is not None and outcome.fresh
-
-    def fails(self, lane_id: str) -> bool:
-        assert self.verify is not None  # add() offers no lane to verify without it
-        outcome = self.outcomes[lane_id]
-        began = time.monotonic()
-        self.step(lane_id, "verifying")
-        failure = self.verify.run(outcome.commit or self.report.new, lane_id)
-        outcome.seconds += time.monotonic() - began
-        if failure is None:
-            return False
-        self.failures[lane_id] = failure
-        return True
-
-    def drop(self, lane_ids: list[str]) -> None:
-        self.report.new = self.before[lane_ids[0]]
-        for lane_id in lane_ids:
-            self.failed.pop(lane_id, None)
-
-    def settle(self, lane_id: str, broken: bool) -> None:
-        outcome = self.outcomes[lane_id]
-        if broken:
-            outcome = Outcome(lane_id, "verify_failed", outcome.commit,
-                              reason=self.failures[lane_id], seconds=outcome.seconds)  # fmt: skip
-            self.failed[lane_id] = outcome.status
-        self.report.outcomes.append(outcome)
-        if self.watch is not None:
-            self.watch.done(outcome)
 
 
 def _skip_reason(

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from orchestree import git, worktree_guard
 from orchestree.access_tracker import now_iso
+from orchestree.errors import GitError
 from orchestree.layout import Layout, branch
 from orchestree.models import RADAR_BASE, RadarFinding, Tracker
 from orchestree.tracker import TrackerStore
@@ -85,9 +86,14 @@ def scan(layout: Layout, tracker: Tracker, workers: int = WORKERS) -> Scan:
 
         def work(item: tuple[str, str, str | None, str | None]) -> LaneWork | str | None:
             lane_id, status, head, start = item
-            if head is not None and start is None:  # made by hand: from where it forked
-                start = git.merge_base(root, head, base)
-            return _lane_work(layout, lane_id, status, head, start or base, who, Path(scratch))
+            try:
+                if head is not None and start is None:  # made by hand: from where it forked
+                    start = git.merge_base(root, head, base)
+                return _lane_work(layout, lane_id, status, head, start or base, who,
+                                  Path(scratch))  # fmt: skip
+            except GitError as exc:  # one unreadable lane (a file it cannot read) is a note
+                said = " ".join(str(exc).split())[:200]
+                return f"lane {lane_id}: not compared ({said})"
 
         with ThreadPoolExecutor(max(1, workers)) as pool:
             for got in pool.map(work, chosen):
