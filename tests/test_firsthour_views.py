@@ -103,8 +103,11 @@ class Term:
 
 
 def write_lanes(repo: Path, n: int, what: str, verify: str) -> None:
-    """`n` lanes that each write their own file (so each merges), and a verify command."""
-    config = (repo / "orchestree.toml").read_text() + f'\n[merge]\nverify = "{verify}"\n'
+    """`n` lanes that each write their own file (so each merges), and a verify command
+    run once a lane (`batch = 1`): these tests watch each lane's own verify; batches of
+    lanes sharing one verify run are tests/test_batch.py's."""
+    config = (repo / "orchestree.toml").read_text()
+    config += f'\n[merge]\nverify = "{verify}"\nbatch = 1\n'
     (repo / "orchestree.toml").write_text(config)
     git(repo, "commit", "-qam", "verify merges")
     add_lanes(repo, {f"{what}{i}": {"tasks": [f"echo {i} > {what}{i}.txt"]} for i in range(n)})

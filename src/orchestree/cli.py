@@ -77,8 +77,9 @@ def _show_version(wanted: bool) -> None:
 
 
 # What an agent may run from inside its lane (docs/trust.md): the views, and `tracker`,
-# whose updates are bound to its own lane's progress, data and results.
-_AGENT_COMMANDS = frozenset({"status", "tracker", "logs", "monitor", "doctor"})
+# whose updates are bound to its own lane's progress, data and results. `radar` only
+# prints when an agent runs it.
+_AGENT_COMMANDS = frozenset({"status", "tracker", "logs", "monitor", "doctor", "radar"})
 
 
 @app.callback()
@@ -597,6 +598,10 @@ def merge(
         bool,
         typer.Option("--check", help="Predict each lane's outcome; change nothing."),
     ] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print the outcome as one JSON object (README: merge --json)."),
+    ] = False,
     repo: RepoOpt = Path("."),
 ) -> int:
     """Merge completed lanes into the base branch: dependencies first, then priority.
@@ -609,18 +614,58 @@ def merge(
     again does not make that go away). On a terminal a live line names the lane, the
     step (merging, verifying) and its time; in a pipe each lane gets its line as it is
     decided. --check runs the same computation (verify included) and publishes nothing.
+    With [merge] batch = N (default 8) one verify run checks up to N lanes at once and
+    a failing run is bisected to the lane that breaks it. --json prints the base's old
+    and new commit and each lane's status, commit, conflicts and verify output tail.
 
     Example: orchestree merge --check && orchestree merge
     """
     from orchestree import merger, orchestrator
 
     state = orchestrator.open_repo(repo)
+    if as_json:
+        report = merger.merge(state, lane_id=lane, check=check)
+        _dump_json(merger.as_json(report))
+        return report.exit_code
     with _steps("merge --check" if check else "merge") as say:
         watch = merger.ReportWatch(say, check=check)
         report = merger.merge(state, lane_id=lane, check=check, watch=watch)
     for line in merger.describe(report, lanes=False):
         _out(line)
     return report.exit_code
+
+
+@app.command("radar")
+def radar_(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
+    repo: RepoOpt = Path("."),
+) -> int:
+    """Predict which lanes' work would conflict: every pair, and each with the base branch.
+
+    Compares committed lane heads and the files in running lanes' worktrees, read
+    without touching those worktrees, their index or branch. Only lanes whose changed
+    files overlap get a `git merge-tree`: textual conflicts only, so two lanes changing
+    different lines of one file raise nothing. The findings go into the tracker
+    (`radar`), shown by `status` and both monitors and readable by agents through their
+    helper; run by an agent, it only prints. `execute` looks every [radar] every_s
+    seconds by itself. Exit 1 when a conflict is predicted.
+
+    Example: orchestree radar --json | jq '.findings'
+    """
+    import os
+
+    from orchestree import orchestrator, radar
+
+    state = orchestrator.open_repo(repo)
+    found = radar.scan(state.layout, state.store.read())
+    if not os.environ.get("ORCHESTREE_LANE"):
+        radar.record(state.store, found.findings)
+    if as_json:
+        _dump_json(radar.as_json(found))
+    else:
+        for line in radar.describe_scan(found):
+            _out(line)
+    return 1 if found.findings else 0
 
 
 @app.command()

@@ -123,6 +123,15 @@ class PlanConfig(_Section):
 class MergeConfig(_Section):
     verify: str = ""
     verify_timeout_s: float = Field(default=1800, gt=0)
+    # Lanes merged into the candidate before one verify run checks them all; a failing
+    # run is bisected to the lane that breaks it (batch.py). 1: verify lane by lane.
+    batch: int = Field(default=8, ge=1, le=1024)
+
+
+class RadarConfig(_Section):
+    # How often `execute` looks for conflicts between running lanes (and after each
+    # lane finishes); 0 turns the radar off during execute (`orchestree radar` still works).
+    every_s: float = Field(default=5.0, ge=0)
 
 
 class MonitorConfig(_Section):
@@ -151,6 +160,7 @@ class Config(_Section):
     probes: dict[str, ProbeConfig] = Field(default_factory=dict)
     plan: PlanConfig = Field(default_factory=PlanConfig)
     merge: MergeConfig = Field(default_factory=MergeConfig)
+    radar: RadarConfig = Field(default_factory=RadarConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from orchestree import agents, disk, doctor, executors, git, runner, scheduler
+from orchestree import agents, disk, doctor, executors, git, radar, runner, scheduler
 from orchestree.errors import EnvironmentRefused, OrchestreeError, UserError
 from orchestree.executors import LaneExecutor, LaneSpec, LaneUpdate
 from orchestree.executors.local import handle_of as local_handle
@@ -66,6 +66,8 @@ class Execution:
         self._git_identity: tuple[str, str] | None = None
         self._named: set[str] = set()  # edits of tracker.json already named (`_say_ignored`)
         self._waiting: set[str] = set()  # lanes the tracker shows waiting for memory
+        every = repo.config.radar.every_s if kind == "lane" else 0.0  # probes never clash
+        self.radar = radar.Background(repo.layout, repo.store, every, report)
 
     # --- the loop -------------------------------------------------------------------
 
@@ -83,8 +85,10 @@ class Execution:
                     self._loop()
                 finally:
                     signal.signal(signal.SIGINT, previous)
+                    self.radar.close()
                     if self._stop:
                         self._cancel_all()
+                self.radar.close(last=not self._stop)
                 self._finish()
             finally:
                 if self._executor is not None:
@@ -139,6 +143,7 @@ class Execution:
             if not self.running and not decision.start and not blocks:
                 return
             self._wait()
+            self.radar.tick()
 
     def _memory(self, lanes: dict[str, Lane]) -> scheduler.Memory | None:
         """Admission by memory's inputs, when `[defaults] min_free_mb` asks for it."""
@@ -225,6 +230,7 @@ class Execution:
         run = self.running.pop(update.lane_id, None) or Running(update.attempt)
         head = self.executor().fetch(update.lane_id) or update.head
         self.book.finished(update, head, run.fatal, self._stop)
+        self.radar.nudge()  # its work is committed now: look again
 
     # --- starting a lane -------------------------------------------------------------
 

@@ -600,3 +600,38 @@ def export_tree(root: Path, commit: str, dest: Path) -> None:
             tar.extractall(dest, filter="tar")
     finally:
         archive.unlink(missing_ok=True)
+
+
+# --- The conflict radar (DESIGN.md §13) ----------------------------------------------
+
+
+def working_tree(admin: Path, path: Path, index: Path) -> str:
+    """The tree of the files in the worktree at `path` as `git add -A` would commit
+    them, without touching that worktree, its index or its branch.
+
+    Staging goes into `index`, a scratch file the caller owns (start it as a copy of
+    the worktree's index, so unchanged files are not read again); git is pointed at
+    the worktree through its admin folder `admin`, never through its `.git` link.
+    Objects for the agent's files enter the shared object store, unreferenced; the
+    gc that would eventually prune them is the repository's normal one."""
+    env = {**worktree_env(admin, path), "GIT_INDEX_FILE": str(index)}
+    # One index file, whole: no split index or fsmonitor state written beside it.
+    settings = ("-c", "core.splitIndex=false", "-c", "core.fsmonitor=false")
+    run(*settings, "add", "-A", cwd=path, env=env)
+    return run(*settings, "write-tree", cwd=path, env=env).stdout.strip()
+
+
+def commit_of_tree(root: Path, tree: str, parent: str, message: str, who: tuple[str, str]) -> str:
+    """A commit of `tree` on top of `parent` by `who` (name, email), on no branch:
+    `merge-tree` takes commits."""
+    name, email = who
+    env = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
+           "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}  # fmt: skip
+    return run("commit-tree", tree, "-p", parent, "-F", "-", cwd=root, input=message,
+               env=env).stdout.strip()  # fmt: skip
+
+
+def merge_base(root: Path, one: str, other: str) -> str | None:
+    """The best common ancestor of two commits, or None when they share none."""
+    proc = run("merge-base", one, other, cwd=root, check=False)
+    return proc.stdout.strip() or None

@@ -10,15 +10,16 @@ that step and without any tracker write.
 from __future__ import annotations
 
 import heapq
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, cast
 
 from orchestree import doctor, git, merge_guard, publish
+from orchestree.batch import verify_in_batches
 from orchestree.errors import EnvironmentRefused, UserError
 from orchestree.layout import branch
+from orchestree.merge_queue import VerifyQueue
 from orchestree.models import (
     PRIORITY_RANK,
     Lane,
@@ -28,8 +29,9 @@ from orchestree.models import (
     Tracker,
 )
 from orchestree.orchestrator import Repo
+from orchestree.radar import still_ahead
 from orchestree.runlock import run_lock
-from orchestree.verify import Verifier, verifier
+from orchestree.verify import verifier
 
 MAX_PLANS = 3  # the base moved under us this many times: give up and say so
 REMERGEABLE = frozenset({"completed", "conflict", "verify_failed"})
@@ -47,6 +49,12 @@ class Outcome:
     reason: str = ""  # why it was skipped, the verify output's tail, or "already in <base>"
     unchanged: bool = False  # the lane completed without changing any file
     seconds: float = 0.0  # how long deciding it took (its verify, mostly)
+    reworks: int = 0  # rework attempts this merge gave the lane (DESIGN.md §13)
+
+    @property
+    def verify_tail(self) -> str | None:
+        """The failed verify's command, verdict and output tail; None unless verify_failed."""
+        return self.reason if self.status == "verify_failed" else None
 
     @property
     def fresh(self) -> bool:
@@ -64,6 +72,7 @@ class MergeReport:
     notes: list[str] = field(default_factory=list)
     # Lanes left from earlier merges that still need a person: lane -> its status.
     outstanding: dict[str, str] = field(default_factory=dict)
+    verify_runs: int = 0  # how many times `[merge] verify` ran (batches and bisection)
 
     @property
     def exit_code(self) -> int:
@@ -72,6 +81,33 @@ class MergeReport:
         make a conflict go away."""
         bad = any(o.status != "merged" for o in self.outcomes) or self.outstanding
         return 1 if bad else 0
+
+
+def as_json(report: MergeReport) -> dict[str, object]:
+    """`merge --json` / `merge --check --json`: the report for scripts (README shape)."""
+    return {
+        "base_branch": report.base_branch,
+        "check": report.check,
+        "old": report.old,
+        "new": report.new,
+        "exit_code": report.exit_code,
+        "verify_runs": report.verify_runs,
+        "lanes": [
+            {
+                "id": o.lane_id,
+                "status": o.status,
+                "commit": o.commit,
+                "conflicts": o.conflicts,
+                "verify_tail": o.verify_tail,
+                "reworks": o.reworks,
+                "reason": o.reason if o.status != "verify_failed" else "",
+                "unchanged": o.unchanged,
+            }
+            for o in report.outcomes
+        ],
+        "outstanding": report.outstanding,
+        "notes": report.notes,
+    }
 
 
 class Watch(Protocol):
@@ -281,7 +317,7 @@ def _plan(
     planned = set(order)
     own = merge_guard.own_paths(repo.layout, old)
 
-    def decide(lid: str, verify: Verifier | None) -> Outcome:
+    def decide(lid: str) -> Outcome:
         lane = tracker.lanes[lid]
         skipped = _skip_reason(tracker, lid, failed, planned)
         if skipped is not None:
@@ -298,7 +334,7 @@ def _plan(
         refused = merge_guard.own_paths_problem(root, lid, head, own)
         if refused:
             return Outcome(lid, "skipped", reason=refused)
-        outcome = _merge_one(root, lid, lane, head, report.new, verify, step)
+        outcome = _merge_one(root, lid, lane, head, report.new)
         if outcome.status == "merged" and outcome.commit:
             report.new = outcome.commit
         return outcome
@@ -310,17 +346,8 @@ def _plan(
     if watch is not None:
         watch.begin(order)
     with verifier(repo) as verify:
-        for lid in order:
-            began = time.monotonic()
-            step(lid, "merging")
-            outcome = decide(lid, verify)
-            outcome.unchanged = tracker.lanes[lid].no_changes
-            outcome.seconds = time.monotonic() - began
-            if outcome.status != "merged":
-                failed[lid] = outcome.status
-            report.outcomes.append(outcome)
-            if watch is not None:
-                watch.done(outcome)
+        queue = VerifyQueue(report, tracker, decide, verify, step, watch, failed)
+        report.verify_runs = verify_in_batches(order, repo.config.merge.batch, queue)
     return report
 
 
@@ -341,24 +368,12 @@ def _lane_head(root: Path, on_branch: str | None, lane: Lane) -> tuple[str | Non
     return (git.head_commit(root, lane.head_commit) if lane.head_commit else None), False
 
 
-def _merge_one(
-    root: Path,
-    lane_id: str,
-    lane: Lane,
-    head: str,
-    candidate: str,
-    verify: Verifier | None,
-    step: Callable[[str, str], None],
-) -> Outcome:
+def _merge_one(root: Path, lane_id: str, lane: Lane, head: str, candidate: str) -> Outcome:
+    """Merge the lane on top of `candidate` in memory; its verify comes later (`_Queue`)."""
     result = git.merge_tree(root, candidate, head)
     if result.tree is None:
         return Outcome(lane_id, "conflict", conflicts=result.conflicts)
     commit = git.commit_tree(root, result.tree, [candidate, head], merge_message(lane_id, lane))
-    if verify:
-        step(lane_id, "verifying")
-    failure = verify.run(commit, lane_id) if verify else None
-    if failure is not None:
-        return Outcome(lane_id, "verify_failed", commit, reason=failure)
     return Outcome(lane_id, "merged", commit)
 
 
@@ -399,6 +414,7 @@ def _record(repo: Repo, report: MergeReport, kind: str | None) -> None:
             )
             lane.error = o.reason if o.status == "verify_failed" else None
         tracker.base_commit = report.new  # where the base branch now is
+        tracker.radar = still_ahead(tracker)  # a merged lane's findings are the base's now
         tracker.phase = 1 if kind == "probe" else 4  # merging probe results ends phase 1
         tracker.status = "failed" if report.exit_code else "completed"
 

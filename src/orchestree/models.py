@@ -200,6 +200,27 @@ class Agent(_Strict):
     handle: str | None = None  # the executor's handle of the attempt (see executors/)
 
 
+RADAR_BASE = "<base>"  # the base branch's side of a radar finding (never a lane id)
+
+
+class RadarFinding(_Strict):
+    """Two lanes, or a lane and the base branch, whose work would conflict (§13)."""
+
+    lanes: list[str] = Field(min_length=2, max_length=2)
+    files: list[str] = Field(default_factory=list)
+    since: str
+
+    @field_validator("lanes")
+    @classmethod
+    def _pair(cls, value: list[str]) -> list[str]:
+        check_lane_id(value[0])
+        if value[1] != RADAR_BASE:
+            check_lane_id(value[1])
+        if value[0] == value[1]:
+            raise ValueError("a radar finding names two different sides")
+        return value
+
+
 class Tracker(_Strict):
     version: str = TRACKER_VERSION
     phase: int = Field(default=0, ge=0, le=4)
@@ -209,6 +230,11 @@ class Tracker(_Strict):
     base_commit: str
     created_at: str = Field(default_factory=now_iso)
     updated_at: str = Field(default_factory=now_iso)
+    # The conflict radar's findings: orchestree's alone, like every field but a lane's
+    # progress, data and results (the ledger keeps them from being forged).
+    radar: list[RadarFinding] = Field(default_factory=list)
+    # Last, in this order: the tracker store serialises what comes before them whole
+    # and reuses each unchanged lane's and agent's stored JSON (snapshot.py).
     agents: dict[str, Agent] = Field(default_factory=dict)
     lanes: dict[str, Lane] = Field(default_factory=dict)
 

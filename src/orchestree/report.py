@@ -93,6 +93,14 @@ def render_status(
             held.setdefault(lane.error, []).append(lane_id)
     for why, lane_ids in held.items():
         console.print(Text(visible(f"{', '.join(lane_ids)} {why}")), soft_wrap=True)
+    if tracker.radar:
+        from orchestree.radar import describe
+
+        for finding in tracker.radar:
+            line = visible(
+                f"radar: {describe(finding, tracker.base_branch)} (since {finding.since})"
+            )
+            console.print(Text(line), soft_wrap=True)
     if tracker.agents and folded is not None:  # one line, not hundreds of names
         console.print(f"agents: {fold.counts(a.status for a in tracker.agents.values())}")
     elif tracker.agents:

@@ -42,4 +42,10 @@ def build_prompt(ctx: LaunchContext) -> str:
         f'You may put structured findings under "data" in your lane\'s entry. Change no other '
         "lane and no status: orchestree sets statuses when you exit."
     )
+    parts.append(
+        'Other lanes run beside you. The tracker\'s "radar" list names lanes whose work '
+        f'would conflict with yours (entries whose "lanes" include "{ctx.lane_id}"; '
+        '"<base>" is the base branch) and the files: read it now and then with the command '
+        "above, and keep out of those files' lines where your task allows."
+    )
     return "\n\n".join(parts) + "\n"

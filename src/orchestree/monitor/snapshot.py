@@ -130,6 +130,22 @@ def _lane_warnings(lane: LaneView, timeout_s: float) -> list[LaneWarning]:
     return out
 
 
+def radar_warnings(tracker: Mapping[str, Any]) -> list[LaneWarning]:
+    """The conflict radar's findings (radar.py), worded as `orchestree radar` says them."""
+    base = as_str(tracker.get("base_branch"), "the base branch")
+    found = []
+    raws = tracker.get("radar")
+    for raw in raws if isinstance(raws, list) else []:
+        lanes, files = as_strs(as_dict(raw).get("lanes")), as_strs(as_dict(raw).get("files"))
+        if len(lanes) != 2:
+            continue
+        other = f"the base branch {base}" if lanes[1] == "<base>" else f"lane {lanes[1]}"
+        said = ", ".join(files) or "(no file named)"
+        message = visible(f"radar: lane {lanes[0]} would conflict with {other} in {said}")
+        found.append(LaneWarning("radar", lanes[0], message))
+    return found
+
+
 # Warnings in the order they need a look: what failed or conflicted first, notices last.
 _WARNING_KINDS = ("failed", "conflict", "verify_failed", "dead_pid", "pid_reused", "timeout",
                   "blocked", "no_changes")  # fmt: skip
@@ -292,6 +308,7 @@ def build_snapshot(
         lanes.append(lane)
         warnings.extend(found)
     memo.lanes = lane_memo
+    warnings.extend(radar_warnings(tracker))
     lanes.sort(key=lane_sort_key)
     order = {lane.id: i for i, lane in enumerate(lanes)}
     warnings.sort(key=lambda w: order.get(w.lane, len(order)))

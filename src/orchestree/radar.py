@@ -1,0 +1,332 @@
+"""The conflict radar (DESIGN.md §13): which lanes' work would conflict, while they run.
+
+A lane's work is its committed head or, for a running lane, the files in its worktree
+read as a tree without touching them (`git add -A` into a scratch copy of its index,
+then `write-tree`, through the worktree's admin folder: `git.working_tree`). Only pairs
+whose changed paths (against their start points) overlap get a `git merge-tree`; each
+lane is also checked against the current base branch. Textual conflicts only: two lanes
+that change different lines of one file merge cleanly and raise nothing.
+
+Findings go into the tracker's `radar` list (`record`), with an event `radar` when a
+pair appears or clears. `execute` runs a pass every `[radar] every_s` seconds and after
+each lane finishes, in a thread (`Background`), so its loop never waits for git.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+
+from orchestree import git, worktree_guard
+from orchestree.access_tracker import now_iso
+from orchestree.errors import GitError
+from orchestree.layout import Layout, branch
+from orchestree.models import RADAR_BASE, RadarFinding, Tracker
+from orchestree.tracker import TrackerStore
+
+WATCHED = frozenset({"running", "completed", "conflict", "verify_failed"})
+WORKERS = 4  # git calls wait on the disk and on their own process: 4 keep 2 cores busy
+
+
+@dataclass(frozen=True)
+class LaneWork:
+    """What the radar compares of one lane."""
+
+    lane_id: str
+    commit: str  # its head, or a commit of its working files on top of its head
+    start: str  # where it started: its changes are counted from here
+    paths: frozenset[str]
+    working: bool  # `commit` holds the files of a running lane's worktree
+
+
+@dataclass(frozen=True)
+class Finding:
+    lanes: tuple[str, str]  # two lanes, or a lane and RADAR_BASE
+    files: tuple[str, ...]
+
+
+@dataclass
+class Scan:
+    """One radar pass."""
+
+    base_branch: str
+    base: str
+    works: list[LaneWork] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    merges: int = 0  # pairs that overlapped and got a merge-tree
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def scan(layout: Layout, tracker: Tracker, workers: int = WORKERS) -> Scan:
+    """Predict the conflicts between every pair of lanes with work, and between each
+    of them and the base branch; writes nothing but unreferenced git objects."""
+    began = time.monotonic()
+    root = layout.root
+    base = git.head_commit(root, f"refs/heads/{tracker.base_branch}")
+    if base is None:
+        return Scan(tracker.base_branch, "", notes=[f"no base branch {tracker.base_branch!r}"])
+    result = Scan(tracker.base_branch, base)
+    heads = git.ref_heads(root, "refs/heads/lane-*")
+    who = git.identity(root)
+    chosen = sorted(
+        (k, lane.status, heads.get(branch(k)) or lane.head_commit, lane.start_commit)
+        for k, lane in tracker.lanes.items()
+        if lane.kind == "lane" and lane.status in WATCHED
+    )
+    with tempfile.TemporaryDirectory(prefix="orchestree-radar-") as scratch:
+
+        def work(item: tuple[str, str, str | None, str | None]) -> LaneWork | str | None:
+            lane_id, status, head, start = item
+            try:
+                if head is not None and start is None:  # made by hand: from where it forked
+                    start = git.merge_base(root, head, base)
+                return _lane_work(layout, lane_id, status, head, start or base, who,
+                                  Path(scratch))  # fmt: skip
+            except GitError as exc:  # one unreadable lane (a file it cannot read) is a note
+                said = " ".join(str(exc).split())[:200]
+                return f"lane {lane_id}: not compared ({said})"
+
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            for got in pool.map(work, chosen):
+                if isinstance(got, str):
+                    result.notes.append(got)
+                elif got is not None and got.paths:
+                    result.works.append(got)
+            pairs = _overlapping(root, result.works, base)
+            result.merges = len(pairs)
+            found = pool.map(lambda commits: _conflicts(root, *commits), pairs.values())
+            for lanes, conflicts in zip(pairs, found, strict=True):
+                if conflicts:
+                    result.findings.append(Finding(lanes, tuple(conflicts)))
+    result.findings.sort(key=lambda f: f.lanes)
+    result.seconds = time.monotonic() - began
+    return result
+
+
+def _lane_work(
+    layout: Layout,
+    lane_id: str,
+    status: str,
+    head: str | None,
+    start: str,
+    who: tuple[str, str],
+    scratch: Path,
+) -> LaneWork | str | None:
+    """The lane's work; a note (str) when its worktree is not ours to read; None when
+    it has no commit yet."""
+    if head is None:
+        return None
+    root = layout.root
+    path = layout.worktree(lane_id)
+    note = None
+    if status == "running" and path.exists():
+        check = worktree_guard.verify(root, path, branch(lane_id))
+        if check.admin is not None and check.problem is None:
+            index = scratch / f"{lane_id}.index"
+            with contextlib.suppress(FileNotFoundError):  # none yet: git starts empty
+                shutil.copyfile(check.admin / "index", index)
+            tree = git.working_tree(check.admin, path, index)
+            said = f"radar: working files of {lane_id}\n"
+            commit = git.commit_of_tree(root, tree, head, said, who)
+            paths = frozenset(git.changed_files(root, start, commit))
+            return LaneWork(lane_id, commit, start, paths, working=True)
+        note = f"lane {lane_id}: its committed work only ({check.problem})"
+    paths = frozenset(git.changed_files(root, start, head))
+    work = LaneWork(lane_id, head, start, paths, working=False)
+    return note if note and not paths else work
+
+
+def _overlapping(
+    root: Path, works: list[LaneWork], base: str
+) -> dict[tuple[str, str], tuple[str, str]]:
+    """(side, side) -> (commit, commit) for every pair whose changed paths overlap."""
+    pairs: dict[tuple[str, str], tuple[str, str]] = {}
+    for a, b in combinations(works, 2):
+        if a.paths & b.paths:
+            pairs[(a.lane_id, b.lane_id)] = (a.commit, b.commit)
+    moved: dict[str, frozenset[str]] = {}  # start -> what the base changed since
+    for w in works:
+        if w.start not in moved:
+            moved[w.start] = frozenset(git.changed_files(root, w.start, base))
+        if w.paths & moved[w.start]:
+            pairs[(w.lane_id, RADAR_BASE)] = (base, w.commit)
+    return pairs
+
+
+def _conflicts(root: Path, ours: str, theirs: str) -> list[str]:
+    return git.merge_tree(root, ours, theirs).conflicts
+
+
+# --- The tracker's record ----------------------------------------------------------
+
+
+def record(store: TrackerStore, findings: list[Finding]) -> tuple[list[Finding], list[Finding]]:
+    """Put `findings` in the tracker's `radar` (a pair keeps its `since`); the pairs that
+    appeared and cleared. Writes only when something changed, with one `radar` event."""
+    tracker = store.read()
+    old = {_key(f.lanes): f for f in tracker.radar}
+    new = {f.lanes: f for f in findings if _known(tracker, f.lanes)}
+    appeared = [f for k, f in new.items() if k not in old]
+    cleared = [Finding(k, tuple(f.files)) for k, f in old.items() if k not in new]
+    changed = [k for k, f in new.items() if k in old and list(f.files) != old[k].files]
+    if not (appeared or cleared or changed):
+        return [], []
+
+    def change(t: Tracker) -> None:
+        had = {_key(f.lanes): f.since for f in t.radar}
+        stamp = now_iso()
+        t.radar = [
+            RadarFinding(lanes=list(k), files=list(f.files), since=had.get(k, stamp))
+            for k, f in sorted(new.items())
+            if _known(t, k)
+        ]
+
+    store.update(change, "radar", appeared=_said(appeared), cleared=_said(cleared))
+    return appeared, cleared
+
+
+def _key(lanes: Iterable[str]) -> tuple[str, str]:
+    a, b = lanes
+    return a, b
+
+
+def _known(tracker: Tracker, lanes: tuple[str, str]) -> bool:
+    """Both sides still exist and are not merged (a merged lane is part of the base)."""
+    return all(
+        k == RADAR_BASE or (k in tracker.lanes and tracker.lanes[k].status in WATCHED)
+        for k in lanes
+    )
+
+
+def still_ahead(tracker: Tracker) -> list[RadarFinding]:
+    """The tracker's findings whose lanes are all still unmerged (the next pass says
+    what a merged lane's work now meets, as part of the base)."""
+    return [f for f in tracker.radar if _known(tracker, _key(f.lanes))]
+
+
+def _said(findings: list[Finding]) -> list[dict[str, list[str]]]:
+    return [{"lanes": list(f.lanes), "files": list(f.files)} for f in findings]
+
+
+def describe(finding: Finding | RadarFinding, base_branch: str) -> str:
+    """One line: who meets whom, in which files."""
+    a, b = finding.lanes
+    other = f"the base branch {base_branch}" if b == RADAR_BASE else f"lane {b}"
+    files = ", ".join(finding.files) or "(no file named)"
+    return f"lane {a} would conflict with {other} in {files}"
+
+
+def cleared_line(finding: Finding, base_branch: str) -> str:
+    a, b = finding.lanes
+    other = f"the base branch {base_branch}" if b == RADAR_BASE else f"lane {b}"
+    return f"lane {a} no longer conflicts with {other}"
+
+
+def describe_scan(found: Scan) -> list[str]:
+    """What `orchestree radar` prints: each finding, then what was compared."""
+    from orchestree.visible import visible
+
+    lines = [f"note: {visible(note)}" for note in found.notes]
+    lines += [visible(f"conflict ahead: {describe(f, found.base_branch)}") for f in found.findings]
+    working = sum(w.working for w in found.works)
+    lines.append(
+        f"{len(found.findings) or 'no'} conflict{'s' if len(found.findings) != 1 else ''} "
+        f"ahead among {len(found.works)} lane{'s' if len(found.works) != 1 else ''} with work "
+        f"({working} read from running worktrees) and {found.base_branch}; "
+        f"{found.merges} overlapping pair{'s' if found.merges != 1 else ''} merged in memory "
+        f"in {found.seconds:.2f} s"
+    )
+    return lines
+
+
+def as_json(found: Scan) -> dict[str, object]:
+    """`orchestree radar --json`."""
+    return {
+        "base_branch": found.base_branch,
+        "base": found.base,
+        "findings": [{"lanes": list(f.lanes), "files": list(f.files)} for f in found.findings],
+        "lanes": [
+            {"id": w.lane_id, "commit": w.commit, "working": w.working, "files": sorted(w.paths)}
+            for w in found.works
+        ],
+        "merges": found.merges,
+        "seconds": round(found.seconds, 3),
+        "notes": found.notes,
+    }
+
+
+# --- During execute ----------------------------------------------------------------
+
+
+class Background:
+    """Radar passes beside `execute`'s loop: `tick()` from the loop starts one when it is
+    due (every `every_s`, or after `nudge()`), in a thread, and records the last one's
+    findings; the loop itself never waits for git."""
+
+    def __init__(self, layout: Layout, store: TrackerStore, every_s: float,
+                 report: Callable[[str], None]) -> None:  # fmt: skip
+        self.layout, self.store, self.every_s, self.report = layout, store, every_s, report
+        self._thread: threading.Thread | None = None
+        self._result: Scan | BaseException | None = None
+        self._next = time.monotonic()  # the first pass as soon as lanes run
+        self._nudged = False
+
+    def nudge(self) -> None:
+        """A lane committed: look again at the next tick."""
+        self._nudged = True
+
+    def tick(self) -> None:
+        if self.every_s <= 0:
+            return
+        if self._thread is not None and not self._thread.is_alive():
+            self._thread = None
+            self._take()
+        if self._thread is None and (self._nudged or time.monotonic() >= self._next):
+            self._nudged = False
+            self._next = time.monotonic() + self.every_s
+            tracker = self.store.read()
+            self._thread = threading.Thread(target=self._pass, args=(tracker,),
+                                            name="orchestree-radar", daemon=True)  # fmt: skip
+            self._thread.start()
+
+    def close(self, last: bool = False) -> None:
+        """Wait for a pass in flight (git only reads) and record it; with `last`, also
+        look once more when a lane finished since, so the tracker tells `merge` what
+        the finished lanes meet."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+            self._take()
+        if last and self._nudged and self.every_s > 0:
+            self._nudged = False
+            self._pass(self.store.read())
+            self._take()
+
+    def _pass(self, tracker: Tracker) -> None:
+        try:
+            self._result = scan(self.layout, tracker)
+        except BaseException as exc:  # handed to the loop's thread, which says it
+            self._result = exc
+
+    def _take(self) -> None:
+        result, self._result = self._result, None
+        if isinstance(result, BaseException):
+            self.report(f"! radar: a pass failed ({result}); the lanes run on")
+            return
+        if result is None:
+            return
+        appeared, cleared = record(self.store, result.findings)
+        base = result.base_branch
+        for f in appeared:
+            self.report(f"! radar: {describe(f, base)}")
+        for f in cleared:
+            self.report(f"✓ radar: {cleared_line(f, base)}")
