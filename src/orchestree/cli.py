@@ -580,6 +580,14 @@ def merge(
         bool,
         typer.Option("--check", help="Predict each lane's outcome; change nothing."),
     ] = False,
+    no_rework: Annotated[
+        bool,
+        typer.Option(
+            "--no-rework",
+            help="Only report conflicts and verify failures, "
+            "whatever [merge] on_conflict and on_verify_fail say.",
+        ),
+    ] = False,
     repo: RepoOpt = Path("."),
 ) -> int:
     """Merge completed lanes into the base branch: dependencies first, then priority.
@@ -593,14 +601,21 @@ def merge(
     step (merging, verifying) and its time; in a pipe each lane gets its line as it is
     decided. --check runs the same computation (verify included) and publishes nothing.
 
+    With [merge] on_conflict = "rework" (or "rerun") and on_verify_fail = "rework", a
+    lane that conflicts or fails verify goes back to its agent, and merge goes on,
+    merging and reworking, until every lane is merged or has used [merge] max_rework;
+    --check then also names the lanes that would go to rework.
+
     Example: orchestree merge --check && orchestree merge
     """
-    from orchestree import merger, orchestrator
+    from orchestree import merger, orchestrator, rework
 
     state = orchestrator.open_repo(repo)
     with _steps("merge --check" if check else "merge") as say:
         watch = merger.ReportWatch(say, check=check)
-        report = merger.merge(state, lane_id=lane, check=check, watch=watch)
+        report = rework.merge_until_done(
+            state, lane, check=check, watch=watch, rework=not no_rework, report=say
+        )
     for line in merger.describe(report, lanes=False):
         _out(line)
     return report.exit_code

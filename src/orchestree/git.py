@@ -555,3 +555,41 @@ def set_ref(root: Path, ref: str, commit: str) -> None:
 def delete_ref(root: Path, ref: str) -> None:
     """Remove `ref`; nothing happens when it does not exist."""
     run("update-ref", "-d", ref, cwd=root, check=False)
+
+
+# --- Rework (DESIGN.md §13): the base merged into a lane's worktree, markers left ----
+
+MARKERS = r"^(<<<<<<<|>>>>>>>)( |$)"  # the lines a conflict leaves; `=======` alone is prose
+
+
+def merge_into_worktree(path: Path, commit: str, message: str, env: dict[str, str]) -> list[str]:
+    """`git merge --no-ff commit` in the worktree at `path` (through `env`, its admin
+    folder: `worktree_env`). A clean merge is committed; a conflicted one is left in
+    progress with its markers in place. Returns the unmerged files, [] when clean."""
+    proc = run("merge", "--no-ff", "--no-edit", "-m", message, commit, cwd=path, check=False,
+               env={**env, "LC_ALL": "C"})  # fmt: skip
+    if proc.returncode == 0:
+        return []
+    raw = run("diff", "--name-only", "-z", "--diff-filter=U", cwd=path, env=env).stdout
+    unmerged = [p for p in raw.split("\0") if p]
+    if not unmerged:  # refused before merging (files in the way, say): nothing changed
+        raise GitError(("git", "merge", commit), proc.returncode, proc.stderr or proc.stdout)
+    return unmerged
+
+
+def merge_in_progress(path: Path, env: dict[str, str]) -> bool:
+    """Whether the worktree at `path` is in the middle of a merge (MERGE_HEAD is set)."""
+    proc = run("rev-parse", "-q", "--verify", "MERGE_HEAD", cwd=path, env=env, check=False)
+    return proc.returncode == 0
+
+
+def files_with_markers(root: Path, commit: str, paths: list[str] | None = None) -> list[str]:
+    """Files of `commit` (all, or those under `paths`) holding conflict-marker lines."""
+    spec = ["--", *paths] if paths else []
+    proc = run("--literal-pathspecs", "grep", "-l", "-I", "-E", "-e", MARKERS, commit, *spec,
+               cwd=root, check=False)  # fmt: skip
+    if proc.returncode == 1:
+        return []
+    if proc.returncode != 0:
+        raise GitError(("git", "grep", commit), proc.returncode, proc.stderr)
+    return sorted({line.split(":", 1)[1] for line in proc.stdout.splitlines() if ":" in line})
