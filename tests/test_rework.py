@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -276,3 +277,49 @@ def test_a_rework_whose_agent_cannot_log_in_is_held(
     assert argv[argv.index("--resume") + 1] == session  # its own session, resumed
     assert fake_agents.runs()["claude-second"]["env"]["ORCHESTREE_REWORK"] == "conflict"
     assert git(repo, "show", "main:shared.txt") == "A"  # nothing of the rework reached main
+
+
+VERIFY_AGENT = """
+lane = sys.argv[1]
+reason = os.environ.get("ORCHESTREE_REWORK")
+if not reason:
+    Path(f"{lane}.txt").write_text("work\\n")
+    if lane == "breaker":
+        Path("broken.txt").write_text("this breaks the check\\n")
+    sys.exit(0)
+details = json.loads(Path(os.environ["ORCHESTREE_REWORK_FILE"]).read_text())
+Path(FOLDER, "seen.json").write_text(json.dumps({"reason": reason, "details": details}))
+Path("broken.txt").unlink()
+subprocess.run(["git", "commit", "-q", "-am", "fix what the check said"], check=True)
+"""
+
+CHECK = """import pathlib, sys
+if pathlib.Path("broken.txt").exists():
+    sys.exit("BROKEN: broken.txt exists")
+"""
+
+
+def test_a_failed_verify_goes_back_to_the_agent_with_the_output_tail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "agent"
+    folder.mkdir()
+    script = write_script(folder / "agent.py", f"FOLDER = {str(folder)!r}\n{VERIFY_AGENT}")
+    verify = f'verify = "{sys.executable} check.py"\non_verify_fail = "rework"\n'
+    config = agent_config("scripted", script, extra=f"\n[merge]\n{verify}")
+    config = config.replace('agent = "shell"', 'agent = "scripted"')
+    repo = make_repo(tmp_path, monkeypatch, config=config, files={"check.py": CHECK})
+    add_lanes(repo, {"fine": {"priority": "high"}, "breaker": {"priority": "low"}})
+    assert cli(repo, "execute").code == 0
+
+    result = cli(repo, "merge")
+
+    assert result.code == 0, result.out + result.err
+    assert statuses(repo) == {"fine": "merged", "breaker": "merged"}
+    seen = json.loads((folder / "seen.json").read_text())
+    assert seen["reason"] == "verify"
+    assert "BROKEN: broken.txt exists" in seen["details"]["verify_tail"]
+    assert "breaker: verify rework 1 of 2" in result.out
+    assert git(repo, "show", "main:breaker.txt") == "work"
+    files = git(repo, "ls-tree", "--name-only", "main").splitlines()
+    assert "broken.txt" not in files

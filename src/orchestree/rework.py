@@ -319,9 +319,9 @@ def _rework_round(
             refused.add(lane_id)
             continue
         started.add(lane_id)
-        said = f"files: {', '.join(got.files)}" if got.files else "from the current base"
-        report(f"↻ {lane_id}: {reason} rework {got.count} of "
-               f"{repo.config.merge.max_rework} ({said})")  # fmt: skip
+        what = "rerun from the current base" if reason == "rerun" else f"{reason} rework"
+        said = f" (files: {', '.join(got.files)})" if got.files else ""
+        report(f"↻ {lane_id}: {what} {got.count} of {repo.config.merge.max_rework}{said}")
     if started:
         _run_or_stop(repo, started, report)
     return refused
