@@ -30,6 +30,8 @@ from exec_helpers import (
     wait_for,
     write_script,
 )
+from orchestree.config import load_config
+from orchestree.errors import UserError
 
 BASE = {"shared.txt": "top\nmiddle\nbottom\n"}
 
@@ -323,3 +325,23 @@ def test_a_failed_verify_goes_back_to_the_agent_with_the_output_tail(
     assert git(repo, "show", "main:breaker.txt") == "work"
     files = git(repo, "ls-tree", "--name-only", "main").splitlines()
     assert "broken.txt" not in files
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        ('on_conflict = "fix"', "merge.on_conflict"),
+        ('on_verify_fail = "rerun"', "merge.on_verify_fail"),
+        ("max_rework = -1", "merge.max_rework"),
+        ('max_rework = "2"', "merge.max_rework"),
+    ],
+)
+def test_rework_settings_are_validated(tmp_path: Path, setting: str, named: str) -> None:
+    (tmp_path / "orchestree.toml").write_text(f"[merge]\n{setting}\n", encoding="utf-8")
+    with pytest.raises(UserError, match=f"key '{named}'"):
+        load_config(tmp_path)
+
+
+def test_rework_settings_default_to_report(tmp_path: Path) -> None:
+    merge = load_config(tmp_path).merge
+    assert (merge.on_conflict, merge.on_verify_fail, merge.max_rework) == ("report", "report", 2)
