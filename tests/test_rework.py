@@ -185,7 +185,7 @@ def test_a_rework_that_drops_the_merge_of_the_base_fails(
     assert len(reworks_seen(repo, "beta")) == 1
 
 
-def test_report_mode_and_no_rework_only_report(
+def test_no_rework_only_reports_and_a_later_merge_reworks_what_it_left(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     repo = rework_repo(tmp_path, monkeypatch, 'on_conflict = "rework"')
@@ -198,9 +198,14 @@ def test_report_mode_and_no_rework_only_report(
     assert result.code == 1
     assert statuses(repo) == {"alpha": "merged", "beta": "conflict"}
     assert reworks_seen(repo, "beta") == []
-    assert "rework" not in tracker(repo)["lanes"]["beta"] or not tracker(repo)["lanes"]["beta"].get(
-        "rework"
-    )
+    assert tracker(repo)["lanes"]["beta"]["rework"] is None
+
+    again = cli(repo, "merge")  # rework on: the conflict left behind goes to its agent
+
+    assert again.code == 0, again.out + again.err
+    assert statuses(repo) == {"alpha": "merged", "beta": "merged"}
+    assert [seen["details"]["files"] for seen in reworks_seen(repo, "beta")] == [["shared.txt"]]
+    assert markers_on_main(repo) == ""
 
 
 def test_ctrl_c_during_a_rework_leaves_the_base_and_the_lane_resumable(

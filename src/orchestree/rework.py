@@ -86,14 +86,15 @@ def head_problem(where: Path, lane: Lane, head: str) -> tuple[str, list[str]] | 
     """Why a reworked lane's head must not be merged: it still holds conflict markers,
     or it does not contain the base it was asked to merge. (why, files) or None."""
     rework = lane.rework
-    if rework is None or rework.reason == "rerun":
+    if rework is None or rework.reason != "conflict":
         return None
     n = rework.count
     if rework.base and not git.is_ancestor(where, rework.base, head):
         short = rework.base[:10]
         return (f"rework {n} failed: the lane does not contain the merge of {short}",
                 list(rework.files))  # fmt: skip
-    marked = git.files_with_markers(where, head, rework.files or None)
+    # Only the files that held markers: a file may hold such lines on purpose.
+    marked = git.files_with_markers(where, head, rework.files) if rework.files else []
     if marked:
         return f"rework {n} failed: it left conflict markers in {', '.join(marked)}", marked
     return None
@@ -162,8 +163,9 @@ def _merge_base_in(repo: Repo, lane_id: str, lane: Lane, details: Details) -> li
     message = f"Merge {details.base_branch} into {name} (orchestree rework {details.count})"
     found = git.merge_into_worktree(path, details.base, message, {**env, **who})
     head = git.head_commit(repo.root, f"refs/heads/{name}")
-    left = git.files_with_markers(repo.root, head, None) if head else []  # an earlier rework's
-    return sorted(set(found) | set(left))
+    earlier = lane.rework.files if lane.rework is not None else []
+    left = git.files_with_markers(repo.root, head, earlier) if head and earlier else []
+    return sorted(set(found) | set(left))  # with what an earlier rework left marked
 
 
 def _unmerged(path: Path, env: dict[str, str]) -> list[str]:
@@ -183,12 +185,12 @@ def _mark_pending(repo: Repo, lane_id: str, record: LaneRework, fresh: bool) -> 
 
     def change(t: Tracker) -> None:
         lane = t.lanes[lane_id]
+        if fresh:
+            restart.forget_start(lane)
         lane.status = "pending"
         lane.rework = record
         lane.merge = LaneMerge()
         lane.error = None
-        if fresh:
-            restart.forget_start(lane)
 
     repo.store.update(change, "rework", lane=lane_id, reason=record.reason, count=record.count)
 
@@ -291,17 +293,23 @@ def _choose(
 ) -> dict[str, tuple[ReworkReason, Details]]:
     tracker = repo.store.read()
     todo: dict[str, tuple[ReworkReason, Details]] = {}
-    for o in result.outcomes:
-        lane = None if o.lane_id in refused else tracker.lanes.get(o.lane_id)
-        mode = mode_for(repo, o.status)
-        if lane is None or lane.status != o.status or mode == "report" or not budget(repo, lane):
+    # This merge's outcomes, and lanes an earlier merge left conflicted or failing verify.
+    found = {o.lane_id: (o.status, o.conflicts, o.reason) for o in result.outcomes}
+    for lane_id, status in result.outstanding.items():
+        earlier = tracker.lanes.get(lane_id)
+        if earlier is not None and lane_id not in found:
+            found[lane_id] = (status, earlier.merge.conflicts, earlier.error or "")
+    for lane_id, (status, files, said) in found.items():
+        lane = None if lane_id in refused else tracker.lanes.get(lane_id)
+        mode = mode_for(repo, status)
+        if lane is None or lane.status != status or mode == "report" or not budget(repo, lane):
             continue
-        if o.status == "verify_failed":
-            todo[o.lane_id] = ("verify", Details("verify", verify_tail=o.reason[-TAIL_CHARS:]))
+        if status == "verify_failed":
+            todo[lane_id] = ("verify", Details("verify", verify_tail=said[-TAIL_CHARS:]))
         elif mode == "rerun":
-            todo[o.lane_id] = ("rerun", Details("rerun", files=list(o.conflicts)))
+            todo[lane_id] = ("rerun", Details("rerun", files=list(files)))
         else:
-            todo[o.lane_id] = ("conflict", Details("conflict", files=list(o.conflicts)))
+            todo[lane_id] = ("conflict", Details("conflict", files=list(files)))
     return todo
 
 
@@ -339,20 +347,24 @@ def _run_or_stop(repo: Repo, lane_ids: set[str], report: Reporter) -> None:
 
 
 def _resume_interrupted(repo: Repo, lane_id: str | None, report: Reporter) -> None:
-    """Lanes whose rework attempt Ctrl-C cancelled run it again (same rework number)."""
+    """A rework that Ctrl-C cancelled, or that a killed merge left pending or running,
+    runs again (or is adopted) under the same rework number."""
     tracker = repo.store.read()
     lanes = {
         k
         for k, lane in tracker.lanes.items()
-        if lane.status == "cancelled" and lane.rework is not None and lane_id in (None, k)
+        if lane.status in ("cancelled", "pending", "running")
+        and lane.rework is not None
+        and lane_id in (None, k)
     }
     if not lanes:
         return
 
     def change(t: Tracker) -> None:
         for k in lanes:
-            t.lanes[k].status = "pending"
-            t.lanes[k].error = None
+            if t.lanes[k].status == "cancelled":
+                t.lanes[k].status = "pending"
+                t.lanes[k].error = None
 
     repo.store.update(change, "rework-resume", lanes=sorted(lanes))
     for k in sorted(lanes):
