@@ -30,6 +30,7 @@ from exec_helpers import (
     wait_for,
     write_script,
 )
+from orchestree import orchestrator, rework
 from orchestree.config import load_config
 from orchestree.errors import UserError
 
@@ -145,6 +146,9 @@ def test_a_conflict_is_reworked_by_its_agent_and_merged_in_the_same_run(
     assert lane["rework"]["count"] == 1
     assert lane["attempts"] == 2
     assert not (repo / "shared.txt").read_text().count("<<<<<<<")
+    # What `merge --json` reports per lane: how many times it went back to its agent.
+    report = rework.merge_until_done(orchestrator.open_repo(repo), check=True)
+    assert {o.lane_id: o.reworks for o in report.outcomes} == {"alpha": 0, "beta": 1}
 
 
 def test_a_rework_that_leaves_markers_fails_and_bounds_end_it_in_conflict(

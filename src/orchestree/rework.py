@@ -269,12 +269,18 @@ def merge_until_done(
     before it left it and the lane `cancelled`, resumed by the next `merge`."""
     from orchestree import merger
 
-    on = rework and kind != "probe" and repo.config.executor.kind == "local"
+    settings = repo.config.merge
+    modes = {settings.on_conflict, settings.on_verify_fail}
+    wanted = rework and kind != "probe" and modes != {"report"}
+    # A rework acts in the lane's worktree: here, not on a remote worker.
+    on = wanted and repo.config.executor.kind == "local"
     if check:
         result = merger.merge(repo, lane_id, check=True, kind=kind, watch=watch)
         if on:
             result.notes += _predictions(repo, result)
         return _with_counts(repo, result)
+    if wanted and not on:
+        report('note: rework needs [executor] kind = "local"; conflicts are reported')
     total: MergeReport | None = None
     if on:
         _resume_interrupted(repo, lane_id, report)
