@@ -146,9 +146,6 @@ def test_a_conflict_is_reworked_by_its_agent_and_merged_in_the_same_run(
     assert lane["rework"]["count"] == 1
     assert lane["attempts"] == 2
     assert not (repo / "shared.txt").read_text().count("<<<<<<<")
-    # What `merge --json` reports per lane: how many times it went back to its agent.
-    report = rework.merge_until_done(orchestrator.open_repo(repo), check=True)
-    assert {o.lane_id: o.reworks for o in report.outcomes} == {"alpha": 0, "beta": 1}
 
 
 def test_a_rework_that_leaves_markers_fails_and_bounds_end_it_in_conflict(
@@ -323,14 +320,21 @@ def test_a_failed_verify_goes_back_to_the_agent_with_the_output_tail(
     add_lanes(repo, {"fine": {"priority": "high"}, "breaker": {"priority": "low"}})
     assert cli(repo, "execute").code == 0
 
-    result = cli(repo, "merge")
+    said: list[str] = []  # the library call `merge` makes, for its report's outcomes
+    report = rework.merge_until_done(orchestrator.open_repo(repo), report=said.append)
 
-    assert result.code == 0, result.out + result.err
+    assert report.exit_code == 0, said
     assert statuses(repo) == {"fine": "merged", "breaker": "merged"}
+    # Each lane's last outcome, with how many times it went back (merge --json's reworks).
+    assert {o.lane_id: (o.status, o.reworks) for o in report.outcomes} == {
+        "fine": ("merged", 0),
+        "breaker": ("merged", 1),
+    }
+    assert report.old != report.new
     seen = json.loads((folder / "seen.json").read_text())
     assert seen["reason"] == "verify"
     assert "BROKEN: broken.txt exists" in seen["details"]["verify_tail"]
-    assert "breaker: verify rework 1 of 2" in result.out
+    assert "↻ breaker: verify rework 1 of 2" in said
     assert git(repo, "show", "main:breaker.txt") == "work"
     files = git(repo, "ls-tree", "--name-only", "main").splitlines()
     assert "broken.txt" not in files
@@ -354,3 +358,21 @@ def test_rework_settings_are_validated(tmp_path: Path, setting: str, named: str)
 def test_rework_settings_default_to_report(tmp_path: Path) -> None:
     merge = load_config(tmp_path).merge
     assert (merge.on_conflict, merge.on_verify_fail, merge.max_rework) == ("report", "report", 2)
+
+
+def test_a_worktree_with_uncommitted_changes_is_not_reworked_and_nothing_is_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = rework_repo(tmp_path, monkeypatch, 'on_conflict = "rework"')
+    edited = repo / ".worktrees" / "agent-beta" / "beta.txt"
+    edited.write_text("a person's edit, not committed\n")
+    head = git(repo, "rev-parse", "lane-beta")
+
+    result = cli(repo, "merge")
+
+    assert result.code == 1, result.out + result.err
+    assert "! beta: not reworked: lane 'beta': its worktree has uncommitted changes" in result.out
+    assert statuses(repo) == {"alpha": "merged", "beta": "conflict"}
+    assert edited.read_text() == "a person's edit, not committed\n"
+    assert git(repo, "rev-parse", "lane-beta") == head
+    assert reworks_seen(repo, "beta") == []

@@ -570,11 +570,16 @@ def merge_into_worktree(path: Path, commit: str, message: str, env: dict[str, st
                env={**env, "LC_ALL": "C"})  # fmt: skip
     if proc.returncode == 0:
         return []
-    raw = run("diff", "--name-only", "-z", "--diff-filter=U", cwd=path, env=env).stdout
-    unmerged = [p for p in raw.split("\0") if p]
+    unmerged = unmerged_files(path, env)
     if not unmerged:  # refused before merging (files in the way, say): nothing changed
         raise GitError(("git", "merge", commit), proc.returncode, proc.stderr or proc.stdout)
     return unmerged
+
+
+def unmerged_files(path: Path, env: dict[str, str]) -> list[str]:
+    """The files a merge in progress in the worktree at `path` left conflicted."""
+    raw = run("diff", "--name-only", "-z", "--diff-filter=U", cwd=path, env=env).stdout
+    return [p for p in raw.split("\0") if p]
 
 
 def merge_in_progress(path: Path, env: dict[str, str]) -> bool:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestree import git, worktree_guard
-from orchestree.errors import UserError
+from orchestree.errors import GitError, UserError
 from orchestree.layout import branch
 from orchestree.models import Lane, LaneMerge, LaneRework, ReworkReason, Tracker
 
@@ -150,7 +150,7 @@ def _merge_base_in(repo: Repo, lane_id: str, lane: Lane, details: Details) -> li
         raise UserError(f"lane {lane_id!r}: {check.problem}; nothing was reworked")
     env = git.worktree_env(check.admin, path)
     if git.merge_in_progress(path, env):  # an interrupted rework: its markers are there
-        return sorted(set(details.files) | set(_unmerged(path, env)))
+        return sorted(set(details.files) | set(git.unmerged_files(path, env)))
     dirty = git.dirty_files(path)
     if dirty:
         raise UserError(
@@ -166,11 +166,6 @@ def _merge_base_in(repo: Repo, lane_id: str, lane: Lane, details: Details) -> li
     earlier = lane.rework.files if lane.rework is not None else []
     left = git.files_with_markers(repo.root, head, earlier) if head and earlier else []
     return sorted(set(found) | set(left))  # with what an earlier rework left marked
-
-
-def _unmerged(path: Path, env: dict[str, str]) -> list[str]:
-    raw = git.run("diff", "--name-only", "-z", "--diff-filter=U", cwd=path, env=env).stdout
-    return [p for p in raw.split("\0") if p]
 
 
 def _retire(repo: Repo, lane_id: str, lane: Lane) -> None:
@@ -328,7 +323,7 @@ def _rework_round(
     for lane_id, (reason, details) in todo.items():
         try:
             got = begin(repo, lane_id, reason, details)
-        except UserError as exc:  # a worktree not ours: this lane stays as it is
+        except (UserError, GitError) as exc:  # a worktree not ours, files in the way
             report(f"! {lane_id}: not reworked: {exc}")
             refused.add(lane_id)
             continue
