@@ -181,12 +181,17 @@ def test_make_demo(tmp_path: Path) -> None:
     assert "conflict           markers-calc-ops.py      conflicts in calc/ops.py" in out
     assert "- markers-calc-stats.py failed on its first attempt and succeeded on retry" in out
     assert "- markers-calc-ops.py conflicted at merge in calc/ops.py: another lane" in out
+    # The conflict went back to its agent (a rework), which resolved it: merged in the run.
+    assert "↻ markers-calc-ops.py: conflict rework 1 of 2 (files: calc/ops.py)" in out
+    assert "gave the conflict back to its agent, which resolved it, and merged it" in out
+    assert "- markers-calc-ops.py failed on its first attempt" not in out
     assert "- docs-stats waited for markers-calc-stats.py (they touch the same file)" in out
     merged = next(line for line in out.splitlines() if line.startswith("- merged into main: "))
     assert set(merged.removeprefix("- merged into main: ").split(", ")) == {
+        "markers-calc-ops.py",
         "markers-calc-stats.py",
         "docs-stats",
         "tests-tests-test_ops.py",
     }
-    assert "✗ markers-calc-ops.py: conflict in calc/ops.py (its branch is kept)" in out
+    assert "✓ markers-calc-ops.py: merged after 2 attempts" in out
     assert "✓ markers-calc-stats.py: merged after 2 attempts" in out

@@ -14,6 +14,11 @@ writing an agent of your own; everything orchestree offers an agent is used here
   python3 access_tracker.py "$ORCHESTREE_TRACKER" '{"lanes": {"<lane>": {"progress": "..."}}}'
 - It commits its work. (Whatever it leaves uncommitted, orchestree commits for it.)
 - Exit 0 means done; anything else fails the attempt (retried while attempts remain).
+- On a rework (ORCHESTREE_REWORK set: `conflict`, `verify` or `review`) it reads the
+  details from ORCHESTREE_REWORK_FILE (JSON: reason, files, the other lanes and their
+  tasks, the verify output's tail, review comments). For a conflict, orchestree has
+  merged the base branch into the worktree and left the markers: it resolves them and
+  commits the merge.
 
 Standard library only.
 """
@@ -93,8 +98,48 @@ def write_probe(lane: str, prompt: str) -> int:
     return 0
 
 
+def resolve(text: str) -> str:
+    """Resolve conflict blocks the way this demo's tasks call for: where both lanes
+    changed the same lines, the side already merged (the base's) does what this lane
+    was asked to do too (raise a clear error for b == 0), so keep it."""
+    out: list[str] = []
+    side = None  # None outside a block; "ours", "base" (diff3) or "theirs" inside
+    for line in text.splitlines(keepends=True):
+        if line.startswith("<<<<<<<"):
+            side = "ours"
+        elif line.startswith("|||||||") and side == "ours":
+            side = "base"
+        elif line.startswith("=======") and side in ("ours", "base"):
+            side = "theirs"
+        elif line.startswith(">>>>>>>") and side == "theirs":
+            side = None
+        elif side in (None, "theirs"):
+            out.append(line)
+    return "".join(out)
+
+
+def rework(lane: str) -> int:
+    """A rework: orchestree sent this lane back, saying why and with what."""
+    details = json.loads(Path(os.environ["ORCHESTREE_REWORK_FILE"]).read_text())
+    reason = os.environ["ORCHESTREE_REWORK"]
+    met = ", ".join(str(other["lane"]) for other in details["others"]) or "the base"
+    print(f"demo agent: rework of lane {lane} ({reason}): {details['files']} meet {met}")
+    if reason != "conflict":
+        print("demo agent: only conflicts are reworked in this demo")
+        return 1
+    progress(lane, f"resolving the conflict with {met}")
+    for name in details["files"]:
+        Path(name).write_text(resolve(Path(name).read_text()))
+    subprocess.run(["git", "add", "-A"], check=True)
+    subprocess.run(["git", "commit", "-q", "--no-edit"], check=True)
+    progress(lane, "conflict resolved")
+    return 0
+
+
 def main() -> int:
     lane = os.environ["ORCHESTREE_LANE"]
+    if os.environ.get("ORCHESTREE_REWORK"):
+        return rework(lane)
     prompt = Path(os.environ["ORCHESTREE_PROMPT_FILE"]).read_text()
     attempt = int(os.environ.get("ORCHESTREE_ATTEMPT", "1"))
     if "state_probe.json" in prompt and "gaps" in prompt:

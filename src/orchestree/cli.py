@@ -602,6 +602,14 @@ def merge(
         bool,
         typer.Option("--json", help="Print the outcome as one JSON object (README: merge --json)."),
     ] = False,
+    no_rework: Annotated[
+        bool,
+        typer.Option(
+            "--no-rework",
+            help="Only report conflicts and verify failures, "
+            "whatever [merge] on_conflict and on_verify_fail say.",
+        ),
+    ] = False,
     repo: RepoOpt = Path("."),
 ) -> int:
     """Merge completed lanes into the base branch: dependencies first, then priority.
@@ -618,18 +626,27 @@ def merge(
     a failing run is bisected to the lane that breaks it. --json prints the base's old
     and new commit and each lane's status, commit, conflicts and verify output tail.
 
+    With [merge] on_conflict = "rework" (or "rerun") and on_verify_fail = "rework", a
+    lane that conflicts or fails verify goes back to its agent, and merge goes on,
+    merging and reworking, until every lane is merged or has used [merge] max_rework;
+    --check then also names the lanes that would go to rework.
+
     Example: orchestree merge --check && orchestree merge
     """
-    from orchestree import merger, orchestrator
+    from orchestree import merger, orchestrator, rework
 
     state = orchestrator.open_repo(repo)
-    if as_json:
-        report = merger.merge(state, lane_id=lane, check=check)
+    if as_json:  # the same queue, rework included, told nothing on the way
+        report = rework.merge_until_done(
+            state, lane, check=check, rework=not no_rework, report=lambda _: None
+        )
         _dump_json(merger.as_json(report))
         return report.exit_code
     with _steps("merge --check" if check else "merge") as say:
         watch = merger.ReportWatch(say, check=check)
-        report = merger.merge(state, lane_id=lane, check=check, watch=watch)
+        report = rework.merge_until_done(
+            state, lane, check=check, watch=watch, rework=not no_rework, report=say
+        )
     for line in merger.describe(report, lanes=False):
         _out(line)
     return report.exit_code

@@ -123,6 +123,12 @@ class PlanConfig(_Section):
 class MergeConfig(_Section):
     verify: str = ""
     verify_timeout_s: float = Field(default=1800, gt=0)
+    # What `merge` does with a lane that conflicts or fails verify (DESIGN.md §13):
+    # report it (the default), send it back to its agent (`rework.py`), or, for a
+    # deterministic agent, run it again from the new base (`rerun`).
+    on_conflict: Literal["report", "rework", "rerun"] = "report"
+    on_verify_fail: Literal["report", "rework"] = "report"
+    max_rework: int = Field(default=2, ge=0, le=20)  # per lane, over the whole run
     # Lanes merged into the candidate before one verify run checks them all; a failing
     # run is bisected to the lane that breaks it (batch.py). 1: verify lane by lane.
     batch: int = Field(default=8, ge=1, le=1024)

@@ -635,3 +635,46 @@ def merge_base(root: Path, one: str, other: str) -> str | None:
     """The best common ancestor of two commits, or None when they share none."""
     proc = run("merge-base", one, other, cwd=root, check=False)
     return proc.stdout.strip() or None
+
+
+# --- Rework (DESIGN.md §13): the base merged into a lane's worktree, markers left ----
+
+MARKERS = r"^(<<<<<<<|>>>>>>>)( |$)"  # the lines a conflict leaves; `=======` alone is prose
+
+
+def merge_into_worktree(path: Path, commit: str, message: str, env: dict[str, str]) -> list[str]:
+    """`git merge --no-ff commit` in the worktree at `path` (through `env`, its admin
+    folder: `worktree_env`). A clean merge is committed; a conflicted one is left in
+    progress with its markers in place. Returns the unmerged files, [] when clean."""
+    proc = run("merge", "--no-ff", "--no-edit", "-m", message, commit, cwd=path, check=False,
+               env={**env, "LC_ALL": "C"})  # fmt: skip
+    if proc.returncode == 0:
+        return []
+    unmerged = unmerged_files(path, env)
+    if not unmerged:  # refused before merging (files in the way, say): nothing changed
+        raise GitError(("git", "merge", commit), proc.returncode, proc.stderr or proc.stdout)
+    return unmerged
+
+
+def unmerged_files(path: Path, env: dict[str, str]) -> list[str]:
+    """The files a merge in progress in the worktree at `path` left conflicted."""
+    raw = run("diff", "--name-only", "-z", "--diff-filter=U", cwd=path, env=env).stdout
+    return [p for p in raw.split("\0") if p]
+
+
+def merge_in_progress(path: Path, env: dict[str, str]) -> bool:
+    """Whether the worktree at `path` is in the middle of a merge (MERGE_HEAD is set)."""
+    proc = run("rev-parse", "-q", "--verify", "MERGE_HEAD", cwd=path, env=env, check=False)
+    return proc.returncode == 0
+
+
+def files_with_markers(root: Path, commit: str, paths: list[str] | None = None) -> list[str]:
+    """Files of `commit` (all, or those under `paths`) holding conflict-marker lines."""
+    spec = ["--", *paths] if paths else []
+    proc = run("--literal-pathspecs", "grep", "-l", "-I", "-E", "-e", MARKERS, commit, *spec,
+               cwd=root, check=False)  # fmt: skip
+    if proc.returncode == 1:
+        return []
+    if proc.returncode != 0:
+        raise GitError(("git", "grep", commit), proc.returncode, proc.stderr)
+    return sorted({line.split(":", 1)[1] for line in proc.stdout.splitlines() if ":" in line})

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, cast
 
-from orchestree import doctor, git, merge_guard, publish
+from orchestree import doctor, git, merge_guard, publish, rework
 from orchestree.batch import verify_in_batches
 from orchestree.errors import EnvironmentRefused, UserError
 from orchestree.layout import branch
@@ -49,7 +49,7 @@ class Outcome:
     reason: str = ""  # why it was skipped, the verify output's tail, or "already in <base>"
     unchanged: bool = False  # the lane completed without changing any file
     seconds: float = 0.0  # how long deciding it took (its verify, mostly)
-    reworks: int = 0  # rework attempts this merge gave the lane (DESIGN.md §13)
+    reworks: int = 0  # how many times the lane went back to its agent (rework.py)
 
     @property
     def verify_tail(self) -> str | None:
@@ -334,6 +334,9 @@ def _plan(
         refused = merge_guard.own_paths_problem(root, lid, head, own)
         if refused:
             return Outcome(lid, "skipped", reason=refused)
+        unresolved = rework.head_problem(root, lane, head)  # markers never reach the base
+        if unresolved is not None:
+            return Outcome(lid, "conflict", conflicts=unresolved[1], reason=unresolved[0])
         outcome = _merge_one(root, lid, lane, head, report.new)
         if outcome.status == "merged" and outcome.commit:
             report.new = outcome.commit
@@ -412,7 +415,8 @@ def _record(repo: Repo, report: MergeReport, kind: str | None) -> None:
             lane.merge = LaneMerge(
                 status=cast(MergeStatus, o.status), commit=o.commit, conflicts=o.conflicts
             )
-            lane.error = o.reason if o.status == "verify_failed" else None
+            # A conflict's reason is a failed rework's (markers left, base not merged).
+            lane.error = (o.reason or None) if o.status in ("verify_failed", "conflict") else None
         tracker.base_commit = report.new  # where the base branch now is
         tracker.radar = still_ahead(tracker)  # a merged lane's findings are the base's now
         tracker.phase = 1 if kind == "probe" else 4  # merging probe results ends phase 1
@@ -435,7 +439,7 @@ def outcome_lines(o: Outcome, check: bool, width: int = 0) -> list[str]:
             head = "would skip" if check else "changed nothing"
             detail = "(the lane changed no file; nothing to merge)"
     elif o.status == "conflict":
-        detail = f"conflicts in {', '.join(o.conflicts) or '(no file named)'}"
+        detail = o.reason or f"conflicts in {', '.join(o.conflicts) or '(no file named)'}"
     else:
         detail = o.reason.splitlines()[0] if o.reason else ""
     lines = [visible(f"{head:<18} {o.lane_id:<{width}}  {detail}")]

@@ -116,6 +116,23 @@ class LaneMerge(_Strict):
     conflicts: list[str] = Field(default_factory=list)
 
 
+ReworkReason = Literal["conflict", "verify", "review", "rerun"]
+
+
+class LaneRework(_Strict):
+    """Why the lane's current attempt is a rework (DESIGN.md §13, `rework.py`).
+
+    `count` is how many reworks the lane has had (bounded by `[merge] max_rework`);
+    `base` the base commit merged into the lane branch for a conflict, and `files`
+    the files that held conflict markers: the attempt must leave both resolved."""
+
+    reason: ReworkReason
+    count: int = Field(default=1, ge=1)
+    file: str | None = None  # the details for the agent (ORCHESTREE_REWORK_FILE), relative
+    base: str | None = None
+    files: list[str] = Field(default_factory=list)
+
+
 class LaneInput(_Strict):
     """What a user or a plan may say about a lane (the seed's lane JSON, extended)."""
 
@@ -175,6 +192,7 @@ class Lane(LaneInput):
     waiting_for: Literal["memory"] | None = None
     # Refs outside the lanes' own that moved while the sandboxed agent ran, restored.
     refs_restored: list[str] = Field(default_factory=list)
+    rework: LaneRework | None = None  # set while (and after) the lane is reworked
 
     @field_validator("progress", "data")
     @classmethod

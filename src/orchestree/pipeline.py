@@ -388,7 +388,9 @@ def full(
     run = execution.execute(repo, set(plan.lanes), max_parallel, report)
     if run.interrupted:
         return repo, FullResult(probed, added, run, None)
-    merged = merger.merge(repo, watch=merger.ReportWatch(report))
+    from orchestree import rework  # merge, rework, merge again (DESIGN.md §13)
+
+    merged = rework.merge_until_done(repo, watch=merger.ReportWatch(report), report=report)
     for line in merger.describe(merged, lanes=False):
         report(line)
     return repo, FullResult(probed, added, run, merged)

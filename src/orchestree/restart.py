@@ -63,7 +63,8 @@ def retire_branch(repo: Repo, lane_id: str, lane: Lane, how: str) -> str | None:
 
 
 def forget_start(lane: Lane) -> None:
-    """The lane's next attempt computes its start point afresh."""
+    """The lane's next attempt computes its start point afresh (and is no rework)."""
+    lane.rework = None
     lane.start_commit = None
     lane.head_commit = None
     lane.changed_files = []

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestree import agents, git, procs, sandbox, supervisor, worktree_guard
+from orchestree import agents, git, procs, rework, sandbox, supervisor, worktree_guard
 from orchestree.config import Config
 from orchestree.errors import UserError
 from orchestree.layout import branch
@@ -193,11 +193,11 @@ def launch(
         helper_in_worktree=helper == "access_tracker.py",
         sandboxed=sandbox_kind(config, lane) != "none",
     )
-    prompt = lane.prompt or agents.build_prompt(ctx)
+    prompt = (lane.prompt or agents.build_prompt(ctx)) + rework.prompt_section(repo.root, lane)
     prompt_file.write_text(prompt, encoding="utf-8")
     call = agent.invocation(ctx, prompt)
     env = {
-        **git.git_env(call.env),
+        **git.git_env({**call.env, **rework.rework_env(repo.root, lane)}),
         "ORCHESTREE_PORT": str(port),
         "ORCHESTREE_ATTEMPT": str(attempt),
     }

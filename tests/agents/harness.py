@@ -180,9 +180,10 @@ def run_real(
     *,
     timeout_s: float,
     budget_usd: float | None = None,
+    lane: Lane | None = None,
 ) -> Run:
     """One lane attempt the way the runner makes it, ended early on a fatal line."""
-    lane = Lane(name="Demo lane", tasks=TASKS, budget_usd=budget_usd)
+    lane = lane or Lane(name="Demo lane", tasks=TASKS, budget_usd=budget_usd)
     ctx = LaunchContext(
         lane_id=LANE_ID,
         lane=lane,

@@ -15,6 +15,7 @@ import pytest
 
 from orchestree.agents import AGENT_EXCLUDES, PARSER_COMPLAINT, get_agent
 from orchestree.config import AgentConfig, Config
+from orchestree.models import Lane, LaneRework
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -55,6 +56,22 @@ def test_claude_not_logged_in(box: harness.Sandbox) -> None:
     assert outcome.error is not None
     assert "Not logged in" in outcome.error
     assert outcome.session_id
+
+
+def test_claude_resumes_its_own_session_on_a_rework(box: harness.Sandbox) -> None:
+    session = "0f6b1c1e-5d6a-4a57-9f6e-2b8f3c0f9a11"
+    lane = Lane(
+        name="Demo lane",
+        tasks=harness.TASKS,
+        session_id=session,
+        rework=LaneRework(reason="conflict", files=["a.txt"]),
+    )
+    preset = harness.preset_for("claude")
+    run = harness.run_real(box, preset, timeout_s=30, lane=lane)
+    accepted(run)
+    assert run.argv[run.argv.index("--resume") + 1] == session
+    outcome = preset.classify(run.output, run.exit_code if run.exit_code is not None else -9)
+    assert not outcome.ok
 
 
 @pytest.mark.parametrize("mode", ["plan", "dontAsk", "auto"])

@@ -33,7 +33,7 @@ DATA = Path(__file__).resolve().parent.parent / "agents" / "data"
 # real parser's complaint for anything else.
 SPECS: dict[str, tuple[set[str], set[str], set[str], str]] = {
     "claude": (
-        {"--permission-mode", "--output-format", "--max-budget-usd", "--model"},
+        {"--permission-mode", "--output-format", "--max-budget-usd", "--model", "--resume"},
         {"-p", "--print", "--verbose"},
         {"--allowedTools", "--allowed-tools"},
         "error: unknown option '{opt}'",

@@ -31,6 +31,10 @@ class Claude(Preset):
             opts += ["--max-budget-usd", f"{ctx.lane.budget_usd:g}"]
         if self.config.model:
             opts += ["--model", self.config.model]
+        rework = ctx.lane.rework
+        if rework is not None and rework.reason != "rerun" and ctx.lane.session_id:
+            # A rework continues the agent's own conversation (`-r, --resume <id>`).
+            opts += ["--resume", ctx.lane.session_id]
         # acceptEdits denies shell commands in headless mode; the prompt asks the agent
         # to commit and to report progress, so allow exactly those.
         helper = ctx.helper_command
