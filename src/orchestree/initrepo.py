@@ -103,6 +103,7 @@ def empty_tracker(root: Path, prepared: Prepared) -> dict[str, Any]:
         "base_commit": prepared.base_commit,
         "created_at": now,
         "updated_at": now,
+        "radar": [],
         "agents": {},
         "lanes": {},
     }
