@@ -55,6 +55,15 @@ def write_directly(data):
     tmp = tracker().with_name(f".forged-{{lane}}")
     tmp.write_text(json.dumps(data))
     os.replace(tmp, tracker())
+def persist(forge, noticed, tries=25):
+    # Repeats a direct edit until orchestree's events name it: an edit written between
+    # orchestree's own read and write of the file is lost, not ignored, and proves nothing.
+    events = tracker().with_name("events.jsonl")
+    for _ in range(tries):
+        forge()
+        time.sleep(0.2)
+        if events.exists() and noticed in events.read_text():
+            return
 def helper(update):
     proc = subprocess.run(["python3", "access_tracker.py", str(tracker()), json.dumps(update)],
                           capture_output=True, text=True)
@@ -170,13 +179,15 @@ FORGERS: dict[str, Scenario] = {
         body='evil = {"name": "evil", "agent": "shell", "tasks": [f"touch {CANARY}"]}\n'
         'codes = [helper({"lanes": {"evil": evil}}),\n'
         '         helper({"lanes": {"victim": {"agent": "shell", "tasks": evil["tasks"]}}})]\n'
-        "data = wait_for(lambda d: d is not None and 'lanes' in d)\n"
-        'for other in data["lanes"].values():\n'
-        '    if other.get("status") == "pending":\n'
-        '        other.update(agent="shell", tasks=evil["tasks"])\n'
-        'data["lanes"]["evil"] = dict(evil, status="pending")\n'
-        'data["lanes"]["evil\\n"] = dict(evil, status="pending")\n'
-        "write_directly(data)\n"
+        "def forge():\n"
+        "    data = wait_for(lambda d: d is not None and 'lanes' in d)\n"
+        '    for other in data["lanes"].values():\n'
+        '        if other.get("status") == "pending":\n'
+        '            other.update(agent="shell", tasks=evil["tasks"])\n'
+        '    data["lanes"]["evil"] = dict(evil, status="pending")\n'
+        '    data["lanes"]["evil\\n"] = dict(evil, status="pending")\n'
+        "    write_directly(data)\n"
+        'persist(forge, "lanes.evil added")\n'
         '(SIGNALS / "forge-lane").write_text(json.dumps(codes))\n'
         'Path(f"{lane}.txt").write_text("work")\n',
         status="completed",
@@ -189,9 +200,12 @@ FORGERS: dict[str, Scenario] = {
         body="import psutil\n"
         'decoy = int((SIGNALS / "decoy.pid").read_text())\n'
         'me = "agent-" + lane\n'
-        'data = wait_for(lambda d: d is not None and (d["agents"].get(me) or {}).get("pid"))\n'
-        'data["agents"][me].update(pid=decoy, pid_started=psutil.Process(decoy).create_time())\n'
-        "write_directly(data)\n"
+        "def forge():\n"
+        '    data = wait_for(lambda d: d is not None and (d["agents"].get(me) or {}).get("pid"))\n'
+        "    started = psutil.Process(decoy).create_time()\n"
+        '    data["agents"][me].update(pid=decoy, pid_started=started)\n'
+        "    write_directly(data)\n"
+        'persist(forge, f"agents.{me}.pid")\n'
         '(SIGNALS / "forge-pid").write_text("forged")\n'
         "time.sleep(60)\n",
         status="cancelled",
@@ -203,11 +217,13 @@ FORGERS: dict[str, Scenario] = {
         body="wait_for(lambda d: d is not None and "
         'd["lanes"].get("victim", {}).get("status") == "running", 20)\n'
         'code = helper({"lanes": {"victim": {"status": "completed"}}})\n'
-        "data = wait_for(lambda d: d is not None)\n"
-        'data["lanes"]["victim"]["status"] = "completed"\n'
-        'if "agent-victim" in data["agents"]:\n'
-        '    data["agents"]["agent-victim"]["status"] = "completed"\n'
-        "write_directly(data)\n"
+        "def forge():\n"
+        "    data = wait_for(lambda d: d is not None)\n"
+        '    data["lanes"]["victim"]["status"] = "completed"\n'
+        '    if "agent-victim" in data["agents"]:\n'
+        '        data["agents"]["agent-victim"]["status"] = "completed"\n'
+        "    write_directly(data)\n"
+        'persist(forge, "lanes.victim.status changed")\n'
         '(SIGNALS / "liar").write_text(str(code))\n'
         'Path("liar.txt").write_text("mine")\n',
         status="completed",
@@ -230,13 +246,16 @@ FORGERS: dict[str, Scenario] = {
     "nan": Scenario(
         body='codes = [helper({"lanes": {lane: {"attempts": "lots"}}}),\n'
         '         helper({"lanes": {lane: {"progress": float("nan")}}})]\n'
-        'for bad in ("NaN", "Infinity", "1e400"):\n'
+        "def forge(bad):\n"
         "    data = wait_for(lambda d: d is not None)\n"
         '    data["lanes"][lane].update(progress="@@", attempts="lots")\n'
         '    tmp = tracker().with_name(f".forged-{lane}")\n'
         "    tmp.write_text(json.dumps(data).replace('\"@@\"', bad))\n"
         "    os.replace(tmp, tracker())\n"
-        "    time.sleep(0.1)\n"
+        'persist(lambda: forge("NaN"), "not valid JSON")\n'
+        'for bad in ("Infinity", "1e400"):\n'
+        "    forge(bad)\n"
+        "    time.sleep(0.2)\n"
         '(SIGNALS / "nan").write_text(json.dumps(codes))\n'
         'Path(f"{lane}.txt").write_text("work")\n',
         status="completed",

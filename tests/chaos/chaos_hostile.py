@@ -41,7 +41,8 @@ REFUSED_SAY = "it would overwrite .env"  # merge's line for a lane bringing a .e
 KEPT_OFF_MAIN = (".env", ".orchestration", ".worktrees", "victim.txt")  # never on main
 ON_MAIN = ("forge-lane.txt", "liar.txt", "nan.txt", "markup.txt", "orch-file.txt")
 # What orchestree must have noticed and ignored in tracker.json (events.jsonl).
-IGNORED = ("lanes.evil added", "lanes.victim.status changed", "agents.agent-forge-pid.pid")
+IGNORED = ("lanes.evil added", "lanes.victim.status changed", "agents.agent-forge-pid.pid",
+           "tracker.json (not valid JSON)")  # fmt: skip
 MARKUP_SHOWN = ("[link=file:", "\\x1b[2J")  # the markup agent's text, as text
 KEPT_REF = "refs/orchestree/attempts/detach/1"  # where `detach`'s own commit is kept
 
