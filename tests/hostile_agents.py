@@ -263,8 +263,14 @@ FORGERS: dict[str, Scenario] = {
         merge="merged",
     ),
     # Rich markup and escape sequences in its progress and its output: shown as text.
+    # Its progress is set once the other forgers are done: a direct write of the whole
+    # file from an older read would put its earlier progress back.
     "markup": Scenario(
         body='text = "[link=file:///etc/passwd]click[/link] \\x1b[2J\\x1b]0;owned\\x07 [bold]x"\n'
+        "for _ in range(300):\n"
+        '    if all((SIGNALS / n).exists() for n in ("forge-lane", "forge-pid", "liar", "nan")):\n'
+        "        break\n"
+        "    time.sleep(0.1)\n"
         'code = helper({"lanes": {lane: {"progress": text}}})\n'
         "print(text, flush=True)\n"
         '(SIGNALS / "markup").write_text(str(code))\n'
