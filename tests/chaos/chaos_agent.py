@@ -80,7 +80,10 @@ def run_script(lane: str, script: str) -> int:
         code = exc.code if isinstance(exc.code, int) else 1
         if exc.code is not None and not isinstance(exc.code, int):
             print(exc.code, file=sys.stderr)
-    record(lane, "end", attempt=int(os.environ.get("ORCHESTREE_ATTEMPT", "0")), code=code)
+    attempt = int(os.environ.get("ORCHESTREE_ATTEMPT", "0"))
+    if 'git("commit"' in Path(script).read_text():  # its own commit must stay reachable
+        record(lane, "commit", sha=git("rev-parse", "HEAD"), attempt=attempt)
+    record(lane, "end", attempt=attempt, code=code)
     return code
 
 
