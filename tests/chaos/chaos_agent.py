@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import runpy
 import signal
 import subprocess
 import sys
@@ -67,6 +68,25 @@ def hostile(lane: str, action: str) -> None:
         record(lane, "hostile", action=action)
 
 
+def run_script(lane: str, script: str) -> int:
+    """A hostile set's agent (tests/hostile_agents.py), run in this process (so the
+    records name the pid orchestree started) with its lane id as argv[1]."""
+    record(lane, "hostile", action=Path(script).stem)
+    sys.argv = [script, lane]
+    try:
+        runpy.run_path(script, run_name="__main__")
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+        if exc.code is not None and not isinstance(exc.code, int):
+            print(exc.code, file=sys.stderr)
+    attempt = int(os.environ.get("ORCHESTREE_ATTEMPT", "0"))
+    if 'git("commit"' in Path(script).read_text():  # its own commit must stay reachable
+        record(lane, "commit", sha=git("rev-parse", "HEAD"), attempt=attempt)
+    record(lane, "end", attempt=attempt, code=code)
+    return code
+
+
 def main(lane: str) -> int:
     plan = json.loads((Path(os.environ["CHAOS_DIR"]) / "plan.json").read_text())["lanes"][lane]
     lock = os.open(Path(os.environ["CHAOS_DIR"]) / "locks" / f"{lane}.lock", os.O_RDWR | os.O_CREAT)
@@ -77,6 +97,8 @@ def main(lane: str) -> int:
         fcntl.flock(lock, fcntl.LOCK_EX)
     attempt = int(os.environ.get("ORCHESTREE_ATTEMPT", "0"))
     record(lane, "start", ppid=os.getppid(), attempt=attempt)
+    if plan.get("script"):
+        return run_script(lane, plan["script"])
     if plan.get("hostile"):
         hostile(lane, plan["hostile"])
     folder = Path(f"chaos-{lane}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from chaos_hostile import INVARIANTS as HOSTILE_SET_INVARIANTS
 from chaos_run import Observed
 
 Check = Callable[[Observed], list[str]]
@@ -59,7 +60,10 @@ def terminal(seen: Observed) -> list[str]:
     lane left only when its merge was skipped behind a dependency that did not merge."""
     found = []
     lanes = _lanes(seen)
+    hostile_set = {lane.lane_id for lane in seen.plan.lanes if lane.script}  # hostile-outcome
     for lane_id, lane in sorted(lanes.items()):
+        if lane_id in hostile_set:
+            continue
         status = lane.get("status")
         skipped = (lane.get("merge") or {}).get("status") == "skipped"
         if status in SETTLED or (status == "completed" and skipped):
@@ -141,13 +145,20 @@ def harmless(seen: Observed) -> list[str]:
 
 def adopted(seen: Observed) -> list[str]:
     """Agents running when the orchestrator was SIGKILLed were adopted by the next one
-    and ran to their end (never killed as "gone")."""
+    and ran to their end (never killed as "gone"), unless the suite cancelled their lane
+    (a hostile set's `forge-pid`)."""
     ended = {e["pid"] for events in seen.records.values() for e in events if e["ev"] == "end"}
+    cancelled = {
+        e["pid"]
+        for lane, events in seen.records.items()
+        if _lanes(seen).get(lane, {}).get("status") == "cancelled"
+        for e in events
+    }
     return [
         f"agent pid {pid}, running when the orchestrator was killed, never ran to its end"
         for hit in seen.injected
         for pid in hit.get("running", [])
-        if pid not in ended
+        if pid not in ended and pid not in cancelled
     ]
 
 
@@ -169,6 +180,7 @@ INVARIANTS: dict[str, Check] = {
     "harmless": harmless,
     "adopted": adopted,
     "hostile-acted": hostile_acted,
+    **HOSTILE_SET_INVARIANTS,
 }
 
 

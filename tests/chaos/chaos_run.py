@@ -26,6 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chaos_hostile import (
+    HostileSet,
+    exists,
+    forged_branches,
+    ignored_edits,
+    kept,
+    merge_lanes,
+    on_main,
+)
 from chaos_namespace import (
     Namespace,
     alive,
@@ -83,6 +92,7 @@ class Observed:
     verify_records: list[dict[str, Any]] = field(default_factory=list)
     reachable: set[str] = field(default_factory=set)
     ancestry: dict[tuple[str, str], bool] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # a hostile set's observations
 
     def story(self) -> str:
         """What happened, for a failing test's message."""
@@ -117,22 +127,34 @@ class ChaosRun:
         name, value = self.marker.split("=", 1)
         base = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "ORCHESTREE_"))}
         self.env = {**base, **IDENTITY, "CHAOS_DIR": str(self.dir), name: value}
+        self.hostile = HostileSet(tmp) if plan.scenario.hostile_set else None
+        if self.hostile:
+            self.env["HOME"] = str(self.hostile.home)
 
     # --- the run ------------------------------------------------------------------------
 
     def run(self) -> Observed:
         self.ns = Namespace()
         sampler = threading.Thread(target=self._sample, daemon=True)
+        canceller = threading.Thread(target=self._cancel_forger, daemon=True)
         try:
             self._setup()
             sampler.start()
+            if self.hostile:
+                canceller.start()
             self._faulted_round()
             self._resume()
+            if self.hostile:
+                canceller.join()
+                self._hostile_finish()
             self._read_final()
         finally:
             self._sampling.set()
-            if sampler.is_alive():
-                sampler.join()
+            for thread in (sampler, canceller):
+                if thread.is_alive():
+                    thread.join()
+            if self.hostile and self.hostile.decoy and self.hostile.decoy.poll() is None:
+                self.hostile.end_decoy()
             self.seen.leftovers = end_marked(self.marker)
             self.ns.close()
         return self.seen
@@ -142,6 +164,11 @@ class ChaosRun:
         for sub in ("records", "locks"):
             (self.dir / sub).mkdir(parents=True)
         plan = {"lanes": {lane.lane_id: lane.to_json() for lane in self.plan.lanes}}
+        if self.hostile:
+            marker = self.marker.split("=", 1)[0]
+            clean = {k: v for k, v in self.env.items() if k != marker}
+            for lane_id, script in self.hostile.prepare(clean).items():
+                plan["lanes"][lane_id]["script"] = script
         (self.dir / "plan.json").write_text(json.dumps(plan), encoding="utf-8")
         copy_proc_stat(self.stat)
         self.ns.mount("--bind", str(self.stat), "/proc/stat")
@@ -149,8 +176,13 @@ class ChaosRun:
         self._git("init", "-q", "-b", "main")
         (self.repo / "README.md").write_text("# chaos\n", encoding="utf-8")
         (self.repo / "orchestree.toml").write_text(self._config(), encoding="utf-8")
+        for rel, text in (self.hostile.committed_files() if self.hostile else {}).items():
+            (self.repo / rel).write_text(text, encoding="utf-8")
         self._git("add", "-A")
         self._git("commit", "-q", "-m", "initial")
+        if self.hostile:
+            self.hostile.user_files(self.repo)
+            self.seen.extra["before"] = self.hostile.snapshot(self.repo)
         if any(f.kind == "disk-full" for f in self.plan.faults):
             self.orch.mkdir()
             self.ns.mount("-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(self.orch))
@@ -196,13 +228,49 @@ class ChaosRun:
         for _ in range(ROUNDS):
             if any(s in ("pending", "running") for s in self._statuses().values()):
                 self._command("execute")
-            if self._needs_merge():
+            if self._needs_merge() and not self.hostile:  # a hostile set merges by itself
                 self._command("merge")
             statuses = self._statuses()
             if not any(s in ("pending", "running") for s in statuses.values()) and (
-                not self._needs_merge()
+                self.hostile or not self._needs_merge()
             ):
                 return
+
+    # --- a hostile set (chaos_hostile.py) -----------------------------------------------
+
+    def _cancel_forger(self) -> None:
+        """Once `forge-pid` wrote the decoy's pid as its agent's, cancel its lane."""
+        assert self.hostile is not None
+        forged = self.hostile.signals / "forge-pid"
+        deadline = time.monotonic() + COMMAND_TIMEOUT_S
+        while not forged.exists() and time.monotonic() < deadline:
+            if self._sampling.wait(0.05):
+                return
+        if forged.exists():
+            self._command("cancel", "forge-pid")
+
+    def _hostile_finish(self) -> None:
+        """What a user does after the run: look at it, merge (refused: two lanes bring a
+        `.env`), merge the lanes one by one, clean up; then what the set left behind."""
+        assert self.hostile is not None
+        self._command("status")
+        self._command("logs", "markup")
+        self._command("merge")
+        for lane in merge_lanes(self._statuses(), [lane.lane_id for lane in self.plan.lanes]):
+            self._command("merge", "--lane", lane)
+        self._command("cleanup")
+        extra = self.seen.extra
+        extra["after"] = self.hostile.snapshot(self.repo)
+        extra["canary"] = exists(self.hostile.canary)
+        extra["forged_branches"] = forged_branches(self.repo, self.env)
+        extra["kept"] = kept(self.repo, self.env)
+        extra["on_main"] = on_main(self.repo, self.env)
+        extra["ignored"] = ignored_edits(self.ns.inside(self.orch) if self.ns else self.orch)
+        names = ("forge-lane", "forge-pid", "liar", "nan", "markup")
+        extra["signals"] = {name: self.hostile.signal(name) for name in names}
+        assert self.hostile.decoy is not None
+        extra["decoy_pid"] = self.hostile.decoy.pid
+        extra["decoy_alive"] = self.hostile.end_decoy()
 
     def _statuses(self) -> dict[str, str]:
         return {k: str(v.get("status")) for k, v in self._tracker().get("lanes", {}).items()}

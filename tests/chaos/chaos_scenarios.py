@@ -64,6 +64,7 @@ class Scenario:
     hostile: str | None = None  # what one lane's agent does (chaos_agent.hostile)
     seed: int = 0  # the fixed seed of a named scenario
     hostile_all: bool = False  # every lane's agent does it, not one
+    hostile_set: bool = False  # issue 20's whole hostile set runs beside the seed's lanes
 
 
 def fault_scenario(kind: str) -> Scenario:
@@ -74,6 +75,22 @@ def fault_scenario(kind: str) -> Scenario:
         return Scenario(kind, (kind,), ADOPTING)
     return Scenario(kind, (kind,), BASE_INVARIANTS)
 
+
+# Issue 20's whole hostile set (tests/hostile_agents.py: SCENARIOS and FORGERS, one
+# lane each) beside the seed's honest lanes, in one execute + merge + cleanup
+# (chaos_hostile.py): what the agents did must cost the user nothing.
+HOSTILE_SET = (
+    *BASE_INVARIANTS,
+    "hostile-acted",
+    "hostile-outcome",
+    "outside-intact",
+    "user-files-intact",
+    "nothing-unplanned",
+    "decoy-alive",
+    "shown-as-text",
+    "honest-merged",
+)
+HOSTILE_SET_LANES = 4  # max_parallel: `liar` and `victim` must run at the same time
 
 # Named scenarios beside the seeded ones: agents that attack orchestree (issue 20).
 SCENARIOS = {
@@ -92,6 +109,17 @@ SCENARIOS = {
             17,
             hostile_all=True,
         ),
+        Scenario("hostile-set", (), HOSTILE_SET, seed=19, hostile_set=True),
+        # ... with `execute` SIGKILLed mid-run and the clock stepped before the resume,
+        Scenario(
+            "hostile-set-kill-orchestrator+clock",
+            (KILL_THEN_CLOCK,),
+            (*HOSTILE_SET, "adopted"),
+            seed=23,
+            hostile_set=True,
+        ),
+        # ... and with the clock stepped back an hour while it runs.
+        Scenario("hostile-set-clock-1h", ("clock-1h",), HOSTILE_SET, seed=29, hostile_set=True),
     )
 }
 
@@ -103,6 +131,7 @@ class LanePlan:
     depends_on: list[str]
     max_attempts: int
     hostile: str | None = None
+    script: str | None = None  # a hostile set's agent (chaos_hostile.SET) it runs instead
 
     def to_json(self) -> dict[str, Any]:
         return {"steps": self.steps, "hostile": self.hostile}
@@ -173,6 +202,12 @@ def make_plan(seed: int, scenario: Scenario) -> Plan:
     ]
     step = rng.choice(sorted(CLOCK_STEPS.values()))
     parallel, verify_s = rng.randint(2, 3), round(rng.uniform(0.1, 0.4), 3)
+    if scenario.hostile_set:
+        from chaos_hostile import SET  # here: chaos_hostile imports this module
+
+        # Two honest lanes beside it: each lane costs a `merge --lane` (chaos_hostile).
+        lanes = [LanePlan(name, [], [], 1, script=name) for name in SET] + lanes[:2]
+        parallel = HOSTILE_SET_LANES
     return Plan(seed, scenario, lanes, parallel, verify_s, faults, step)
 
 
