@@ -13,11 +13,10 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from conftest import FakeAgents
 from exec_helpers import (
     ORCHESTREE,
     add_lanes,
@@ -33,6 +32,9 @@ from exec_helpers import (
 from orchestree import orchestrator, rework
 from orchestree.config import load_config
 from orchestree.errors import UserError
+
+if TYPE_CHECKING:  # tests/chaos has a conftest too: import the name for typing only
+    from conftest import FakeAgents
 
 BASE = {"shared.txt": "top\nmiddle\nbottom\n"}
 
