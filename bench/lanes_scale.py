@@ -28,17 +28,11 @@ import time
 from pathlib import Path
 
 from _rows import emit
+from _setup import IDENTITY, ORCHESTREE
 
 from orchestree.models import Agent, Lane, Tracker
 from orchestree.tracker import TrackerStore
 
-ORCHESTREE = str(Path(sys.executable).parent / "orchestree")
-IDENTITY = {
-    "GIT_AUTHOR_NAME": "Bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.com",
-    "GIT_COMMITTER_NAME": "Bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.com",
-}
 ENV = {**{k: v for k, v in os.environ.items() if not k.startswith("GIT_")}, **IDENTITY}
 # A no-op agent that writes its own file, so every merge is a real one.
 AGENT = ["sh", "-c", "echo $ORCHESTREE_LANE > out_$ORCHESTREE_LANE.txt"]

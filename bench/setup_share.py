@@ -24,14 +24,8 @@ import time
 from pathlib import Path
 
 from _rows import emit
+from _setup import IDENTITY, ORCHESTREE
 
-ORCHESTREE = str(Path(sys.executable).parent / "orchestree")
-IDENTITY = {
-    "GIT_AUTHOR_NAME": "Bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.com",
-    "GIT_COMMITTER_NAME": "Bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.com",
-}
 TARGET = 1.3
 # The "install": 5 000 small files in 100 packages, as a package manager leaves them.
 INSTALL = """

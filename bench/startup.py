@@ -23,15 +23,9 @@ import time
 from pathlib import Path
 
 from _rows import emit
+from _setup import IDENTITY, ORCHESTREE
 
-ORCHESTREE = str(Path(sys.executable).parent / "orchestree")
 BASELINE = [sys.executable, "-c", "import typer"]
-IDENTITY = {
-    "GIT_AUTHOR_NAME": "Bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.com",
-    "GIT_COMMITTER_NAME": "Bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.com",
-}
 BUDGET = 1.5
 RUN_BUDGET = 2.0  # `execute` and `merge` of an empty tracker
 
