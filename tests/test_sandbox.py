@@ -214,3 +214,14 @@ def test_an_agent_folder_that_is_not_a_place_is_refused(
     assert result.code == 2
     assert "agents.mybot.writable" in result.err
     assert "must be an absolute path or start with ~/" in result.err
+
+
+def test_programs_under_tmp_stay_visible_behind_the_private_tmp() -> None:
+    """A repository cloned under /tmp runs its venv's python from there: the private
+    /tmp would hide it (found when the suite ran from a clone in /tmp)."""
+    from orchestree.sandbox import _programs_under_tmp
+
+    shown = _programs_under_tmp(
+        ["/tmp/ci/.venv/bin/python3", "/tmp/ci/.venv/bin", "/usr/bin", "python3", ""]
+    )
+    assert shown == ["/tmp/ci/.venv"]

@@ -105,7 +105,23 @@ def wrap(box: dict[str, Any] | None, argv: list[str], cwd: str) -> list[str]:
         made = empty.with_name(f".{EMPTY}.{os.getpid()}.tmp")
         made.write_bytes(b"")
         os.replace(made, empty)
-    return [*bwrap_args(box, worktree, admin), "--", *argv]
+    shown = _programs_under_tmp([argv[0], *os.environ.get("PATH", "").split(os.pathsep)])
+    return [*bwrap_args({**box, "show": shown}, worktree, admin), "--", *argv]
+
+
+def _programs_under_tmp(places: list[str]) -> list[str]:
+    """The folders that hold the agent's program and the PATH's programs, where they
+    live under /tmp, which the private /tmp would hide: a program's folder's parent,
+    so a virtualenv's `bin/` keeps its `pyvenv.cfg` and `lib/` beside it."""
+    shown: list[str] = []
+    for place in places:
+        if not place or not os.path.isabs(place):
+            continue
+        folder = place if os.path.isdir(place) else os.path.dirname(place)
+        parent = os.path.dirname(os.path.normpath(folder))
+        if parent.startswith("/tmp/") and parent not in shown:
+            shown.append(parent)
+    return shown
 
 
 def _ensure(path: Path) -> None:
@@ -129,7 +145,7 @@ def bwrap_args(box: dict[str, Any], worktree: Path, admin: Path) -> list[str]:
     args += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
     # What lives under /tmp (a repository there, a test's home) is hidden by the
     # private /tmp: show it again, read-only.
-    for seen in (box["root"], str(common), box["home"]):
+    for seen in (box["root"], str(common), box["home"], *box.get("show", [])):
         args += ["--ro-bind-try", seen, seen]
     for path in (worktree, common / "objects", common / "refs", common / "logs", admin):
         args += ["--bind-try", str(path), str(path)]
