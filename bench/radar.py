@@ -102,7 +102,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     os.environ.update(IDENTITY)
-    from orchestree import orchestrator, radar
+    from orchestree import orchestrator
+    from orchestree.merge import radar
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "repo"

@@ -150,7 +150,7 @@ def parent(pid: int) -> int:
 def supervisor_of(pid: int) -> int:
     """The orchestree supervisor above `pid`."""
     while pid > 1:
-        if b"orchestree.supervisor" in Path(f"/proc/{pid}/cmdline").read_bytes():
+        if b"orchestree.executors.supervisor" in Path(f"/proc/{pid}/cmdline").read_bytes():
             return pid
         pid = parent(pid)
     raise AssertionError("no supervisor above the agent")

@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lanes_helpers import add_lanes, finish_lane, make_repo, sh
-from orchestree import batch, merger, orchestrator
+from orchestree import orchestrator
 from orchestree.cli import main
+from orchestree.merge import batch, merger
 
 
 class Sim:

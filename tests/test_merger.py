@@ -20,8 +20,9 @@ from lanes_helpers import (
     sh,
     write,
 )
-from orchestree import git, merger, orchestrator
+from orchestree import git, orchestrator
 from orchestree.cli import main
+from orchestree.merge import merger
 
 BASE = {"a.txt": "one\ntwo\nthree\n", "b.txt": "bee\n"}
 

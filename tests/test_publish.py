@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 
 from lanes_helpers import add_lanes, finish_lane, is_clean, make_repo, sh, write
-from orchestree import git, orchestrator, publish
+from orchestree import git, orchestrator
 from orchestree.errors import EnvironmentRefused
 from orchestree.layout import Layout
+from orchestree.merge import publish
 
 BASE = {"a.txt": "one\n", "gone.txt": "to be deleted\n"}
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from lanes_helpers import add_lanes, commit_on_lane, make_repo, set_status, sh, write
-from orchestree import access_tracker, orchestrator, radar
+from orchestree import access_tracker, orchestrator
 from orchestree.cli import main
+from orchestree.merge import radar
 from orchestree.models import RADAR_BASE
 
 LINES = "".join(f"line {i}\n" for i in range(1, 21))
@@ -259,7 +260,7 @@ def test_execute_names_the_pair_while_both_run_and_agents_read_it(
 
 
 def test_a_merged_lane_leaves_the_radar(lanes: Path) -> None:
-    from orchestree import merger
+    from orchestree.merge import merger
 
     repo = orchestrator.open_repo(lanes)
     set_status(lanes, "a", "completed", head=sh(lanes, "rev-parse", "lane-a"))

@@ -17,7 +17,8 @@ from exec_helpers import (
     tracker,
     write_script,
 )
-from orchestree import orchestrator, runner
+from orchestree import orchestrator
+from orchestree.executors import launch
 
 
 def _commit_on(repo: Path, branch: str, start: str, files: dict[str, str]) -> str:
@@ -40,10 +41,10 @@ def test_start_point_merges_dependency_branches_in_memory(
     b = _commit_on(repo, "b", base, {"b.txt": "b\n"})
     status_before = git(repo, "status", "--porcelain")
     # No dependency: the base itself. One dependency ahead of the base: its head.
-    assert runner.start_point(repo, base, []).commit == base
-    assert runner.start_point(repo, base, [("a", a)]).commit == a
+    assert launch.start_point(repo, base, []).commit == base
+    assert launch.start_point(repo, base, [("a", a)]).commit == a
     # Two: a merge commit whose tree holds both, made without touching any worktree.
-    merged = runner.start_point(repo, base, [("a", a), ("b", b)])
+    merged = launch.start_point(repo, base, [("a", a), ("b", b)])
     assert merged.conflicts == []
     assert merged.commit is not None
     assert git(repo, "log", "-1", "--format=%P", merged.commit).split() == [a, b]
@@ -60,7 +61,7 @@ def test_start_point_names_the_conflicting_files(
     base = git(repo, "rev-parse", "main")
     left = _commit_on(repo, "left", base, {"shared.txt": "left\n", "other.txt": "l\n"})
     right = _commit_on(repo, "right", base, {"shared.txt": "right\n", "other.txt": "r\n"})
-    point = runner.start_point(repo, base, [("left", left), ("right", right)])
+    point = launch.start_point(repo, base, [("left", left), ("right", right)])
     assert point.commit is None
     assert point.conflicts == ["other.txt", "shared.txt"]
 
@@ -72,11 +73,11 @@ def test_ownership_accepts_our_own_branch_and_worktree(
     add_lanes(repo, {"mine": {"tasks": ["echo 1 > one.txt"]}})
     state = orchestrator.open_repo(repo)
     lane = state.store.read().lanes["mine"]
-    assert runner.ownership_problem(state, "mine", lane) is None
+    assert launch.ownership_problem(state, "mine", lane) is None
     assert cli(repo, "execute").code == 0
     lane = state.store.read().lanes["mine"]
     # After a run, the worktree and branch are ours: a retry may reuse them.
-    assert runner.ownership_problem(state, "mine", lane) is None
+    assert launch.ownership_problem(state, "mine", lane) is None
     assert lane.start_commit == git(repo, "rev-parse", "main")
 
 

@@ -35,7 +35,7 @@ def _spec(tmp_path: Path, argv: list[str], **extra: Any) -> Path:
 
 def _start(spec: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "orchestree.supervisor", str(spec)],
+        [sys.executable, "-m", "orchestree.executors.supervisor", str(spec)],
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
@@ -167,7 +167,8 @@ def test_die_with_parent_ends_the_agent(tmp_path: Path) -> None:
             sys.executable,
             "-c",
             "import subprocess, sys, time\n"
-            f"subprocess.Popen([sys.executable, '-m', 'orchestree.supervisor', {str(spec)!r}])\n"
+            "subprocess.Popen([sys.executable, '-m', 'orchestree.executors.supervisor',"
+            f" {str(spec)!r}])\n"
             "time.sleep(60)\n",
         ],
         start_new_session=True,

@@ -63,7 +63,8 @@ def test_supervisor_ends_the_tree_when_its_parent_is_killed(tmp_path: Path) -> N
     # The parent: starts the supervisor with a pipe as its stdin, then waits forever.
     parent_code = (
         "import subprocess, sys, time; "
-        "p = subprocess.Popen([sys.executable, '-m', 'orchestree.supervisor', sys.argv[1]], "
+        "p = subprocess.Popen([sys.executable, '-m', 'orchestree.executors.supervisor', "
+        "sys.argv[1]], "
         "stdin=subprocess.PIPE, start_new_session=True); time.sleep(120)"
     )
     parent = subprocess.Popen([sys.executable, "-c", parent_code, str(tmp_path / "spec.json")])

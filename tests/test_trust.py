@@ -477,7 +477,7 @@ def test_the_fork_server_takes_one_json_string_a_line_and_refuses_the_rest(
 ) -> None:
     spec = tmp_path / "lane.spec.json"  # unreadable as a spec: the forked child just fails
     server = subprocess.Popen(
-        [PYTHON, "-m", "orchestree.supervisor", "--serve"],
+        [PYTHON, "-m", "orchestree.executors.supervisor", "--serve"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         start_new_session=True,

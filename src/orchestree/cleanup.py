@@ -137,7 +137,7 @@ def _cleanup(
     tell: Callable[[str], None] | None,
     resetting: bool = False,
 ) -> CleanupReport:
-    from orchestree.verify import sweep_scratch
+    from orchestree.merge.verify import sweep_scratch
 
     root, layout = repo.root, repo.layout
     tracker = repo.store.read()

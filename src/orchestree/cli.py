@@ -633,7 +633,8 @@ def merge(
 
     Example: orchestree merge --check && orchestree merge
     """
-    from orchestree import merger, orchestrator, rework
+    from orchestree import orchestrator, rework
+    from orchestree.merge import merger
 
     state = orchestrator.open_repo(repo)
     if as_json:  # the same queue, rework included, told nothing on the way
@@ -671,7 +672,8 @@ def radar_(
     """
     import os
 
-    from orchestree import orchestrator, radar
+    from orchestree import orchestrator
+    from orchestree.merge import radar
 
     state = orchestrator.open_repo(repo)
     found = radar.scan(state.layout, state.store.read())

@@ -16,12 +16,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from orchestree import agents, disk, doctor, executors, git, radar, runner, scheduler
+from orchestree import agents, disk, doctor, executors, git, scheduler
 from orchestree.errors import EnvironmentRefused, OrchestreeError, UserError
-from orchestree.executors import LaneExecutor, LaneSpec, LaneUpdate
+from orchestree.executors import LaneExecutor, LaneSpec, LaneUpdate, launch
 from orchestree.executors.local import handle_of as local_handle
 from orchestree.lanebook import LaneBook, Summary
 from orchestree.layout import agent_name, branch
+from orchestree.merge import radar
 from orchestree.models import Lane, Tracker
 from orchestree.orchestrator import Repo, check_worktree_root
 from orchestree.runlock import run_lock
@@ -245,7 +246,7 @@ class Execution:
         if lane.start_commit and git.branch_exists(repo.root, branch(lane_id)):
             start = lane.start_commit  # a retry continues on the branch it has
         else:
-            point = runner.start_point(repo.root, tracker.base_commit, deps)
+            point = launch.start_point(repo.root, tracker.base_commit, deps)
             if point.commit is None:
                 files = ", ".join(point.conflicts)
                 self.book.block({lane_id: f"its dependencies' branches conflict in: {files}"})
@@ -357,7 +358,7 @@ class Execution:
         check_worktree_root(self.repo.root, config.worktree.root)
         heads = git.ref_heads(self.repo.root, "refs/heads/lane-*")  # one call for all lanes
         for lane_id, lane in todo.items():
-            problem = runner.ownership_problem(self.repo, lane_id, lane, heads)
+            problem = launch.ownership_problem(self.repo, lane_id, lane, heads)
             if problem:
                 raise UserError(f"lane {lane_id!r}: {problem}")
         for warning in agents.agent_warnings(names, self.repo.config) if local else []:

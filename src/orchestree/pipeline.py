@@ -13,20 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestree import (
-    doctor,
-    execution,
-    git,
-    merger,
-    orchestrator,
-    planner,
-    planner_agent,
-    probes,
-)
+from orchestree import doctor, execution, git, orchestrator, planner, planner_agent, probes
 from orchestree.config import Config, ProbeConfig, load_config
 from orchestree.errors import UserError
 from orchestree.lanebook import Summary
 from orchestree.layout import GENERATED_DIR, PLAN_FILE, agent_name, branch
+from orchestree.merge import merger
 from orchestree.models import Plan, ProbeResult, Tracker
 from orchestree.orchestrator import Repo
 
@@ -388,7 +380,7 @@ def full(
     run = execution.execute(repo, set(plan.lanes), max_parallel, report)
     if run.interrupted:
         return repo, FullResult(probed, added, run, None)
-    from orchestree import rework  # merge, rework, merge again (DESIGN.md §13)
+    from orchestree import rework  # merge, rework, merge again DESIGN.md §13
 
     merged = rework.merge_until_done(repo, watch=merger.ReportWatch(report), report=report)
     for line in merger.describe(merged, lanes=False):

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import IO, Any
 
 BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
-SUPERVISOR = "orchestree.supervisor"  # the module every lane's supervisor runs
+SUPERVISOR = "orchestree.executors.supervisor"  # the module every lane's supervisor runs
 TREE_ENV = "ORCHESTREE_TREE"  # the token every process of one agent's tree inherits
 SCAN_S = 0.05
 CONFIRM_S = 0.2  # the wait before a second identity read

@@ -94,7 +94,7 @@ def render_status(
     for why, lane_ids in held.items():
         console.print(Text(visible(f"{', '.join(lane_ids)} {why}")), soft_wrap=True)
     if tracker.radar:
-        from orchestree.radar import describe
+        from orchestree.merge.radar import describe
 
         for finding in tracker.radar:
             line = visible(

@@ -36,7 +36,7 @@ def retire_branch(repo: Repo, lane_id: str, lane: Lane, how: str) -> str | None:
     """Keep the lane's branch head under the attempts ref, then remove its worktree and
     branch; returns the ref, or None when there was no branch. `how` tells the user
     the other way out when the worktree holds uncommitted work."""
-    from orchestree.runner import ownership_problem
+    from orchestree.executors.launch import ownership_problem
 
     root, name, path = repo.root, branch(lane_id), repo.layout.worktree(lane_id)
     problem = ownership_problem(repo, lane_id, lane)

@@ -34,7 +34,7 @@ from orchestree.models import Lane, LaneMerge, LaneRework, ReworkReason, Tracker
 
 if TYPE_CHECKING:
     from orchestree.lanebook import Summary
-    from orchestree.merger import MergeReport, Watch
+    from orchestree.merge.merger import MergeReport, Watch
     from orchestree.orchestrator import Repo
 
 Reporter = Callable[[str], None]
@@ -141,10 +141,10 @@ def begin(repo: Repo, lane_id: str, reason: ReworkReason, details: Details) -> D
 def _merge_base_in(repo: Repo, lane_id: str, lane: Lane, details: Details) -> list[str]:
     """Merge the base into the lane's worktree (re-adding the worktree when cleanup
     removed it); the files left with markers, including ones an earlier rework left."""
-    from orchestree import runner
+    from orchestree.executors import launch
 
     path, name = repo.layout.worktree(lane_id), branch(lane_id)
-    runner.prepare(repo, lane_id, lane, lane.start_commit or details.base)
+    launch.prepare(repo, lane_id, lane, lane.start_commit or details.base)
     check = worktree_guard.verify(repo.root, path, name)
     if check.problem or check.admin is None:
         raise UserError(f"lane {lane_id!r}: {check.problem}; nothing was reworked")
@@ -262,7 +262,7 @@ def merge_until_done(
     every lane is merged or has used its bounds. With `check`, predict which lanes
     would go to rework. Ctrl-C during a rework leaves the base branch as the merges
     before it left it and the lane `cancelled`, resumed by the next `merge`."""
-    from orchestree import merger
+    from orchestree.merge import merger
 
     settings = repo.config.merge
     modes = {settings.on_conflict, settings.on_verify_fail}

@@ -453,7 +453,7 @@ class ChaosRun:
         pid = target["pid"]
         if kind == "kill-supervisor":
             pid = target["ppid"]
-            if "orchestree.supervisor" not in " ".join(cmdline(pid)):
+            if "orchestree.executors.supervisor" not in " ".join(cmdline(pid)):
                 return None  # the agent ended meanwhile and its pid's parent is no supervisor
         if not kill(pid):
             return None
@@ -466,7 +466,7 @@ class ChaosRun:
             found[:] = [
                 pid
                 for pid in _children(proc.pid)
-                if "--serve" in cmdline(pid) and "orchestree.supervisor" in cmdline(pid)
+                if "--serve" in cmdline(pid) and "orchestree.executors.supervisor" in cmdline(pid)
             ]
             return bool(found)
 

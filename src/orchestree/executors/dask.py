@@ -19,9 +19,9 @@ import re
 import time
 from typing import Any
 
-from orchestree import git, remote
+from orchestree import git
 from orchestree.errors import EnvironmentRefused, UserError
-from orchestree.executors import LaneSpec, LaneUpdate
+from orchestree.executors import LaneSpec, LaneUpdate, remote
 from orchestree.executors.dask_task import RemoteTask, cancel_event, result_ref, run_lane
 from orchestree.layout import branch
 from orchestree.orchestrator import Repo

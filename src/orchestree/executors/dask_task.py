@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestree import access_tracker, agents, git, procs, remote, runner
-from orchestree.executors import LaneSpec
+from orchestree import access_tracker, agents, git, procs
+from orchestree.executors import LaneSpec, launch, remote
 from orchestree.layout import branch
 from orchestree.orchestrator import EXCLUDES
 from orchestree.worktree_guard import ORCH_PATHS, UNTRUSTED
@@ -165,7 +165,7 @@ class _Attempt:
                 return self.result(UNTRUSTED, exit_code=code, error=problem)
             # Through the clone's own git folder, never a `.git` the agent could rewrite.
             env = git.worktree_env(self.clone / ".git", self.clone)
-            message = runner.leftover_message(spec.lane_id, spec.attempt)
+            message = launch.leftover_message(spec.lane_id, spec.attempt)
             head = (
                 git.commit_all(self.clone, message, env=env, keep_out=KEEP_OUT)
                 or git.run("rev-parse", "HEAD", cwd=self.clone, env=env).stdout.strip()
@@ -223,7 +223,7 @@ class _Attempt:
         if proc.stdin:
             proc.stdin.close()
         self._stream(log)
-        outcome = runner.read_result(result)
+        outcome = launch.read_result(result)
         if outcome is None:
             # The supervisor died (SIGKILL, OOM) without ending the agent: end its whole
             # tree here, a `setsid` child too (by the tree's token), and report it lost.

@@ -1,6 +1,6 @@
 """The local executor: lanes in worktrees on this machine (DESIGN.md §5-§6).
 
-Each attempt is a per-lane supervisor (`orchestree.supervisor`) started in a session
+Each attempt is a per-lane supervisor (`orchestree.executors.supervisor`) started in a session
 of its own, so it outlives an orchestrator that crashes and is adopted by the next
 one. The handle records the supervisor's identity (`procs.Identity`: pid, start ticks
 since boot, boot id; pids are reused, and no clock takes part). An attempt is over
@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestree import disk, git, procs, runner
+from orchestree import disk, git, procs
 from orchestree.errors import GitError
-from orchestree.executors import LaneSpec, LaneUpdate
+from orchestree.executors import LaneSpec, LaneUpdate, launch
 from orchestree.layout import branch
 from orchestree.orchestrator import Repo
 
@@ -28,7 +28,7 @@ POLL_S = 0.005  # a finished lane is noticed within 5 ms (a stat per running lan
 @dataclass
 class _Attempt:
     attempt: int
-    launched: runner.Launched
+    launched: launch.Launched
 
 
 def handle_of(lane_id: str, attempt: int, ident: procs.Identity | None) -> str:
@@ -66,7 +66,7 @@ class LocalExecutor:
         self.queued: list[LaneUpdate] = []
         self.cancelled: set[str] = set()
         self.includes: list[str] | None = None  # .worktreeinclude matches, found once
-        self.spawner = runner.Spawner()
+        self.spawner = launch.Spawner()
         self.heads: dict[str, str] = {}  # lane -> head its last finished attempt left
 
     def submit(self, spec: LaneSpec) -> str:
@@ -74,10 +74,10 @@ class LocalExecutor:
         repo = self.repo
         # The supervisor populates a new worktree at the lane's start commit.
         lane = spec.lane.model_copy(update={"start_commit": spec.lane.start_commit or spec.start})
-        new = runner.prepare(repo, lane_id, lane, spec.start)
+        new = launch.prepare(repo, lane_id, lane, spec.start)
         includes = self._includes()
         with disk.writing(repo.layout.orch):  # its prompt, spec and log live there
-            launched = runner.launch(
+            launched = launch.launch(
                 repo, lane_id, lane, spec.attempt, spec.port, new, includes, self.spawner,
                 spec.base,
             )  # fmt: skip
@@ -92,7 +92,7 @@ class LocalExecutor:
         """The `.worktreeinclude` matches, found once: copied into a new worktree and,
         in every attempt, kept out of the lane's leftover commit."""
         if self.includes is None:
-            self.includes = runner.include_files(self.repo.root, self.repo.layout.worktrees)
+            self.includes = launch.include_files(self.repo.root, self.repo.layout.worktrees)
         return self.includes
 
     def poll(self, timeout: float = 0.0) -> list[LaneUpdate]:
@@ -123,7 +123,7 @@ class LocalExecutor:
 
     def _collect(self, lane_id: str, run: _Attempt) -> LaneUpdate:
         """Commit what the agent left (so no work is lost) and report the outcome."""
-        result = runner.read_result(run.launched.result)
+        result = launch.read_result(run.launched.result)
         if result is None:
             # The supervisor died (SIGKILL, OOM) without ending its agent: end it now,
             # so a retry never shares the worktree with the previous attempt's agent.
@@ -137,7 +137,7 @@ class LocalExecutor:
         if run.launched.pidfd is not None:
             os.close(run.launched.pidfd)
         try:
-            head = runner.commit_leftovers(
+            head = launch.commit_leftovers(
                 self.repo, lane_id, run.attempt, result, self._includes()
             )
         except GitError as exc:  # this lane's failure, never the whole run's
@@ -154,7 +154,7 @@ class LocalExecutor:
             reason=str(result.get("reason", "error")),
             exit_code=None if code is None else int(code),
             error=result.get("error"),
-            output=runner.log_since(self.repo.layout.log(lane_id), run.launched.log_offset),
+            output=launch.log_since(self.repo.layout.log(lane_id), run.launched.log_offset),
             head=head,
             # What the supervisor saw, valid while the head is the one it committed.
             changed=result.get("changed") if head == result.get("head") else None,
@@ -192,7 +192,7 @@ class LocalExecutor:
             gone = procs.confirm_gone(ident, other_sign=functools.partial(_missing, result))
             if not gone:
                 pidfd = procs.open_pidfd(ident) if ident is not None else None
-                launched = runner.Launched(pid, ident, result, 0, None, pidfd)
+                launched = launch.Launched(pid, ident, result, 0, None, pidfd)
                 self.attempts[lane_id] = _Attempt(attempt, launched)
             else:
                 grace = self.repo.config.defaults.kill_grace_s

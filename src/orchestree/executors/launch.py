@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestree import agents, git, procs, rework, sandbox, supervisor, worktree_guard
+from orchestree import agents, git, procs, rework, sandbox, worktree_guard
 from orchestree.config import Config
 from orchestree.errors import UserError
+from orchestree.executors import supervisor
 from orchestree.layout import branch
 from orchestree.models import Lane
 from orchestree.orchestrator import Repo, install_helper

@@ -1,6 +1,6 @@
 """A per-lane supervisor: runs one agent and makes sure nothing of it outlives the lane.
 
-    python -m orchestree.supervisor SPEC.json
+    python -m orchestree.executors.supervisor SPEC.json
 
 It makes itself a child subreaper (so a descendant that calls `setsid` and leaves
 the agent's process group is re-parented to us, not to PID 1), starts the agent in a
@@ -384,7 +384,8 @@ def main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[1] == "--serve":
         return serve()
     if len(argv) != 2:
-        print("usage: python -m orchestree.supervisor SPEC.json | --serve", file=sys.stderr)
+        usage = "usage: python -m orchestree.executors.supervisor SPEC.json | --serve"
+        print(usage, file=sys.stderr)
         return 2
     with open(argv[1], encoding="utf-8") as fh:
         spec = json.load(fh)

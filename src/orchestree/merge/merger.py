@@ -15,11 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, cast
 
-from orchestree import doctor, git, merge_guard, publish, rework
-from orchestree.batch import verify_in_batches
+from orchestree import doctor, git, rework
 from orchestree.errors import EnvironmentRefused, UserError
 from orchestree.layout import branch
-from orchestree.merge_queue import VerifyQueue
+from orchestree.merge import guard, publish
+from orchestree.merge.batch import verify_in_batches
+from orchestree.merge.queue import VerifyQueue
+from orchestree.merge.radar import still_ahead
+from orchestree.merge.verify import verifier
 from orchestree.models import (
     PRIORITY_RANK,
     Lane,
@@ -29,9 +32,7 @@ from orchestree.models import (
     Tracker,
 )
 from orchestree.orchestrator import Repo
-from orchestree.radar import still_ahead
 from orchestree.runlock import run_lock
-from orchestree.verify import verifier
 
 MAX_PLANS = 3  # the base moved under us this many times: give up and say so
 REMERGEABLE = frozenset({"completed", "conflict", "verify_failed"})
@@ -285,7 +286,7 @@ def _overwrite_problem(repo: Repo, report: MergeReport) -> str | None:
     chain = [(o.lane_id, o.commit) for o in report.outcomes if o.fresh and o.commit]
     if holder is None or not chain:
         return None
-    lanes = merge_guard.would_overwrite(repo.root, holder, report.old, chain)
+    lanes = guard.would_overwrite(repo.root, holder, report.old, chain)
     if not lanes:
         return None
     said = "; ".join(f"lane {lane_id}: {why}" for lane_id, why in lanes.items())
@@ -315,7 +316,7 @@ def _plan(
     merges: dict[str, str] = {}  # second parent -> merge commit, read when first needed
     failed: dict[str, str] = {}  # lane -> its outcome, for lanes that were not merged
     planned = set(order)
-    own = merge_guard.own_paths(repo.layout, old)
+    own = guard.own_paths(repo.layout, old)
 
     def decide(lid: str) -> Outcome:
         lane = tracker.lanes[lid]
@@ -331,7 +332,7 @@ def _plan(
             return Outcome(lid, "merged", merges.get(head, head), reason=f"already in {base}")
         if lane.depends_on and git.is_ancestor(root, head, report.new):
             return Outcome(lid, "merged", report.new, reason="brought in by its dependencies")
-        refused = merge_guard.own_paths_problem(root, lid, head, own)
+        refused = guard.own_paths_problem(root, lid, head, own)
         if refused:
             return Outcome(lid, "skipped", reason=refused)
         unresolved = rework.head_problem(root, lane, head)  # markers never reach the base

@@ -14,9 +14,9 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from orchestree.merger import MergeReport, Outcome, Watch
+    from orchestree.merge.merger import MergeReport, Outcome, Watch
+    from orchestree.merge.verify import Verifier
     from orchestree.models import Tracker
-    from orchestree.verify import Verifier
 
 
 class VerifyQueue:
