@@ -40,8 +40,9 @@ def git(cwd: Path, *args: str, stdin: str | None = None) -> str:
 
 def build(root: Path, lanes: int, files: int) -> None:
     """A repository with `files` files and `lanes` completed lanes, one commit each."""
-    from orchestree import orchestrator
+    from orchestree import lane_ops
     from orchestree.models import Tracker
+    from orchestree.repo import init_repo
 
     root.mkdir()
     git(root, "init", "-q", "-b", "main")
@@ -51,9 +52,9 @@ def build(root: Path, lanes: int, files: int) -> None:
         (folder / f"mod{i}.py").write_text(f"VALUE = {i}\n" * 20)
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "base")
-    repo = orchestrator.init(root).repo
+    repo = init_repo(root).repo
     ids = [f"lane{i:02d}" for i in range(lanes)]
-    orchestrator.add_lanes(repo, {i: {"tasks": [f"write {i}.txt"]} for i in ids})
+    lane_ops.add_lanes(repo, {i: {"tasks": [f"write {i}.txt"]} for i in ids})
     base_tree = git(root, "rev-parse", "main^{tree}")
     base = git(root, "rev-parse", "main")
     for lane_id in ids:

@@ -41,8 +41,9 @@ def git(cwd: Path, *args: str) -> str:
 
 def build(root: Path, lanes: int, pairs: int, files: int) -> list[str]:
     """The repository, its lanes' worktrees and the tracker; returns the lane ids."""
-    from orchestree import orchestrator
+    from orchestree import lane_ops
     from orchestree.models import Tracker
+    from orchestree.repo import init_repo
 
     root.mkdir()
     git(root, "init", "-q", "-b", "main")
@@ -53,9 +54,9 @@ def build(root: Path, lanes: int, pairs: int, files: int) -> list[str]:
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "base")
     base = git(root, "rev-parse", "main")
-    repo = orchestrator.init(root).repo
+    repo = init_repo(root).repo
     ids = [f"lane{i:02d}" for i in range(lanes)]
-    orchestrator.add_lanes(repo, {i: {"tasks": [f"work {i}"]} for i in ids})
+    lane_ops.add_lanes(repo, {i: {"tasks": [f"work {i}"]} for i in ids})
     for n, lane_id in enumerate(ids):
         path = repo.layout.worktree(lane_id)
         git(root, "worktree", "add", "-q", "-b", f"lane-{lane_id}", str(path), base)
@@ -102,13 +103,13 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     os.environ.update(IDENTITY)
-    from orchestree import orchestrator
     from orchestree.merge import radar
+    from orchestree.repo import open_repo
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "repo"
         build(root, args.lanes, args.pairs, args.files)
-        repo = orchestrator.open_repo(root)
+        repo = open_repo(root)
         tracker = repo.store.read()
         passes, flagged, every = [], [], []
         for _ in range(args.repeats):

@@ -43,17 +43,18 @@ def git(cwd: Path, *args: str, stdin: str | None = None) -> str:
 def build(root: Path, lanes: int, broken: int) -> None:
     """`lanes` completed lanes, each adding its own file; lane `broken` also adds the
     file the verify command refuses."""
-    from orchestree import orchestrator
+    from orchestree import lane_ops
     from orchestree.models import Tracker
+    from orchestree.repo import init_repo
 
     root.mkdir()
     git(root, "init", "-q", "-b", "main")
     (root / "README.md").write_text("bench\n")
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "base")
-    repo = orchestrator.init(root).repo
+    repo = init_repo(root).repo
     ids = [f"lane{i:02d}" for i in range(lanes)]
-    orchestrator.add_lanes(repo, {i: {"tasks": [f"write {i}.txt"]} for i in ids})
+    lane_ops.add_lanes(repo, {i: {"tasks": [f"write {i}.txt"]} for i in ids})
     base = git(root, "rev-parse", "main")
     for n, lane_id in enumerate(ids):
         entries = git(root, "ls-tree", "main^{tree}")

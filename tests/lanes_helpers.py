@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from orchestree import git, orchestrator
+from orchestree import git, lane_ops
 from orchestree.layout import branch
 from orchestree.models import Tracker
+from orchestree.repo import init_repo, open_repo
 
 IDENTITY = {
     "GIT_AUTHOR_NAME": "Orchestree Test",
@@ -60,12 +61,12 @@ def make_repo(path: Path, files: Mapping[str, str] | None = None, toml: str = ""
         write(path, {"orchestree.toml": toml})
     sh(path, "add", "-A")
     sh(path, "commit", "-q", "-m", "base")
-    orchestrator.init(path)
+    init_repo(path)
     return path
 
 
 def add_lanes(root: Path, lanes: Mapping[str, Mapping[str, Any]]) -> None:
-    orchestrator.add_lanes(orchestrator.open_repo(root), {k: dict(v) for k, v in lanes.items()})
+    lane_ops.add_lanes(open_repo(root), {k: dict(v) for k, v in lanes.items()})
 
 
 def commit_on_lane(
@@ -77,7 +78,7 @@ def commit_on_lane(
     message: str = "",
 ) -> str:
     """Commit `files` on `lane-<id>` (created from `start` if new); returns the head."""
-    repo = orchestrator.open_repo(root)
+    repo = open_repo(root)
     name = branch(lane_id)
     path = repo.layout.worktree(lane_id)
     if worktree:
@@ -101,7 +102,7 @@ def commit_on_lane(
 
 def set_status(root: Path, lane_id: str, *statuses: str, head: str | None = None) -> None:
     """Walk a lane through `statuses` (one tracker write each, as the runner would)."""
-    store = orchestrator.open_repo(root).store
+    store = open_repo(root).store
     for status in statuses:
 
         def change(tracker: Tracker, status: str = status) -> None:
@@ -127,7 +128,7 @@ def finish_lane(
 
 
 def lane_status(root: Path, lane_id: str) -> str:
-    return orchestrator.open_repo(root).store.read().lanes[lane_id].status
+    return open_repo(root).store.read().lanes[lane_id].status
 
 
 def is_clean(root: Path) -> bool:

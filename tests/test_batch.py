@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lanes_helpers import add_lanes, finish_lane, make_repo, sh
-from orchestree import orchestrator
 from orchestree.cli import main
-from orchestree.merge import batch, merger
+from orchestree.merge import batch, merger, results
+from orchestree.repo import open_repo
 
 
 class Sim:
@@ -203,7 +203,7 @@ def test_twenty_four_lanes_one_breaks_the_tests(
     assert merge_runs == report["verify_runs"] <= math.ceil(math.log2(24)) + 2
     assert not (root / "broken.txt").exists()
     assert all((root / f"{lane}.txt").exists() for lane in lanes if lane != "lane13")
-    state = orchestrator.open_repo(root).store.read()
+    state = open_repo(root).store.read()
     assert state.lanes["lane13"].status == "verify_failed"
     assert sum(lane.status == "merged" for lane in state.lanes.values()) == 23
 
@@ -234,4 +234,4 @@ def test_merge_json_names_a_conflict(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert (y["id"], y["status"], y["conflicts"], y["commit"]) == ("y", "conflict", ["a.txt"], None)
     assert report["lanes"][0]["status"] == "merged"
     assert report["lanes"][0]["commit"]
-    assert merger.as_json(merger.merge(orchestrator.open_repo(root), check=True))["lanes"][1] == y
+    assert results.as_json(merger.merge(open_repo(root), check=True))["lanes"][1] == y

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from lanes_helpers import add_lanes, finish_lane, make_repo, set_status, sh, write
-from orchestree import git, orchestrator
+from orchestree import git
 from orchestree.cli import main
+from orchestree.repo import open_repo
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], root: Path, *args: str) -> tuple[int, str]:
@@ -32,7 +33,7 @@ def repo(tmp_path: Path) -> Path:
     finish_lane(root, "open", {"open.txt": "o\n"})
     finish_lane(root, "dirty", {"dirty.txt": "committed\n"})
     assert main(["merge", "--lane", "done", "--repo", str(root)]) == 0
-    write(orchestrator.open_repo(root).layout.worktree("dirty"), {"dirty.txt": "not yet\n"})
+    write(open_repo(root).layout.worktree("dirty"), {"dirty.txt": "not yet\n"})
     return root
 
 
@@ -40,7 +41,7 @@ def test_cleanup_keeps_unmerged_and_uncommitted_work(
     repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     open_head = sh(repo, "rev-parse", "lane-open")
-    dirty_tree = orchestrator.open_repo(repo).layout.worktree("dirty")
+    dirty_tree = open_repo(repo).layout.worktree("dirty")
 
     code, out = run_cli(capsys, repo, "cleanup")
 
@@ -75,7 +76,7 @@ def test_force_removes_everything_after_saying_so(
 
 
 def test_worktree_deleted_by_hand_is_pruned(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    shutil.rmtree(orchestrator.open_repo(repo).layout.worktree("open"))
+    shutil.rmtree(open_repo(repo).layout.worktree("open"))
 
     code, out = run_cli(capsys, repo, "cleanup")
 
@@ -100,7 +101,7 @@ def test_reset_keeps_unmerged_work_and_archives(
     archived = list((repo / ".orchestration" / "archive").glob("*.json"))
     assert len(archived) == 1
     assert set(json.loads(archived[0].read_text())["lanes"]) == {"done", "open", "dirty"}
-    assert orchestrator.open_repo(repo).store.read().lanes == {}
+    assert open_repo(repo).store.read().lanes == {}
 
 
 def test_reset_force_removes_them(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -134,10 +135,10 @@ def test_running_lane_worktree_is_kept(tmp_path: Path, capsys: pytest.CaptureFix
     root = make_repo(tmp_path / "repo")
     add_lanes(root, {"busy": {}})
     finish_lane(root, "busy", {"b.txt": "b\n"})
-    root_tracker = orchestrator.open_repo(root).store
+    root_tracker = open_repo(root).store
     root_tracker.update(lambda t: setattr(t.lanes["busy"], "status", "merged"), "test")
     add_lanes(root, {"run": {}})
-    git.worktree_add(root, orchestrator.open_repo(root).layout.worktree("run"), "lane-run", "main")
+    git.worktree_add(root, open_repo(root).layout.worktree("run"), "lane-run", "main")
     set_status(root, "run", "running")
 
     code, out = run_cli(capsys, root, "cleanup")
@@ -158,7 +159,7 @@ def test_cleanup_refused_while_a_merge_holds_the_run_lock(
 ) -> None:
     from orchestree.runlock import run_lock
 
-    with run_lock(orchestrator.open_repo(repo).layout, "merge"):
+    with run_lock(open_repo(repo).layout, "merge"):
         code, out = run_cli(capsys, repo, "cleanup")
     assert code == 3
     assert "run.lock" in out

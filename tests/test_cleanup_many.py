@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from lanes_helpers import add_lanes, finish_lane, make_repo, sh, write
-from orchestree import git, orchestrator
+from orchestree import git
 from orchestree.cli import main
+from orchestree.repo import open_repo
 
 MERGED = 12
 
@@ -25,7 +26,7 @@ def repo(tmp_path: Path) -> Path:
     finish_lane(root, "open", {"open.txt": "o\n"})
     for lane in [*ids, "dirty", "detached", "moved"]:
         assert main(["merge", "--lane", lane, "--repo", str(root)]) == 0
-    layout = orchestrator.open_repo(root).layout
+    layout = open_repo(root).layout
     write(layout.worktree("dirty"), {"scratch.txt": "not committed\n"})
     # An agent left its branch: a detached HEAD with a commit of its own.
     detached = layout.worktree("detached")

@@ -7,10 +7,11 @@ from pathlib import Path
 
 from lanes_dag import alive, make_repo, read_pid, runs, wait_for
 from orchestree import git
-from orchestree.executors import LaneSpec, LaneUpdate
+from orchestree.executors.attempt import LaneSpec, LaneUpdate
 from orchestree.executors.local import LocalExecutor
+from orchestree.lane_ops import add_lanes
 from orchestree.models import Lane
-from orchestree.orchestrator import Repo, add_lanes, open_repo
+from orchestree.repo import Repo, open_repo
 
 
 def spec(repo: Repo, lane_id: str, attempt: int = 1) -> LaneSpec:

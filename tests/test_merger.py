@@ -20,9 +20,10 @@ from lanes_helpers import (
     sh,
     write,
 )
-from orchestree import git, orchestrator
+from orchestree import git
 from orchestree.cli import main
 from orchestree.merge import merger
+from orchestree.repo import open_repo
 
 BASE = {"a.txt": "one\ntwo\nthree\n", "b.txt": "bee\n"}
 
@@ -254,7 +255,7 @@ def test_resolved_conflict_merges_with_merge_lane(
     rivals: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run_cli(capsys, rivals, "merge")
-    worktree = orchestrator.open_repo(rivals).layout.worktree("low")
+    worktree = open_repo(rivals).layout.worktree("low")
     sh(worktree, "merge", "-q", "main", "-X", "ours", "-m", "resolve with main")
 
     code, out = run_cli(capsys, rivals, "merge", "--lane", "low")
@@ -487,7 +488,7 @@ def test_property_merge_explains_every_lane_and_check_predicted_it(spec: list[di
             heads[lane_id] = _make_lane_commit(root, start, lane_id, s["edits"])
             sh(root, "branch", f"lane-{lane_id}", heads[lane_id])
             set_status(root, lane_id, "running", "completed", head=heads[lane_id])
-        repo = orchestrator.open_repo(root)
+        repo = open_repo(root)
 
         predicted = merger.merge(repo, check=True)
         done = merger.merge(repo)

@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 
 from lanes_helpers import add_lanes, finish_lane, is_clean, make_repo, sh, write
-from orchestree import git, orchestrator
+from orchestree import git
 from orchestree.errors import EnvironmentRefused
 from orchestree.layout import Layout
 from orchestree.merge import publish
+from orchestree.repo import open_repo
 
 BASE = {"a.txt": "one\n", "gone.txt": "to be deleted\n"}
 
@@ -193,7 +194,7 @@ def test_publish_without_a_checkout_is_compare_and_swap(tmp_path: Path) -> None:
     write(root, {"a.txt": "two\n"})
     sh(root, "commit", "-q", "-am", "two")
     new = sh(root, "rev-parse", "main")
-    layout = orchestrator.open_repo(root).layout
+    layout = open_repo(root).layout
 
     assert publish.publish(layout, root, "side", new, old) is False  # side is not at `new`
     assert sh(root, "rev-parse", "side") == old

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from lanes_helpers import add_lanes, commit_on_lane, make_repo, set_status, sh, write
-from orchestree import access_tracker, orchestrator
+from orchestree import access_tracker
 from orchestree.cli import main
 from orchestree.merge import radar
 from orchestree.models import RADAR_BASE
+from orchestree.repo import Repo, open_repo
 
 LINES = "".join(f"line {i}\n" for i in range(1, 21))
 
@@ -51,7 +52,7 @@ def lanes(tmp_path: Path) -> Path:
     commit_on_lane(root, "d", {"g.txt": "dee\n"})
     for lane in "abcd":
         set_status(root, lane, "running")
-    b = orchestrator.open_repo(root).layout.worktree("b")
+    b = open_repo(root).layout.worktree("b")
     write(b, {"staged.txt": "staged\n"})
     sh(b, "add", "staged.txt")
     write(b, {"f.txt": edit(LINES, 1, "B was here"), "new-untracked.txt": "n\n"})
@@ -63,7 +64,7 @@ def lanes(tmp_path: Path) -> Path:
 def test_names_a_pair_one_side_uncommitted_without_touching_either_worktree(
     lanes: Path,
 ) -> None:
-    repo = orchestrator.open_repo(lanes)
+    repo = open_repo(lanes)
     worktrees = {k: repo.layout.worktree(k) for k in "abcd"}
     before = {k: untouched(w) for k, w in worktrees.items()}
     branches = sh(lanes, "for-each-ref", "--format=%(refname) %(objectname)")
@@ -87,12 +88,12 @@ def test_names_a_pair_one_side_uncommitted_without_touching_either_worktree(
 AB = {"lanes": ["a", "b"], "files": ["f.txt"]}
 
 
-def look(repo: orchestrator.Repo) -> tuple[list[radar.Finding], list[radar.Finding]]:
+def look(repo: Repo) -> tuple[list[radar.Finding], list[radar.Finding]]:
     return radar.record(repo.store, radar.scan(repo.layout, repo.store.read()).findings)
 
 
 def test_recorded_in_the_tracker_with_events_and_kept_since(lanes: Path) -> None:
-    repo = orchestrator.open_repo(lanes)
+    repo = open_repo(lanes)
     appeared, cleared = radar.record(
         repo.store, radar.scan(repo.layout, repo.store.read()).findings
     )
@@ -131,7 +132,7 @@ def test_recorded_in_the_tracker_with_events_and_kept_since(lanes: Path) -> None
 
 
 def test_an_agent_cannot_write_the_radar(lanes: Path) -> None:
-    tracker = str(orchestrator.open_repo(lanes).layout.orch / "tracker.json")
+    tracker = str(open_repo(lanes).layout.orch / "tracker.json")
     forged = {"radar": [{"lanes": ["a", "c"], "files": ["x"], "since": "now"}]}
     with pytest.raises(access_tracker.InvalidUpdateError, match="`radar` is orchestree's"):
         access_tracker.update(tracker, forged, actor="agent-a", lane="a")
@@ -145,7 +146,7 @@ def test_cli_radar_json_and_text(lanes: Path, capsys: pytest.CaptureFixture[str]
         {"lanes": ["d", "<base>"], "files": ["g.txt"]},
     ]
     assert shown["base_branch"] == "main"
-    assert [r.lanes for r in orchestrator.open_repo(lanes).store.read().radar] == [
+    assert [r.lanes for r in open_repo(lanes).store.read().radar] == [
         ["a", "b"],
         ["d", "<base>"],
     ]
@@ -165,7 +166,7 @@ def test_an_agent_may_run_radar_and_it_only_prints(
     monkeypatch.setenv("ORCHESTREE_LANE", "b")
     assert main(["radar", "--repo", str(lanes)]) == 1
     assert "lane a would conflict with lane b" in capsys.readouterr().out
-    assert orchestrator.open_repo(lanes).store.read().radar == []
+    assert open_repo(lanes).store.read().radar == []
 
 
 def test_no_lanes_no_findings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -262,7 +263,7 @@ def test_execute_names_the_pair_while_both_run_and_agents_read_it(
 def test_a_merged_lane_leaves_the_radar(lanes: Path) -> None:
     from orchestree.merge import merger
 
-    repo = orchestrator.open_repo(lanes)
+    repo = open_repo(lanes)
     set_status(lanes, "a", "completed", head=sh(lanes, "rev-parse", "lane-a"))
     look(repo)
     assert [r.lanes for r in repo.store.read().radar] == [["a", "b"], ["d", "<base>"]]
@@ -282,7 +283,7 @@ def test_both_monitors_show_the_findings_as_text(
 
     from orchestree.monitor.snapshot import build_snapshot
 
-    repo = orchestrator.open_repo(lanes)
+    repo = open_repo(lanes)
     look(repo)
     raw = json.loads((repo.layout.orch / "tracker.json").read_text())
     snap = build_snapshot(raw, now=datetime.now(UTC), process_identity=lambda pid: None)
@@ -302,7 +303,7 @@ def test_both_monitors_show_the_findings_as_text(
 
 
 def test_a_radar_forged_in_tracker_json_is_ignored(lanes: Path) -> None:
-    repo = orchestrator.open_repo(lanes)
+    repo = open_repo(lanes)
     look(repo)
     path = repo.layout.orch / "tracker.json"
     raw = json.loads(path.read_text())
@@ -314,7 +315,7 @@ def test_a_radar_forged_in_tracker_json_is_ignored(lanes: Path) -> None:
 
 
 def test_a_lane_whose_index_git_cannot_read_is_a_note_not_a_failed_pass(lanes: Path) -> None:
-    repo = orchestrator.open_repo(lanes)
+    repo = open_repo(lanes)
     b = repo.layout.worktree("b")
     index = Path(sh(b, "rev-parse", "--absolute-git-dir")) / "index"
     index.write_bytes(b"not an index")  # what a hostile or broken agent may leave

@@ -29,9 +29,10 @@ from exec_helpers import (
     wait_for,
     write_script,
 )
-from orchestree import orchestrator, rework
+from orchestree import rework
 from orchestree.config import load_config
 from orchestree.errors import UserError
+from orchestree.repo import open_repo
 
 if TYPE_CHECKING:  # tests/chaos has a conftest too: import the name for typing only
     from conftest import FakeAgents
@@ -323,7 +324,7 @@ def test_a_failed_verify_goes_back_to_the_agent_with_the_output_tail(
     assert cli(repo, "execute").code == 0
 
     said: list[str] = []  # the library call `merge` makes, for its report's outcomes
-    report = rework.merge_until_done(orchestrator.open_repo(repo), report=said.append)
+    report = rework.merge_until_done(open_repo(repo), report=said.append)
 
     assert report.exit_code == 0, said
     assert statuses(repo) == {"fine": "merged", "breaker": "merged"}

@@ -17,8 +17,8 @@ from exec_helpers import (
     tracker,
     write_script,
 )
-from orchestree import orchestrator
 from orchestree.executors import launch
+from orchestree.repo import open_repo
 
 
 def _commit_on(repo: Path, branch: str, start: str, files: dict[str, str]) -> str:
@@ -71,7 +71,7 @@ def test_ownership_accepts_our_own_branch_and_worktree(
 ) -> None:
     repo = make_repo(tmp_path, monkeypatch)
     add_lanes(repo, {"mine": {"tasks": ["echo 1 > one.txt"]}})
-    state = orchestrator.open_repo(repo)
+    state = open_repo(repo)
     lane = state.store.read().lanes["mine"]
     assert launch.ownership_problem(state, "mine", lane) is None
     assert cli(repo, "execute").code == 0

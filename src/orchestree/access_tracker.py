@@ -61,7 +61,16 @@ LANE_TRANSITIONS: dict[str, frozenset[str]] = {
     "conflict": frozenset({"pending", "merged", "conflict", "verify_failed"}),
     "verify_failed": frozenset({"pending", "merged", "conflict", "verify_failed"}),
 }
+# The state machine's groups, defined once (every module asks here, none spells a set):
+SUCCEEDED = frozenset({"completed", "merged"})  # its dependants may start
+# Ended without success: a person (or `retry`) must act, and its dependants are blocked.
+UNSUCCESSFUL = frozenset({"failed", "cancelled", "blocked", "conflict", "verify_failed"})
+ENDED = SUCCEEDED | UNSUCCESSFUL  # neither pending nor running
+MERGEABLE = frozenset({"completed", "conflict", "verify_failed"})  # merge takes it (again)
+MERGE_DECIDED = frozenset({"merged", "conflict", "verify_failed"})  # merge has ruled on it
 AGENT_STATUSES = frozenset({"created", "running", "completed", "failed"})
+# The tracker's `phase`, by number (DESIGN.md §3).
+PHASES = ("initialised", "probes", "plan", "execute", "merge")
 
 # What an agent may write, and how much (docs/trust.md). Everything else is orchestree's.
 AGENT_FIELDS = ("progress", "data", "results")

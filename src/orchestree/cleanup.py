@@ -18,16 +18,17 @@ import shutil
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orchestree import git, worktree_guard
+from orchestree import git, restart, worktree_guard
 from orchestree.layout import branch
+from orchestree.models import Tracker
 from orchestree.runlock import run_lock
 
 if TYPE_CHECKING:
-    from orchestree.models import Tracker
-    from orchestree.orchestrator import Repo
+    from orchestree.repo import Repo
 
 
 @dataclass
@@ -287,3 +288,24 @@ def _delete_branches(
         git.delete_refs(root, {f"refs/heads/{name}": head for name, head in doomed.items()})
     for name in doomed:
         report.add(report.deleted, name, f"deleted branch {name}")
+
+
+def reset(repo: Repo, force: bool = False, say: Callable[[str], None] = print) -> Path:
+    """Clean up (the same safety rules as `cleanup`), archive the tracker, start afresh.
+
+    Unmerged lane branches and worktrees with uncommitted changes survive unless
+    `force`; the archived tracker still names them. `say` hears what cleanup did.
+    """
+    old = repo.store.read()
+    marked = restart.mark_kept_branches(repo, old)  # kept branches stay adoptable
+    for line in cleanup(repo, force=force, say=say, resetting=True).lines():
+        say(line)
+    restart.forget_gone_branches(repo, marked)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    archived = repo.store.archive(repo.layout.archive, stamp)
+    base_commit = git.head_commit(repo.root, f"refs/heads/{old.base_branch}") or old.base_commit
+    repo.store.replace(
+        Tracker(repo=old.repo, base_branch=old.base_branch, base_commit=base_commit),
+        "reset",
+    )
+    return archived

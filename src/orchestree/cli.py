@@ -125,9 +125,9 @@ def init(repo: RepoOpt = Path(".")) -> None:
     if fresh is not None:
         _out(f"initialised orchestree in {fresh.root} (tracker: {fresh.tracker})")
         return
-    from orchestree import orchestrator
+    from orchestree.repo import init_repo
 
-    result = orchestrator.init(repo)
+    result = init_repo(repo)
     tracker = result.repo.layout.tracker
     if result.created:
         _out(f"initialised orchestree in {result.repo.root} (tracker: {tracker})")
@@ -155,9 +155,10 @@ def status(
     if as_json:
         from orchestree import access_tracker, git
         from orchestree.errors import TrackerError, UserError
+        from orchestree.layout import Layout
 
         root = git.repo_root(repo.resolve())
-        path = root / ".orchestration" / "tracker.json"
+        path = Layout(root).tracker
         if not path.exists():
             raise UserError(f"{root} is not initialised; run `orchestree init` there first")
         try:
@@ -165,10 +166,10 @@ def status(
         except access_tracker.TrackerFileError as exc:
             raise TrackerError(str(exc)) from None
         return
-    from orchestree import orchestrator
+    from orchestree.repo import open_repo
     from orchestree.report import render_status
 
-    state = orchestrator.open_repo(repo)
+    state = open_repo(repo)
     render_status(state.store.read(), state.layout, state.config.defaults.agent, show_all)
 
 
@@ -227,8 +228,9 @@ def add_lane(
     Example: orchestree add-lane docs '{"name": "Docs", "tasks": ["Write the README"],
     "priority": "high", "depends_on": ["api"]}'
     """
-    from orchestree import orchestrator, planner
+    from orchestree import lane_ops, planner
     from orchestree.errors import UserError
+    from orchestree.repo import open_repo
 
     if from_file is not None:
         if lane_id is not None:
@@ -237,14 +239,14 @@ def add_lane(
             text = sys.stdin.read() if from_file == "-" else Path(from_file).read_text("utf-8")
         except OSError as exc:
             raise UserError(f"cannot read {from_file}: {exc.strerror}") from None
-        lanes = orchestrator.parse_lane_json(text, f"--from {from_file}")
+        lanes = lane_ops.parse_lane_json(text, f"--from {from_file}")
         if planner.is_plan_shape(lanes):  # a plan file (`plan --from`'s shape) works too
             lanes = lanes["lanes"]
     else:
         if lane_id is None or lane_json is None:
             raise UserError("add-lane needs <id> and <json> (or --from FILE); see --help")
-        lanes = {lane_id: orchestrator.parse_lane_json(lane_json, f"lane {lane_id!r} JSON")}
-    added = orchestrator.add_lanes(orchestrator.open_repo(repo), lanes, replace=replace)
+        lanes = {lane_id: lane_ops.parse_lane_json(lane_json, f"lane {lane_id!r} JSON")}
+    added = lane_ops.add_lanes(open_repo(repo), lanes, replace=replace)
     # Hundreds of ids on one line tell nothing: the count, and the first few.
     more = f" and {len(added) - ADDED_SHOWN} more" if len(added) > ADDED_SHOWN else ""
     shown = ", ".join(added[:ADDED_SHOWN]) + more
@@ -266,16 +268,18 @@ def reset(
 
     Example: orchestree reset --yes
     """
-    from orchestree import orchestrator
+    from orchestree.repo import open_repo
 
-    state = orchestrator.open_repo(repo)
+    state = open_repo(repo)
     state.store.read()  # refuse a torn tracker before asking anything
     if not yes and not typer.confirm(
         f"Archive the tracker of {state.root} and start over?", default=False
     ):
         _err("reset cancelled; nothing changed")
         raise typer.Exit(1)
-    archived = orchestrator.reset(state, force=force, say=_out)
+    from orchestree.cleanup import reset as reset_repo
+
+    archived = reset_repo(state, force=force, say=_out)
     _out(f"tracker archived to {archived}; a fresh tracker is in place")
 
 
@@ -290,9 +294,9 @@ def tracker_get(
 
     Example: orchestree tracker get lanes.docs.progress
     """
-    from orchestree import orchestrator
+    from orchestree.repo import open_run_repo
 
-    _dump_json(orchestrator.tracker_get(orchestrator.open_run_repo(repo)[0], key_path))
+    _dump_json(open_run_repo(repo)[0].store.get(key_path))
 
 
 @tracker_app.command("update")
@@ -307,10 +311,11 @@ def tracker_update(
 
     Example: orchestree tracker update '{"lanes": {"docs": {"progress": "50% complete"}}}'
     """
-    from orchestree import orchestrator
+    from orchestree import lane_ops
+    from orchestree.repo import open_run_repo
 
-    changes = orchestrator.parse_lane_json(update_json, "the update")
-    state, lane = orchestrator.open_run_repo(repo)
+    changes = lane_ops.parse_lane_json(update_json, "the update")
+    state, lane = open_run_repo(repo)
     state.store.merge(changes, actor="cli" if lane is None else f"agent-{lane}", lane=lane)
     _out("tracker updated")
 
@@ -355,9 +360,10 @@ def execute(
 
     Example: orchestree execute --max-parallel 2
     """
-    from orchestree import execution, orchestrator
+    from orchestree import execution
+    from orchestree.repo import open_repo
 
-    state = orchestrator.open_repo(repo)
+    state = open_repo(repo)
     with _progress(state) as report:
         summary = execution.execute(state, None, max_parallel, report)
     _finish_run(summary, state)
@@ -372,10 +378,11 @@ def exec_lane(
 
     Example: orchestree exec-lane db-projection
     """
-    from orchestree import execution, orchestrator
+    from orchestree import execution, lane_ops
+    from orchestree.repo import open_repo
 
-    state = orchestrator.open_repo(repo)
-    orchestrator.require_ready(state, lane_id)
+    state = open_repo(repo)
+    lane_ops.require_ready(state, lane_id)
     kind = _kind(state, lane_id)
     with _progress(state, kind) as report:
         summary = execution.execute(state, {lane_id}, None, report, kind=kind)
@@ -407,10 +414,11 @@ def retry(
 
     Example: orchestree retry db-projection
     """
-    from orchestree import execution, orchestrator
+    from orchestree import execution, lane_ops
+    from orchestree.repo import open_repo
 
-    state = orchestrator.open_repo(repo)
-    done = orchestrator.retry_lane(state, lane_id, keep_base=keep_base)
+    state = open_repo(repo)
+    done = lane_ops.retry_lane(state, lane_id, keep_base=keep_base)
     freed = done.freed
     how = f"; starts from the current base (earlier work kept at {done.kept})" if done.kept else (
         "; starts from the current base" if done.fresh else ""
@@ -432,9 +440,10 @@ def cancel(
 
     Example: orchestree cancel db-projection
     """
-    from orchestree import orchestrator
+    from orchestree import lane_ops
+    from orchestree.repo import open_repo
 
-    _out(orchestrator.cancel_lane(orchestrator.open_repo(repo), lane_id))
+    _out(lane_ops.cancel_lane(open_repo(repo), lane_id))
 
 
 @app.command()
@@ -456,9 +465,10 @@ def logs(
 
     Example: orchestree logs db-projection --follow
     """
-    from orchestree import orchestrator
+    from orchestree import lane_ops
+    from orchestree.repo import open_repo
 
-    orchestrator.show_log(orchestrator.open_repo(repo), lane_id, follow, sys.stdout, raw=raw)
+    lane_ops.show_log(open_repo(repo), lane_id, follow, sys.stdout, raw=raw)
 
 
 def _kind(state: Any, lane_id: str) -> str:
@@ -501,9 +511,10 @@ def probes(max_parallel: MaxParallel = None, repo: RepoOpt = Path(".")) -> None:
 
     Example: orchestree probes && cat docs/_generated/markers/state_probe.md
     """
-    from orchestree import orchestrator, pipeline
+    from orchestree import pipeline
+    from orchestree.repo import open_repo
 
-    state = orchestrator.open_repo(repo)
+    state = open_repo(repo)
     with _progress(state, "probe") as report:
         result = pipeline.run_probes(state, max_parallel, report)
     from orchestree.visible import visible
@@ -543,10 +554,11 @@ def plan(
 
     Example: orchestree plan --dry-run
     """
-    from orchestree import orchestrator, pipeline, planner
+    from orchestree import pipeline, planner
+    from orchestree.repo import open_repo
     from orchestree.report import plan_lines
 
-    state = orchestrator.open_repo(repo)
+    state = open_repo(repo)
     if from_file is not None:
         made, where = planner.read_plan(from_file), str(from_file)
         pipeline.check_plan(state, made, where)
@@ -579,10 +591,11 @@ def full(
 
     Example: orchestree full --max-parallel 2
     """
-    from orchestree import orchestrator, pipeline
+    from orchestree import pipeline
+    from orchestree.repo import open_repo
     from orchestree.report import render_summary
 
-    state = orchestrator.open_repo(repo, must_exist=False)
+    state = open_repo(repo, must_exist=False)
     with _progress(state, None) as report:
         state, result = pipeline.full(repo, max_parallel, report, group_by)
     render_summary(state.store.read(), state.layout)
@@ -633,15 +646,16 @@ def merge(
 
     Example: orchestree merge --check && orchestree merge
     """
-    from orchestree import orchestrator, rework
-    from orchestree.merge import merger
+    from orchestree import rework
+    from orchestree.merge import merger, results
+    from orchestree.repo import open_repo
 
-    state = orchestrator.open_repo(repo)
+    state = open_repo(repo)
     if as_json:  # the same queue, rework included, told nothing on the way
         report = rework.merge_until_done(
             state, lane, check=check, rework=not no_rework, report=lambda _: None
         )
-        _dump_json(merger.as_json(report))
+        _dump_json(results.as_json(report))
         return report.exit_code
     with _steps("merge --check" if check else "merge") as say:
         watch = merger.ReportWatch(say, check=check)
@@ -672,10 +686,10 @@ def radar_(
     """
     import os
 
-    from orchestree import orchestrator
     from orchestree.merge import radar
+    from orchestree.repo import open_repo
 
-    state = orchestrator.open_repo(repo)
+    state = open_repo(repo)
     found = radar.scan(state.layout, state.store.read())
     if not os.environ.get("ORCHESTREE_LANE"):
         radar.record(state.store, found.findings)
@@ -703,10 +717,10 @@ def cleanup(
 
     Example: orchestree cleanup
     """
-    from orchestree import orchestrator
     from orchestree.cleanup import cleanup as run_cleanup
+    from orchestree.repo import open_repo
 
-    state = orchestrator.open_repo(repo)
+    state = open_repo(repo)
     with _steps("cleanup") as say:
         step = getattr(say, "step", None)
         done = run_cleanup(state, force=force, say=say, step=step, tell=say)
@@ -739,10 +753,10 @@ def monitor(
 
     Example: orchestree monitor --web --port 5555
     """
-    from orchestree import orchestrator
     from orchestree.monitor import run_monitor
+    from orchestree.repo import open_repo
 
-    root = orchestrator.open_repo(repo).root
+    root = open_repo(repo).root
     return run_monitor(root, web=web, once=once, interval=interval, host=host, port=port)
 
 

@@ -222,13 +222,12 @@ def load_config(repo_root: Path) -> Config:
 def _check_probe(probe_id: str, probe: ProbeConfig, where: str) -> None:
     """A probe runs as a lane named by its id: refuse what could not run, before anything does."""
     from orchestree.models import check_lane_id
-    from orchestree.probes import BUILTIN_PROBES, check_builtin
 
     try:
         check_lane_id(probe_id)
     except UserError as exc:
         raise UserError(f"{where}: a probe's id is its lane's id, and {exc}") from None
-    known = ", ".join(BUILTIN_PROBES)
+    known = ", ".join(BUILTIN_PROBE_NAMES)
     if probe.builtin is not None:
         check_builtin(probe.builtin, where)
         if probe.agent is not None or probe.prompt is not None:
@@ -238,3 +237,28 @@ def _check_probe(probe_id: str, probe: ProbeConfig, where: str) -> None:
             f"{where}: needs `builtin` (one of {known}) or `prompt` (and `agent`, "
             "default: [defaults] agent)"
         )
+
+
+# The built-in probes (`orchestree.probes` holds their code), in the order a run starts them.
+BUILTIN_PROBE_NAMES = ("inventory", "markers", "tests", "lint")
+
+
+def check_builtin(name: str, where: str = "probe") -> str:
+    """Refuse a name that is no built-in probe (a UserError naming the known ones)."""
+    if name not in BUILTIN_PROBE_NAMES:
+        known = ", ".join(BUILTIN_PROBE_NAMES)
+        raise UserError(f"{where}: unknown built-in probe {name!r} (known: {known})")
+    return name
+
+
+def probe_set(config: Config) -> dict[str, ProbeConfig]:
+    """The probes a run starts: every `[probes.<id>]`, plus each built-in the config
+    neither redefines (same id) nor already runs (same `builtin`), unless `[defaults]
+    builtin_probes = false`."""
+    chosen = dict(config.probes)
+    if config.defaults.builtin_probes:
+        used = {cfg.builtin for cfg in chosen.values()}
+        for name in BUILTIN_PROBE_NAMES:
+            if name not in chosen and name not in used:
+                chosen[name] = ProbeConfig(builtin=name)
+    return chosen

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestree import agents, git
-from orchestree.config import CONFIG_FILE, Config, load_config
+from orchestree.config import BUILTIN_PROBE_NAMES, CONFIG_FILE, Config, load_config, probe_set
 from orchestree.errors import EnvironmentRefused, OrchestreeError
 
 MIN_GIT = (2, 38)  # `git merge-tree --write-tree`
@@ -64,8 +64,6 @@ def agent_users(config: Config, scope: str, lanes: dict[str, str] | None = None)
     """Agent name → who needs it, for a command: `probes` (the probes' agents), `full`
     (and the planner's and the lanes' default agent), `doctor` (and every lane still to
     run, from `lanes`: lane id → agent)."""
-    from orchestree.pipeline import DEFAULT_PROBES
-
     users: dict[str, str] = {}
 
     def need(agent: str, who: str) -> None:
@@ -75,7 +73,7 @@ def agent_users(config: Config, scope: str, lanes: dict[str, str] | None = None)
     probing = scope in ("probes", "full", "doctor")
     for probe_id, probe in config.probes.items() if probing else ():
         need("shell" if probe.builtin else probe.agent or default, f"[probes.{probe_id}]")
-    if probing and config.defaults.builtin_probes and set(DEFAULT_PROBES) - set(config.probes):
+    if probing and config.defaults.builtin_probes and set(BUILTIN_PROBE_NAMES) - set(config.probes):
         need("shell", "the built-in probes")
     if scope in ("full", "doctor"):
         if config.plan.agent is not None:
@@ -125,7 +123,6 @@ def program_checks(
 def tests_probe_checks(config: Config, root: Path) -> list[Check]:
     """The runner the built-in `tests` probe detects must be there (a configured
     `command` is checked as a command instead)."""
-    from orchestree.pipeline import probe_set
     from orchestree.probes.common import find_tool
     from orchestree.probes.testsuite import detect_runner, project_python
 

@@ -18,13 +18,15 @@ from dataclasses import dataclass
 
 from orchestree import agents, disk, doctor, executors, git, scheduler
 from orchestree.errors import EnvironmentRefused, OrchestreeError, UserError
-from orchestree.executors import LaneExecutor, LaneSpec, LaneUpdate, launch
+from orchestree.executors import launch
+from orchestree.executors.attempt import LaneExecutor, LaneSpec, LaneUpdate, run_id
 from orchestree.executors.local import handle_of as local_handle
+from orchestree.initrepo import check_worktree_root
 from orchestree.lanebook import LaneBook, Summary
 from orchestree.layout import agent_name, branch
 from orchestree.merge import radar
 from orchestree.models import Lane, Tracker
-from orchestree.orchestrator import Repo, check_worktree_root
+from orchestree.repo import Repo
 from orchestree.runlock import run_lock
 
 WAIT_S = 0.5
@@ -78,7 +80,7 @@ class Execution:
             self._preflight(self.repo.store.read())
             tracker = self._begin()
             self._base = tracker.base_commit
-            self._run_id = executors.run_id(tracker.repo, tracker.created_at)
+            self._run_id = run_id(tracker.repo, tracker.created_at)
             try:
                 self._recover(tracker)
                 previous = signal.signal(signal.SIGINT, self._on_sigint)

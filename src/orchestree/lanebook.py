@@ -14,12 +14,11 @@ from typing import Any
 
 from orchestree import agents, git, outcome
 from orchestree.access_tracker import PROGRESS_MAX_CHARS, agent_field_problem, now_iso
-from orchestree.executors import LaneUpdate
+from orchestree.executors.attempt import LaneUpdate
 from orchestree.layout import PLAN_FILE, agent_name, branch, results_dir
-from orchestree.models import Agent, Lane, Tracker
-from orchestree.orchestrator import Repo
+from orchestree.models import UNSUCCESSFUL, Agent, Lane, Tracker
 from orchestree.planner_agent import is_planner_lane
-from orchestree.report import HELD
+from orchestree.repo import Repo
 from orchestree.worktree_guard import UNTRUSTED
 
 Reporter = Callable[[str], None]
@@ -35,8 +34,7 @@ class Summary:
     def exit_code(self) -> int:
         if self.interrupted:
             return 130
-        bad = {"failed", "blocked", "cancelled", "conflict", "verify_failed"}
-        return 1 if any(s in bad for s in self.statuses.values()) else 0
+        return 1 if any(s in UNSUCCESSFUL for s in self.statuses.values()) else 0
 
 
 class LaneBook:
@@ -205,12 +203,15 @@ class LaneBook:
         for lane_id in sorted(k for k, waits in lanes.items() if waits):
             self.report(f"… {lane_id}: waiting for memory ([defaults] min_free_mb)")
 
-    def block(self, blocks: dict[str, str], quiet: bool = False) -> None:
+    def block(self, blocks: dict[str, str], quiet: bool = False, held: str | None = None) -> None:
+        """Block lanes (lane id -> why); `held` names the agent whose login holds them."""
+
         def change(t: Tracker) -> None:
             for lane_id, why in blocks.items():
                 lane = t.lanes[lane_id]
                 lane.status = "blocked"
                 lane.error = why
+                lane.held = held
 
         self.repo.store.update(change, "lanes-blocked", lanes=sorted(blocks))
         for lane_id, why in blocks.items():
@@ -222,7 +223,7 @@ class LaneBook:
         """An authentication failure holds every other pending lane of that agent: one
         line now naming them, the login hint once at the end (`Summary.held`)."""
         hint = agents.get_agent(agent, self.repo.config).login_hint
-        why = f"{HELD}agent {agent!r} is not logged in ({error}); {hint}"
+        why = f"agent {agent!r} is not logged in ({error}); {hint}"
         self.summary.held[agent] = why
         tracker = self.repo.store.read()
         held = {
@@ -234,7 +235,7 @@ class LaneBook:
             and self.in_scope(k, lane.kind)
         }
         if held:
-            self.block(held, quiet=True)
+            self.block(held, quiet=True, held=agent)
             names = ", ".join(sorted(held, key=lambda k: tracker.lanes[k].order))
             self.report(f"✗ {names}: blocked: agent {agent!r} is not logged in (see below)")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import graphlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import (
@@ -23,7 +23,13 @@ from pydantic import (
 
 from orchestree.access_tracker import (
     AGENT_STATUSES,
+    ENDED,
     LANE_TRANSITIONS,
+    MERGE_DECIDED,
+    MERGEABLE,
+    PHASES,
+    SUCCEEDED,
+    UNSUCCESSFUL,
     agent_field_problem,
     now_iso,
 )
@@ -31,9 +37,16 @@ from orchestree.errors import UserError
 
 __all__ = [
     "AGENT_STATUSES",
+    "ENDED",
+    "LANE_STATUSES",
     "LANE_TRANSITIONS",
+    "MERGEABLE",
+    "MERGE_DECIDED",
+    "PHASES",
     "PRIORITY_RANK",
+    "SUCCEEDED",
     "TRACKER_VERSION",
+    "UNSUCCESSFUL",
     "Agent",
     "Lane",
     "LaneInput",
@@ -64,8 +77,7 @@ TrackerStatus = Literal["initialised", "running", "completed", "failed", "cancel
 MergeStatus = Literal["merged", "conflict", "verify_failed", "skipped"]
 
 PRIORITY_RANK: dict[str, int] = {"high": 0, "medium": 1, "low": 2}
-FINISHED = frozenset({"completed", "merged", "conflict", "verify_failed"})
-DONE_OK = frozenset({"completed", "merged"})
+LANE_STATUSES = frozenset(LANE_TRANSITIONS)
 
 _LANE_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
@@ -193,6 +205,9 @@ class Lane(LaneInput):
     # Refs outside the lanes' own that moved while the sandboxed agent ran, restored.
     refs_restored: list[str] = Field(default_factory=list)
     rework: LaneRework | None = None  # set while (and after) the lane is reworked
+    # The agent whose missing login holds this blocked lane (its `error` says how to log
+    # in); None for a lane blocked behind a failed dependency.
+    held: str | None = None
 
     @field_validator("progress", "data")
     @classmethod
@@ -219,6 +234,13 @@ class Agent(_Strict):
 
 
 RADAR_BASE = "<base>"  # the base branch's side of a radar finding (never a lane id)
+
+
+def describe_finding(lanes: Sequence[str], files: Sequence[str], base_branch: str) -> str:
+    """One line for a radar finding: who meets whom, in which files."""
+    a, b = lanes
+    other = f"the base branch {base_branch}" if b == RADAR_BASE else f"lane {b}"
+    return f"lane {a} would conflict with {other} in {', '.join(files) or '(no file named)'}"
 
 
 class RadarFinding(_Strict):

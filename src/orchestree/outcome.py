@@ -14,7 +14,7 @@ from pathlib import Path
 
 from orchestree import agents
 from orchestree.config import Config
-from orchestree.executors import LaneUpdate
+from orchestree.executors.attempt import LaneUpdate
 from orchestree.models import Lane
 
 _NOT_RUN = {

@@ -13,34 +13,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestree import doctor, execution, git, orchestrator, planner, planner_agent, probes
-from orchestree.config import Config, ProbeConfig, load_config
+from orchestree import doctor, execution, git, lane_ops, planner, planner_agent, probes
+from orchestree.config import ProbeConfig, load_config, probe_set
 from orchestree.errors import UserError
 from orchestree.lanebook import Summary
 from orchestree.layout import GENERATED_DIR, PLAN_FILE, agent_name, branch
 from orchestree.merge import merger
+from orchestree.merge.results import MergeReport
 from orchestree.models import Plan, ProbeResult, Tracker
-from orchestree.orchestrator import Repo
+from orchestree.repo import Repo, find_root, init_repo
 
-DEFAULT_PROBES = ("inventory", "markers", "tests", "lint")
 Reporter = Callable[[str], None]
 
 
 def configured_probes(repo: Repo) -> dict[str, ProbeConfig]:
     return probe_set(repo.config)
-
-
-def probe_set(config: Config) -> dict[str, ProbeConfig]:
-    """The probes a run starts: every `[probes.<id>]`, plus each built-in the config
-    neither redefines (same id) nor already runs (same `builtin`), unless `[defaults]
-    builtin_probes = false`."""
-    chosen = dict(config.probes)
-    if config.defaults.builtin_probes:
-        used = {cfg.builtin for cfg in chosen.values()}
-        for name in DEFAULT_PROBES:
-            if name not in chosen and name not in used:
-                chosen[name] = ProbeConfig(builtin=name)
-    return chosen
 
 
 def describe_probes(repo: Repo) -> str:
@@ -108,7 +95,7 @@ def register_probes(repo: Repo) -> list[str]:
         _forget_probe(repo, probe_id)
     fresh = {pid: lane for pid, lane in wanted.items() if pid not in _live(repo)}
     if fresh:
-        orchestrator.add_lanes(repo, fresh, replace=True)
+        lane_ops.add_lanes(repo, fresh, replace=True)
     return list(wanted)
 
 
@@ -158,7 +145,7 @@ def _check_base_worktree(repo: Repo) -> None:
 @dataclass
 class ProbesResult:
     run: Summary
-    merge: merger.MergeReport | None
+    merge: MergeReport | None
     failed: dict[str, str] = field(default_factory=dict)  # probe -> why
 
 
@@ -261,7 +248,7 @@ def plan_by_agent(repo: Repo, agent: str, report: Reporter) -> Plan:
         _forget_probe(repo, lane_id)
     config = repo.config
     lane = planner_agent.planner_lane(agent, sources, planner_agents(repo), config.defaults.agent)
-    orchestrator.add_lanes(repo, {lane_id: lane})
+    lane_ops.add_lanes(repo, {lane_id: lane})
     if execution.execute(repo, {lane_id}, None, report, kind="probe").interrupted:
         raise KeyboardInterrupt  # Ctrl-C: the lane is cancelled; exit 130 as anywhere
     done = repo.store.read().lanes[lane_id]
@@ -328,7 +315,7 @@ def register_plan(repo: Repo, plan: Plan, where: str = "the plan") -> list[str]:
     started = [k for k in lanes if k in tracker.lanes and tracker.lanes[k].status != "pending"]
     for lane_id in started:  # a lane that ran already keeps its record
         lanes.pop(lane_id)
-    added = orchestrator.add_lanes(repo, lanes, replace=True) if lanes else []
+    added = lane_ops.add_lanes(repo, lanes, replace=True) if lanes else []
     planner.write_plan(repo.layout.plan_file, plan)
 
     def change(t: Tracker) -> None:
@@ -343,7 +330,7 @@ class FullResult:
     probes: ProbesResult
     plan: list[str]
     run: Summary | None
-    merge: merger.MergeReport | None
+    merge: MergeReport | None
     plan_error: str | None = None
 
     @property
@@ -362,9 +349,9 @@ def full(
 
     Every program the run will need (agents, verify, setup, test commands, the remote)
     is checked first: a missing one refuses the run before init or any probe."""
-    root = orchestrator.find_root(path)
+    root = find_root(path)
     doctor.require(load_config(root), root, "full")
-    repo = orchestrator.init(path).repo
+    repo = init_repo(path).repo
     probed = run_probes(repo, max_parallel, report)
     if probed.run.interrupted:
         return repo, FullResult(probed, [], None, None)
@@ -380,7 +367,7 @@ def full(
     run = execution.execute(repo, set(plan.lanes), max_parallel, report)
     if run.interrupted:
         return repo, FullResult(probed, added, run, None)
-    from orchestree import rework  # merge, rework, merge again DESIGN.md §13
+    from orchestree import rework  # merge, rework, merge again (DESIGN.md §13)
 
     merged = rework.merge_until_done(repo, watch=merger.ReportWatch(report), report=report)
     for line in merger.describe(merged, lanes=False):

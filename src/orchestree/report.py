@@ -10,18 +10,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from orchestree.layout import Layout
-from orchestree.models import Lane, Plan, Tracker
+from orchestree.models import ENDED, PHASES, Lane, Plan, Tracker, describe_finding
 from orchestree.visible import visible
 
 if TYPE_CHECKING:
     from rich.text import Text
 
-PHASES = ("initialised", "probes", "plan", "execute", "merge")
-FINISHED = frozenset(
-    {"completed", "merged", "failed", "blocked", "cancelled", "conflict", "verify_failed"}
-)
-# How the error of a lane held by its agent's authentication failure starts (execution.py).
-HELD = "held: "
 PROGRESS_MIN = 20  # columns the status table keeps for an agent's progress
 MARKS = {"completed": "✓", "failed": "✗", "running": "→", "created": "○"}
 # `status` folds lanes beyond the screen's height less these lines (the header, the
@@ -89,16 +83,15 @@ def render_status(
     # Lanes held for one agent's missing login share one reason: say it once, unwrapped.
     held: dict[str, list[str]] = {}
     for lane_id, lane in ordered:
-        if lane.status == "blocked" and lane.error and lane.error.startswith(HELD):
+        if lane.status == "blocked" and lane.held and lane.error:
             held.setdefault(lane.error, []).append(lane_id)
     for why, lane_ids in held.items():
         console.print(Text(visible(f"{', '.join(lane_ids)} {why}")), soft_wrap=True)
     if tracker.radar:
-        from orchestree.merge.radar import describe
-
         for finding in tracker.radar:
             line = visible(
-                f"radar: {describe(finding, tracker.base_branch)} (since {finding.since})"
+                f"radar: {describe_finding(finding.lanes, finding.files, tracker.base_branch)} "
+                f"(since {finding.since})"
             )
             console.print(Text(line), soft_wrap=True)
     if tracker.agents and folded is not None:  # one line, not hundreds of names
@@ -169,7 +162,7 @@ def _note(lane: Lane) -> str:
     if lane.merge.conflicts:
         return f"conflicts: {', '.join(lane.merge.conflicts)}"
     note = lane.error or ("" if lane.progress is None else str(lane.progress))
-    if lane.status == "blocked" and note.startswith(HELD):
+    if lane.status == "blocked" and lane.held:
         return "held: its agent is not logged in (see below)"
     if lane.status in ("completed", "merged") and lane.no_changes and not note:
         return "changed nothing"
@@ -261,7 +254,7 @@ class LiveProgress(StepProgress):
         except Exception:  # a view never fails the run it shows
             return "…"
         lanes = {k: v for k, v in tracker.lanes.items() if self.kind in (None, v.kind)}
-        done = sum(1 for lane in lanes.values() if lane.status in FINISHED)
+        done = sum(1 for lane in lanes.values() if lane.status in ENDED)
         now = datetime.now(UTC)
         running = [f"{k} {_age(lane.started_at, now)}" for k, lane in lanes.items()
                    if lane.status == "running"]  # fmt: skip

@@ -16,7 +16,7 @@ from orchestree import git
 from orchestree.errors import UserError
 from orchestree.layout import branch
 from orchestree.models import Lane, Tracker
-from orchestree.orchestrator import Repo
+from orchestree.repo import Repo
 
 
 def is_stale(repo: Repo, tracker: Tracker, lane: Lane) -> bool:

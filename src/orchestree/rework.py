@@ -24,21 +24,20 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestree import git, worktree_guard
+from orchestree.agents.prompt import REWORK_TAIL_CHARS
 from orchestree.errors import GitError, UserError
 from orchestree.layout import branch
 from orchestree.models import Lane, LaneMerge, LaneRework, ReworkReason, Tracker
 
 if TYPE_CHECKING:
     from orchestree.lanebook import Summary
-    from orchestree.merge.merger import MergeReport, Watch
-    from orchestree.orchestrator import Repo
+    from orchestree.merge.results import MergeReport, Watch
+    from orchestree.repo import Repo
 
 Reporter = Callable[[str], None]
-TAIL_CHARS = 4000  # of a failing verify's output, for the agent
 
 
 @dataclass
@@ -80,24 +79,6 @@ def others_meeting(tracker: Tracker, lane_id: str, files: list[str]) -> list[dic
         if wanted & set(other.changed_files):
             found.append({"lane": other_id, "name": other.name, "tasks": list(other.tasks)})
     return found
-
-
-def head_problem(where: Path, lane: Lane, head: str) -> tuple[str, list[str]] | None:
-    """Why a reworked lane's head must not be merged: it still holds conflict markers,
-    or it does not contain the base it was asked to merge. (why, files) or None."""
-    rework = lane.rework
-    if rework is None or rework.reason != "conflict":
-        return None
-    n = rework.count
-    if rework.base and not git.is_ancestor(where, rework.base, head):
-        short = rework.base[:10]
-        return (f"rework {n} failed: the lane does not contain the merge of {short}",
-                list(rework.files))  # fmt: skip
-    # Only the files that held markers: a file may hold such lines on purpose.
-    marked = git.files_with_markers(where, head, rework.files) if rework.files else []
-    if marked:
-        return f"rework {n} failed: it left conflict markers in {', '.join(marked)}", marked
-    return None
 
 
 # --- one lane: begin a rework attempt ----------------------------------------------------
@@ -201,51 +182,6 @@ def run(repo: Repo, lane_ids: set[str], report: Reporter) -> Summary:
     return Execution(repo, lane_ids, None, report).run()
 
 
-def prompt_section(repo_root: Path, lane: Lane) -> str:
-    """The part of the prompt that says this attempt is a rework, and of what."""
-    rework = lane.rework
-    if rework is None or rework.reason == "rerun" or rework.file is None:
-        return ""
-    path = repo_root / rework.file
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        data = {}
-    files = ", ".join(data.get("files") or rework.files) or "(none named)"
-    base = data.get("base_branch") or "the base branch"
-    lines = ["", f"THIS ATTEMPT IS A REWORK ({rework.reason}, rework {rework.count})."]
-    if rework.reason == "conflict":
-        lines.append(
-            f"Your branch conflicted with {base}. orchestree has merged {base} into your "
-            f"branch in your worktree and left the conflict markers in: {files}. Resolve "
-            "every conflict so that both your work and theirs are kept, remove all markers, "
-            "then commit the merge (git add -A && git commit --no-edit). Do not abort "
-            "the merge: a result that leaves markers or drops the merge fails."
-        )
-    elif rework.reason == "verify":
-        lines.append(
-            f"Merging your branch into {base} failed its verify command. Fix your work so "
-            "it passes, then commit. The command's output ends with:\n"
-            + str(data.get("verify_tail") or "")[-TAIL_CHARS:]
-        )
-    else:
-        lines.append("A reviewer asks for changes:\n" + str(data.get("comments") or ""))
-    for other in data.get("others") or []:
-        tasks = "; ".join(str(t) for t in other.get("tasks") or [])
-        lines.append(f"- lane {other.get('lane')} (merged) touched these files: {tasks}")
-    lines.append(f"All details, as JSON: {path} (also in $ORCHESTREE_REWORK_FILE).")
-    return "\n".join(lines) + "\n"
-
-
-def rework_env(repo_root: Path, lane: Lane) -> dict[str, str]:
-    """`ORCHESTREE_REWORK` and `ORCHESTREE_REWORK_FILE` for a rework attempt."""
-    rework = lane.rework
-    if rework is None or rework.reason == "rerun" or rework.file is None:
-        return {}
-    path = str(repo_root / rework.file)
-    return {"ORCHESTREE_REWORK": rework.reason, "ORCHESTREE_REWORK_FILE": path}
-
-
 # --- merge's loop ----------------------------------------------------------------------
 
 
@@ -306,7 +242,7 @@ def _choose(
         if lane is None or lane.status != status or mode == "report" or not budget(repo, lane):
             continue
         if status == "verify_failed":
-            todo[lane_id] = ("verify", Details("verify", verify_tail=said[-TAIL_CHARS:]))
+            todo[lane_id] = ("verify", Details("verify", verify_tail=said[-REWORK_TAIL_CHARS:]))
         elif mode == "rerun":
             todo[lane_id] = ("rerun", Details("rerun", files=list(files)))
         else:

@@ -14,10 +14,7 @@ import graphlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
-from orchestree.models import PRIORITY_RANK, Lane
-
-DONE = frozenset({"completed", "merged"})
-DEAD = frozenset({"failed", "cancelled", "blocked", "conflict", "verify_failed"})
+from orchestree.models import PRIORITY_RANK, SUCCEEDED, UNSUCCESSFUL, Lane
 
 
 @dataclass(frozen=True)
@@ -100,12 +97,12 @@ def decide(
     for lane_id, lane in lanes.items():
         if lane.status != "pending" or lane_id in running:
             continue
-        dead = [d for d in lane.depends_on if lanes[d].status in DEAD]
+        dead = [d for d in lane.depends_on if lanes[d].status in UNSUCCESSFUL]
         if dead:
             dep = dead[0]
             block[lane_id] = f"dependency {dep!r} {lanes[dep].status}"
             continue
-        if all(lanes[d].status in DONE for d in lane.depends_on):
+        if all(lanes[d].status in SUCCEEDED for d in lane.depends_on):
             ready.append(lane_id)
     if selected is not None:
         ready = [lane_id for lane_id in ready if lane_id in selected]

@@ -58,6 +58,20 @@ class TrackerStore:
         self._note_edits(view.ignored)
         return view.data
 
+    def get(self, key_path: str | None) -> Any:
+        """The tracker as JSON data, or the value at a dotted path (`lanes.docs.status`)."""
+        data: Any = self.read_raw()
+        if not key_path:
+            return data
+        for part in key_path.split("."):
+            if isinstance(data, dict) and part in data:
+                data = data[part]
+            elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
+                data = data[int(part)]
+            else:
+                raise UserError(f"the tracker has no {key_path!r} (stopped at {part!r})")
+        return data
+
     def _note_edits(self, ignored: list[str]) -> None:
         self._edits.extend(i for i in ignored if i not in self._edits)
 

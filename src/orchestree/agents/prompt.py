@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import json
 import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestree.agents.base import LaunchContext
 from orchestree.layout import results_dir
+
+if TYPE_CHECKING:
+    from orchestree.models import Lane
+
+REWORK_TAIL_CHARS = 4000  # of a failing verify's output, for the agent
 
 
 def build_prompt(ctx: LaunchContext) -> str:
@@ -49,3 +56,48 @@ def build_prompt(ctx: LaunchContext) -> str:
         "above, and keep out of those files' lines where your task allows."
     )
     return "\n\n".join(parts) + "\n"
+
+
+def rework_section(repo_root: Path, lane: Lane) -> str:
+    """The part of the prompt that says this attempt is a rework, and of what."""
+    rework = lane.rework
+    if rework is None or rework.reason == "rerun" or rework.file is None:
+        return ""
+    path = repo_root / rework.file
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = {}
+    files = ", ".join(data.get("files") or rework.files) or "(none named)"
+    base = data.get("base_branch") or "the base branch"
+    lines = ["", f"THIS ATTEMPT IS A REWORK ({rework.reason}, rework {rework.count})."]
+    if rework.reason == "conflict":
+        lines.append(
+            f"Your branch conflicted with {base}. orchestree has merged {base} into your "
+            f"branch in your worktree and left the conflict markers in: {files}. Resolve "
+            "every conflict so that both your work and theirs are kept, remove all markers, "
+            "then commit the merge (git add -A && git commit --no-edit). Do not abort "
+            "the merge: a result that leaves markers or drops the merge fails."
+        )
+    elif rework.reason == "verify":
+        lines.append(
+            f"Merging your branch into {base} failed its verify command. Fix your work so "
+            "it passes, then commit. The command's output ends with:\n"
+            + str(data.get("verify_tail") or "")[-REWORK_TAIL_CHARS:]
+        )
+    else:
+        lines.append("A reviewer asks for changes:\n" + str(data.get("comments") or ""))
+    for other in data.get("others") or []:
+        tasks = "; ".join(str(t) for t in other.get("tasks") or [])
+        lines.append(f"- lane {other.get('lane')} (merged) touched these files: {tasks}")
+    lines.append(f"All details, as JSON: {path} (also in $ORCHESTREE_REWORK_FILE).")
+    return "\n".join(lines) + "\n"
+
+
+def rework_env(repo_root: Path, lane: Lane) -> dict[str, str]:
+    """`ORCHESTREE_REWORK` and `ORCHESTREE_REWORK_FILE` for a rework attempt."""
+    rework = lane.rework
+    if rework is None or rework.reason == "rerun" or rework.file is None:
+        return {}
+    path = str(repo_root / rework.file)
+    return {"ORCHESTREE_REWORK": rework.reason, "ORCHESTREE_REWORK_FILE": path}

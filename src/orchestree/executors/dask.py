@@ -21,10 +21,11 @@ from typing import Any
 
 from orchestree import git
 from orchestree.errors import EnvironmentRefused, UserError
-from orchestree.executors import LaneSpec, LaneUpdate, remote
+from orchestree.executors import remote
+from orchestree.executors.attempt import LaneSpec, LaneUpdate
 from orchestree.executors.dask_task import RemoteTask, cancel_event, result_ref, run_lane
 from orchestree.layout import branch
-from orchestree.orchestrator import Repo
+from orchestree.repo import Repo
 
 # After a worker died, its agent ends within the supervisor's poll period plus a
 # 1 s grace (stdin EOF): hold the news that long, so a retry never overlaps it.
@@ -85,7 +86,7 @@ class DaskExecutor:
             self.client = Client(self.cluster)
         self.events: queue.Queue[Any] = queue.Queue()
         self.client.subscribe_topic(self.topic, self.events.put)
-        remote.publish(repo.root, self.url, base)
+        remote.push_start(repo.root, self.url, base)
         self.published = {base}
         self.remote_lanes = remote.heads(repo.root, self.url, "refs/heads/lane-*")
         self.futures: dict[str, tuple[str, int, Any]] = {}  # key -> lane, attempt, future
@@ -101,7 +102,7 @@ class DaskExecutor:
                 "not make; rename or delete it there — it is never overwritten"
             )
         if spec.start not in self.published:
-            remote.publish(self.repo.root, self.url, spec.start)
+            remote.push_start(self.repo.root, self.url, spec.start)
             self.published.add(spec.start)
         key = task_key(spec.lane_id, spec.attempt, self.run)
         task = RemoteTask(spec, self.url, key, self.topic, self.run)

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from orchestree import access_tracker, agents, git, procs
-from orchestree.executors import LaneSpec, launch, remote
-from orchestree.layout import branch
-from orchestree.orchestrator import EXCLUDES
+from orchestree.executors import launch, remote
+from orchestree.executors.attempt import LaneSpec
+from orchestree.layout import EXCLUDES, branch
 from orchestree.worktree_guard import ORCH_PATHS, UNTRUSTED
 
 KEEP_OUT = [*ORCH_PATHS, "access_tracker.py"]  # never in a lane's leftover commit

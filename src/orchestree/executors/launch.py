@@ -19,13 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestree import agents, git, procs, rework, sandbox, worktree_guard
+from orchestree import agents, git, procs, sandbox, worktree_guard
+from orchestree.agents.prompt import rework_env, rework_section
 from orchestree.config import Config
 from orchestree.errors import UserError
 from orchestree.executors import supervisor
+from orchestree.initrepo import install_helper
 from orchestree.layout import branch
 from orchestree.models import Lane
-from orchestree.orchestrator import Repo, install_helper
+from orchestree.repo import Repo
 
 LOG_TAIL_BYTES = 64 * 1024
 
@@ -194,11 +196,11 @@ def launch(
         helper_in_worktree=helper == "access_tracker.py",
         sandboxed=sandbox_kind(config, lane) != "none",
     )
-    prompt = (lane.prompt or agents.build_prompt(ctx)) + rework.prompt_section(repo.root, lane)
+    prompt = (lane.prompt or agents.build_prompt(ctx)) + rework_section(repo.root, lane)
     prompt_file.write_text(prompt, encoding="utf-8")
     call = agent.invocation(ctx, prompt)
     env = {
-        **git.git_env({**call.env, **rework.rework_env(repo.root, lane)}),
+        **git.git_env({**call.env, **rework_env(repo.root, lane)}),
         "ORCHESTREE_PORT": str(port),
         "ORCHESTREE_ATTEMPT": str(attempt),
     }

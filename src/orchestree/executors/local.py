@@ -18,9 +18,10 @@ from pathlib import Path
 
 from orchestree import disk, git, procs
 from orchestree.errors import GitError
-from orchestree.executors import LaneSpec, LaneUpdate, launch
+from orchestree.executors import launch
+from orchestree.executors.attempt import LaneSpec, LaneUpdate
 from orchestree.layout import branch
-from orchestree.orchestrator import Repo
+from orchestree.repo import Repo
 
 POLL_S = 0.005  # a finished lane is noticed within 5 ms (a stat per running lane)
 

@@ -38,7 +38,7 @@ def remote_url(root: Path, remote: str) -> str:
     return url
 
 
-def publish(root: Path, url: str, sha: str) -> None:
+def push_start(root: Path, url: str, sha: str) -> None:
     """Put a commit on the remote as `refs/orchestree/base/<sha>` (idempotent)."""
     try:
         git.run("push", "-q", url, f"{sha}:refs/orchestree/base/{sha}", cwd=root)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from orchestree import git
 from orchestree.layout import Layout, branch
+from orchestree.models import Lane
 from orchestree.worktree_guard import ORCH_PATHS
 
 SHOWN = 5  # paths named in one line; the rest are counted
@@ -88,3 +89,21 @@ def would_overwrite(
                 taken -= set(mine)
         previous = commit
     return held
+
+
+def head_problem(where: Path, lane: Lane, head: str) -> tuple[str, list[str]] | None:
+    """Why a reworked lane's head must not be merged: it still holds conflict markers,
+    or it does not contain the base it was asked to merge. (why, files) or None."""
+    rework = lane.rework
+    if rework is None or rework.reason != "conflict":
+        return None
+    n = rework.count
+    if rework.base and not git.is_ancestor(where, rework.base, head):
+        short = rework.base[:10]
+        return (f"rework {n} failed: the lane does not contain the merge of {short}",
+                list(rework.files))  # fmt: skip
+    # Only the files that held markers: a file may hold such lines on purpose.
+    marked = git.files_with_markers(where, head, rework.files) if rework.files else []
+    if marked:
+        return f"rework {n} failed: it left conflict markers in {', '.join(marked)}", marked
+    return None

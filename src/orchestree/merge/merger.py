@@ -11,121 +11,32 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, cast
+from typing import cast
 
-from orchestree import doctor, git, rework
+from orchestree import doctor, git
 from orchestree.errors import EnvironmentRefused, UserError
 from orchestree.layout import branch
 from orchestree.merge import guard, publish
 from orchestree.merge.batch import verify_in_batches
 from orchestree.merge.queue import VerifyQueue
 from orchestree.merge.radar import still_ahead
+from orchestree.merge.results import STATUSES, MergeReport, Outcome, Watch
 from orchestree.merge.verify import verifier
 from orchestree.models import (
+    MERGEABLE,
     PRIORITY_RANK,
+    UNSUCCESSFUL,
     Lane,
     LaneMerge,
     LaneStatus,
     MergeStatus,
     Tracker,
 )
-from orchestree.orchestrator import Repo
+from orchestree.repo import Repo
 from orchestree.runlock import run_lock
 
 MAX_PLANS = 3  # the base moved under us this many times: give up and say so
-REMERGEABLE = frozenset({"completed", "conflict", "verify_failed"})
-STATUSES = ("merged", "conflict", "verify_failed", "skipped")
-
-
-@dataclass
-class Outcome:
-    """What happened (or, with --check, would happen) to one lane."""
-
-    lane_id: str
-    status: str  # merged | conflict | verify_failed | skipped
-    commit: str | None = None
-    conflicts: list[str] = field(default_factory=list)
-    reason: str = ""  # why it was skipped, the verify output's tail, or "already in <base>"
-    unchanged: bool = False  # the lane completed without changing any file
-    seconds: float = 0.0  # how long deciding it took (its verify, mostly)
-    reworks: int = 0  # how many times the lane went back to its agent (rework.py)
-
-    @property
-    def verify_tail(self) -> str | None:
-        """The failed verify's command, verdict and output tail; None unless verify_failed."""
-        return self.reason if self.status == "verify_failed" else None
-
-    @property
-    def fresh(self) -> bool:
-        """Merged by this plan, as a new merge commit on top of the candidate."""
-        return self.status == "merged" and not self.reason
-
-
-@dataclass
-class MergeReport:
-    check: bool
-    base_branch: str
-    old: str  # the base branch's head the plan started from
-    new: str  # the final candidate (== old when nothing new is merged)
-    outcomes: list[Outcome] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    # Lanes left from earlier merges that still need a person: lane -> its status.
-    outstanding: dict[str, str] = field(default_factory=dict)
-    verify_runs: int = 0  # how many times `[merge] verify` ran (batches and bisection)
-
-    @property
-    def exit_code(self) -> int:
-        """1 when a lane of this merge, or one still outstanding from an earlier one
-        (conflicted, failed, not merged), needs a person: re-running `merge` does not
-        make a conflict go away."""
-        bad = any(o.status != "merged" for o in self.outcomes) or self.outstanding
-        return 1 if bad else 0
-
-
-def as_json(report: MergeReport) -> dict[str, object]:
-    """`merge --json` / `merge --check --json`: the report for scripts (README shape)."""
-    return {
-        "base_branch": report.base_branch,
-        "check": report.check,
-        "old": report.old,
-        "new": report.new,
-        "exit_code": report.exit_code,
-        "verify_runs": report.verify_runs,
-        "lanes": [
-            {
-                "id": o.lane_id,
-                "status": o.status,
-                "commit": o.commit,
-                "conflicts": o.conflicts,
-                "verify_tail": o.verify_tail,
-                "reworks": o.reworks,
-                "reason": o.reason if o.status != "verify_failed" else "",
-                "unchanged": o.unchanged,
-            }
-            for o in report.outcomes
-        ],
-        "outstanding": report.outstanding,
-        "notes": report.notes,
-    }
-
-
-class Watch(Protocol):
-    """Hears a merge as it goes, so a slow verify is not a silent one."""
-
-    def begin(self, order: list[str]) -> None:
-        """The lanes about to be decided, in merge order."""
-
-    def step(self, lane_id: str, what: str) -> None:
-        """`what` (merging, verifying) starts now for `lane_id`."""
-
-    def done(self, outcome: Outcome) -> None:
-        """`outcome` is decided."""
-
-
-# Lane statuses that a run's merge leaves for a person (exit 1, see MergeReport).
-NEEDS_A_PERSON = frozenset({"conflict", "verify_failed", "failed", "blocked", "cancelled"})
 
 
 def merge(
@@ -193,7 +104,7 @@ def outstanding(
             continue
         if kind not in (None, lane.kind) or is_planner_lane(lane):
             continue  # a planner agent's lane is never merged (its plan is read instead)
-        if lane.status in NEEDS_A_PERSON or lane.merge.status == "skipped":
+        if lane.status in UNSUCCESSFUL or lane.merge.status == "skipped":
             found[lid] = lane.status if lane.merge.status != "skipped" else "not merged"
     return found
 
@@ -240,7 +151,7 @@ def select(tracker: Tracker, lane_id: str | None, kind: str | None = None) -> li
         raise UserError(f"there is no lane {lane_id!r} (lanes: {known})")
     if lane.status == "merged":
         return []
-    if lane.status not in REMERGEABLE:
+    if lane.status not in MERGEABLE:
         raise UserError(
             f"lane {lane_id!r} is {lane.status}; only a completed lane can be merged "
             f"(run it first: `orchestree exec-lane {lane_id}`)"
@@ -335,7 +246,7 @@ def _plan(
         refused = guard.own_paths_problem(root, lid, head, own)
         if refused:
             return Outcome(lid, "skipped", reason=refused)
-        unresolved = rework.head_problem(root, lane, head)  # markers never reach the base
+        unresolved = guard.head_problem(root, lane, head)  # markers never reach the base
         if unresolved is not None:
             return Outcome(lid, "conflict", conflicts=unresolved[1], reason=unresolved[0])
         outcome = _merge_one(root, lid, lane, head, report.new)
@@ -406,7 +317,7 @@ def _record(repo: Repo, report: MergeReport, kind: str | None) -> None:
     def change(tracker: Tracker) -> None:
         for o in report.outcomes:
             lane = tracker.lanes.get(o.lane_id)
-            if lane is None or lane.status not in REMERGEABLE:
+            if lane is None or lane.status not in MERGEABLE:
                 continue
             if o.status == "skipped":
                 lane.merge = LaneMerge(status="skipped")

@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from orchestree.merge.merger import MergeReport, Outcome, Watch
+    from orchestree.merge.results import MergeReport, Outcome, Watch
     from orchestree.merge.verify import Verifier
     from orchestree.models import Tracker
 

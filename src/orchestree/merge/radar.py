@@ -29,10 +29,10 @@ from orchestree import git, worktree_guard
 from orchestree.access_tracker import now_iso
 from orchestree.errors import GitError
 from orchestree.layout import Layout, branch
-from orchestree.models import RADAR_BASE, RadarFinding, Tracker
+from orchestree.models import MERGEABLE, RADAR_BASE, RadarFinding, Tracker, describe_finding
 from orchestree.tracker import TrackerStore
 
-WATCHED = frozenset({"running", "completed", "conflict", "verify_failed"})
+WATCHED = MERGEABLE | {"running"}  # lanes with work the base has not taken
 WORKERS = 4  # git calls wait on the disk and on their own process: 4 keep 2 cores busy
 
 
@@ -217,14 +217,6 @@ def _said(findings: list[Finding]) -> list[dict[str, list[str]]]:
     return [{"lanes": list(f.lanes), "files": list(f.files)} for f in findings]
 
 
-def describe(finding: Finding | RadarFinding, base_branch: str) -> str:
-    """One line: who meets whom, in which files."""
-    a, b = finding.lanes
-    other = f"the base branch {base_branch}" if b == RADAR_BASE else f"lane {b}"
-    files = ", ".join(finding.files) or "(no file named)"
-    return f"lane {a} would conflict with {other} in {files}"
-
-
 def cleared_line(finding: Finding, base_branch: str) -> str:
     a, b = finding.lanes
     other = f"the base branch {base_branch}" if b == RADAR_BASE else f"lane {b}"
@@ -235,13 +227,17 @@ def describe_scan(found: Scan) -> list[str]:
     """What `orchestree radar` prints: each finding, then what was compared."""
     from orchestree.visible import visible
 
+    base = found.base_branch
     lines = [f"note: {visible(note)}" for note in found.notes]
-    lines += [visible(f"conflict ahead: {describe(f, found.base_branch)}") for f in found.findings]
+    lines += [
+        visible(f"conflict ahead: {describe_finding(f.lanes, f.files, base)}")
+        for f in found.findings
+    ]
     working = sum(w.working for w in found.works)
     lines.append(
         f"{len(found.findings) or 'no'} conflict{'s' if len(found.findings) != 1 else ''} "
         f"ahead among {len(found.works)} lane{'s' if len(found.works) != 1 else ''} with work "
-        f"({working} read from running worktrees) and {found.base_branch}; "
+        f"({working} read from running worktrees) and {base}; "
         f"{found.merges} overlapping pair{'s' if found.merges != 1 else ''} merged in memory "
         f"in {found.seconds:.2f} s"
     )
@@ -327,6 +323,6 @@ class Background:
         appeared, cleared = record(self.store, result.findings)
         base = result.base_branch
         for f in appeared:
-            self.report(f"! radar: {describe(f, base)}")
+            self.report(f"! radar: {describe_finding(f.lanes, f.files, base)}")
         for f in cleared:
             self.report(f"✓ radar: {cleared_line(f, base)}")

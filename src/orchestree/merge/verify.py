@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from orchestree import git, procs
 
 if TYPE_CHECKING:
-    from orchestree.orchestrator import Repo
+    from orchestree.repo import Repo
 
 TAIL_LINES, TAIL_CHARS = 20, 2000
 

@@ -26,9 +26,10 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from orchestree.access_tracker import PHASES
 from orchestree.errors import TrackerError
 from orchestree.monitor.fields import fmt_duration
-from orchestree.monitor.snapshot import PHASES, Memo
+from orchestree.monitor.snapshot import Memo
 from orchestree.monitor.source import Reading, TrackerReader, snapshot_now
 from orchestree.monitor.views import LaneView, Snapshot
 

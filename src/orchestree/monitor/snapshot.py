@@ -15,7 +15,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from orchestree.access_tracker import LANE_TRANSITIONS
+from orchestree.access_tracker import LANE_TRANSITIONS, MERGE_DECIDED, PHASES
 from orchestree.monitor.fields import (
     as_dict,
     as_int,
@@ -38,12 +38,10 @@ from orchestree.monitor.views import (
 from orchestree.procs import Identity
 from orchestree.visible import visible
 
-PHASES = ("init", "probes", "plan", "execute", "merge")
 LANE_STATUSES = tuple(LANE_TRANSITIONS)
 AGENT_SYMBOLS = {"created": "○", "running": "→", "completed": "✓", "failed": "✗"}
 # Lanes that have stopped running, whatever the outcome.
 SETTLED = frozenset(LANE_STATUSES) - {"pending", "running"}
-MERGE_DECIDED = frozenset({"merged", "conflict", "verify_failed"})
 MERGE_CANDIDATES = MERGE_DECIDED | {"completed"}
 # The order the views list lanes in: what needs a look first.
 _LISTING = "running failed conflict verify_failed blocked pending cancelled completed merged"

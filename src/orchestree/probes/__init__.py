@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from orchestree.errors import UserError
+from orchestree.config import check_builtin
 from orchestree.layout import GENERATED_DIR
 from orchestree.models import ProbeResult, check_lane_id
 from orchestree.probes.agent import agent_probe_prompt
@@ -54,14 +54,6 @@ BUILTIN_PROBES: dict[str, str] = {
 }
 
 ProbeFunction = Callable[[Path, ProbeOptions], ProbeResult]
-
-
-def check_builtin(name: str, where: str = "probe") -> str:
-    """Refuse a name that is no built-in probe (a UserError naming the known ones)."""
-    if name not in BUILTIN_PROBES:
-        known = ", ".join(BUILTIN_PROBES)
-        raise UserError(f"{where}: unknown built-in probe {name!r} (known: {known})")
-    return name
 
 
 def builtin(name: str) -> ProbeFunction:

@@ -1,29 +1,27 @@
-"""The repository-level operations: init, lanes, tracker access, reset.
+"""The lane commands: add, retry, cancel, and a lane's log.
 
-Plain functions that take a repository path and options and return results; they
-never see Typer objects. The execution, merge and probe phases live in their own
-modules and start from `open_repo`.
+Plain functions that take a `Repo` and options and return results; they never see
+Typer objects.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
-import os
-from collections.abc import Callable
+import signal
+import time
+from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from orchestree import access_tracker, git, initrepo, layout
-from orchestree.access_tracker import LANE_TRANSITIONS as LANE_STATUSES
-from orchestree.config import Config, load_config
+from orchestree import access_tracker, git, procs, restart
 from orchestree.errors import UserError
-from orchestree.initrepo import prepare
-from orchestree.layout import Layout
+from orchestree.layout import agent_name
 from orchestree.models import (
+    LANE_STATUSES,
+    UNSUCCESSFUL,
     Lane,
     LaneInput,
     Tracker,
@@ -31,61 +29,8 @@ from orchestree.models import (
     check_lane_id,
     describe_validation_error,
 )
-from orchestree.tracker import TrackerStore
-
-# These moved to the pydantic-free `initrepo` (issue 18); callers still find them here.
-EXCLUDES = layout.EXCLUDES
-check_worktree_root = initrepo.check_worktree_root
-install_helper = initrepo.install_helper
-
-
-@dataclass(frozen=True)
-class Repo:
-    """An initialised repository: where things are, its config and its tracker."""
-
-    layout: Layout
-    config: Config
-    store: TrackerStore
-
-    @property
-    def root(self) -> Path:
-        return self.layout.root
-
-
-def find_root(path: Path) -> Path:
-    return git.repo_root(path.resolve())
-
-
-def open_repo(path: Path, must_exist: bool = True) -> Repo:
-    root = find_root(path)
-    config = load_config(root)
-    check_worktree_root(root, config.worktree.root, ask_git=False)
-    layout = Layout(root, config.worktree.root)
-    store = TrackerStore(layout.tracker)
-    if must_exist and not store.exists():
-        raise UserError(f"{root} is not initialised; run `orchestree init` there first")
-    return Repo(layout, config, store)
-
-
-@dataclass(frozen=True)
-class InitResult:
-    repo: Repo
-    created: bool
-    excludes_added: list[str]
-
-
-def init(path: Path) -> InitResult:
-    """Create `.orchestration/` and an empty tracker; idempotent."""
-    repo = open_repo(path, must_exist=False)
-    if repo.store.exists():
-        repo.store.read()  # refuses a torn or newer tracker before anything changes
-    done = prepare(repo.layout, repo.config.defaults.base_branch)
-    if repo.store.exists():
-        return InitResult(repo, created=False, excludes_added=done.excludes_added)
-    repo.store.create(
-        Tracker(repo=str(repo.root), base_branch=done.base_branch, base_commit=done.base_commit)
-    )
-    return InitResult(repo, created=True, excludes_added=done.excludes_added)
+from orchestree.repo import Repo
+from orchestree.visible import visible
 
 
 def parse_lane_json(text: str, what: str) -> dict[str, Any]:
@@ -157,7 +102,6 @@ def add_lanes(repo: Repo, lanes: dict[str, dict[str, Any]], replace: bool = Fals
 
 def _adoptable(repo: Repo, lane_ids: list[str]) -> dict[str, str]:
     """Lane id -> start point, for new lanes whose `lane-<id>` branch a reset kept."""
-    from orchestree import restart
 
     known = repo.store.read().lanes
     # One listing of the kept marks instead of two git calls per new lane (issue 18):
@@ -183,8 +127,6 @@ def _retire_merged(repo: Repo, lane_ids: list[str]) -> None:
     """Merged lanes being replaced start over: keep each one's branch head under the
     attempts ref, remove its worktree and branch, and drop its record (a merged lane
     cannot become pending in place), so `add_lanes` registers it afresh."""
-    from orchestree import restart
-    from orchestree.layout import agent_name
 
     lanes = repo.store.read().lanes
     merged = [k for k in lane_ids if k in lanes and lanes[k].status == "merged"]
@@ -201,77 +143,7 @@ def _retire_merged(repo: Repo, lane_ids: list[str]) -> None:
         repo.store.update(change, "lane-retired", lanes=merged)
 
 
-def open_run_repo(path: Path) -> tuple[Repo, str | None]:
-    """The run's repository for `tracker get/update`, and the lane the caller speaks for.
-
-    `ORCHESTREE_TRACKER` (in every agent's environment) names the run's tracker. Inside
-    a lane's worktree the repository is the one that worktree belongs to (its git
-    common dir), never the worktree itself: a tracker there would be nobody's. The lane
-    is `ORCHESTREE_LANE`, else the worktree's (`agent-<lane>`); None outside lanes.
-    """
-
-    named = os.environ.get("ORCHESTREE_TRACKER")
-    here = find_root(path)
-    if named:
-        tracker = Path(named)
-        if tracker.name != "tracker.json" or not tracker.is_file():
-            raise UserError(
-                f"ORCHESTREE_TRACKER is {named!r}, which is no tracker; unset it or point it "
-                "at a repository's .orchestration/tracker.json"
-            )
-        repo = open_repo(tracker.resolve().parent.parent)
-    else:
-        common = git.common_dir(here)
-        main = common.parent if common.name == ".git" else here
-        repo = open_repo(main)
-    try:
-        lane = access_tracker.bound_lane_name(os.environ.get("ORCHESTREE_LANE"))
-    except access_tracker.InvalidUpdateError as exc:
-        raise UserError(f"{exc}; nothing was read or written") from None
-    if lane is None and here.parent == repo.layout.worktrees and here.name.startswith("agent-"):
-        lane = here.name[len("agent-") :]
-    return repo, lane
-
-
-def tracker_get(repo: Repo, key_path: str | None) -> Any:
-    data: Any = repo.store.read_raw()
-    if not key_path:
-        return data
-    for part in key_path.split("."):
-        if isinstance(data, dict) and part in data:
-            data = data[part]
-        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
-            data = data[int(part)]
-        else:
-            raise UserError(f"the tracker has no {key_path!r} (stopped at {part!r})")
-    return data
-
-
-def reset(repo: Repo, force: bool = False, say: Callable[[str], None] = print) -> Path:
-    """Clean up (the same safety rules as `cleanup`), archive the tracker, start afresh.
-
-    Unmerged lane branches and worktrees with uncommitted changes survive unless
-    `force`; the archived tracker still names them. `say` hears what cleanup did.
-    """
-    from orchestree import restart
-    from orchestree.cleanup import cleanup
-
-    old = repo.store.read()
-    marked = restart.mark_kept_branches(repo, old)  # kept branches stay adoptable
-    for line in cleanup(repo, force=force, say=say, resetting=True).lines():
-        say(line)
-    restart.forget_gone_branches(repo, marked)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    archived = repo.store.archive(repo.layout.archive, stamp)
-    base_commit = git.head_commit(repo.root, f"refs/heads/{old.base_branch}") or old.base_commit
-    repo.store.replace(
-        Tracker(repo=old.repo, base_branch=old.base_branch, base_commit=base_commit),
-        "reset",
-    )
-    return archived
-
-
-def require_lane(repo: Repo, lane_id: str, statuses: set[str], verb: str) -> Lane:
+def require_lane(repo: Repo, lane_id: str, statuses: Collection[str], verb: str) -> Lane:
     lane = repo.store.read().lanes.get(lane_id)
     if lane is None:
         raise UserError(f"no lane {lane_id!r}; `orchestree status` lists the lanes")
@@ -297,9 +169,6 @@ def require_ready(repo: Repo, lane_id: str) -> Lane:
     return lane
 
 
-RETRYABLE = {"failed", "cancelled", "blocked", "conflict", "verify_failed"}
-
-
 @dataclass(frozen=True)
 class Retried:
     freed: list[str]  # lanes blocked only behind it, pending again
@@ -313,9 +182,8 @@ def retry_lane(repo: Repo, lane_id: str, keep_base: bool = False) -> Retried:
     A conflicted lane, or one the base branch has moved past, starts over from the
     current base (its earlier head kept under `refs/orchestree/attempts/`); with
     `keep_base` it continues on its branch from its old start point."""
-    from orchestree import restart
 
-    old = require_lane(repo, lane_id, RETRYABLE, "be retried")
+    old = require_lane(repo, lane_id, UNSUCCESSFUL, "be retried")
     fresh = not keep_base and restart.wants_fresh_start(repo, repo.store.read(), old)
     kept = None
     if fresh:
@@ -327,7 +195,7 @@ def retry_lane(repo: Repo, lane_id: str, keep_base: bool = False) -> Retried:
         lane = tracker.lanes[lane_id]
         if fresh:
             restart.forget_start(lane)
-        lane.status, lane.error = "pending", None
+        lane.status, lane.error, lane.held = "pending", None, None
         lane.max_attempts = max(lane.max_attempts or 1, lane.attempts + 1)
         lane.merge = lane.merge.model_copy(update={"status": None, "conflicts": []})
         waiting = [lane_id]
@@ -335,7 +203,7 @@ def retry_lane(repo: Repo, lane_id: str, keep_base: bool = False) -> Retried:
             current = waiting.pop()
             for other_id, other in tracker.lanes.items():
                 if other.status == "blocked" and current in other.depends_on:
-                    other.status, other.error = "pending", None
+                    other.status, other.error, other.held = "pending", None, None
                     freed.append(other_id)
                     waiting.append(other_id)
 
@@ -347,10 +215,6 @@ def cancel_lane(repo: Repo, lane_id: str) -> str:
     """Stop a running lane's agent (the running orchestrator records it) or cancel a
     pending one. A lane running elsewhere (a Dask worker) is stopped by the orchestrator
     that follows it: this leaves it a request."""
-    import signal
-
-    from orchestree import procs
-    from orchestree.layout import agent_name
 
     lane = require_lane(repo, lane_id, {"pending", "running", "blocked"}, "be cancelled")
     if lane.status == "running":
@@ -383,11 +247,6 @@ def show_log(repo: Repo, lane_id: str, follow: bool, out: Any, raw: bool = False
     """Print the lane's log to `out`. The agent wrote it, so its control characters are
     shown as escapes (`visible`), newlines and tabs kept; `raw` writes the bytes as they
     are to `out.buffer`."""
-    import codecs
-    import time
-
-    from orchestree.visible import visible
-
     lane = require_lane(repo, lane_id, set(LANE_STATUSES), "show a log")
     path = repo.layout.log(lane_id)
     if not path.exists():
