@@ -7,8 +7,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from orchestree.models import SUCCEEDED as DONE
+from orchestree.models import UNSUCCESSFUL as DEAD
 from orchestree.models import Lane
-from orchestree.scheduler import DEAD, DONE, chain_lengths, decide
+from orchestree.scheduler import chain_lengths, decide
 
 
 def _lane(order: int, **fields: Any) -> Lane:

@@ -25,6 +25,7 @@ from orchestree.initrepo import check_worktree_root
 from orchestree.lanebook import LaneBook, Summary
 from orchestree.layout import agent_name, branch
 from orchestree.merge import radar
+from orchestree.merge.startpoint import start_point
 from orchestree.models import Lane, Tracker
 from orchestree.repo import Repo
 from orchestree.runlock import run_lock
@@ -248,7 +249,7 @@ class Execution:
         if lane.start_commit and git.branch_exists(repo.root, branch(lane_id)):
             start = lane.start_commit  # a retry continues on the branch it has
         else:
-            point = launch.start_point(repo.root, tracker.base_commit, deps)
+            point = start_point(repo.root, tracker.base_commit, deps)
             if point.commit is None:
                 files = ", ".join(point.conflicts)
                 self.book.block({lane_id: f"its dependencies' branches conflict in: {files}"})

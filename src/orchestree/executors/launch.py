@@ -32,30 +32,6 @@ from orchestree.repo import Repo
 LOG_TAIL_BYTES = 64 * 1024
 
 
-@dataclass(frozen=True)
-class StartPoint:
-    commit: str | None
-    conflicts: list[str]
-
-
-def start_point(root: Path, base: str, dep_heads: list[tuple[str, str]]) -> StartPoint:
-    """The base commit with the dependencies' branches merged in, computed in memory."""
-    candidate = base
-    for dep, head in dep_heads:
-        if git.is_ancestor(root, head, candidate):
-            continue
-        if git.is_ancestor(root, candidate, head):
-            candidate = head
-            continue
-        merged = git.merge_tree(root, candidate, head)
-        if merged.tree is None:
-            return StartPoint(None, merged.conflicts)
-        candidate = git.commit_tree(
-            root, merged.tree, [candidate, head], f"orchestree: start from dependency {dep}"
-        )
-    return StartPoint(candidate, [])
-
-
 def ownership_problem(
     repo: Repo, lane_id: str, lane: Lane, heads: dict[str, str] | None = None
 ) -> str | None:

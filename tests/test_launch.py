@@ -18,6 +18,7 @@ from exec_helpers import (
     write_script,
 )
 from orchestree.executors import launch
+from orchestree.merge import startpoint
 from orchestree.repo import open_repo
 
 
@@ -41,10 +42,10 @@ def test_start_point_merges_dependency_branches_in_memory(
     b = _commit_on(repo, "b", base, {"b.txt": "b\n"})
     status_before = git(repo, "status", "--porcelain")
     # No dependency: the base itself. One dependency ahead of the base: its head.
-    assert launch.start_point(repo, base, []).commit == base
-    assert launch.start_point(repo, base, [("a", a)]).commit == a
+    assert startpoint.start_point(repo, base, []).commit == base
+    assert startpoint.start_point(repo, base, [("a", a)]).commit == a
     # Two: a merge commit whose tree holds both, made without touching any worktree.
-    merged = launch.start_point(repo, base, [("a", a), ("b", b)])
+    merged = startpoint.start_point(repo, base, [("a", a), ("b", b)])
     assert merged.conflicts == []
     assert merged.commit is not None
     assert git(repo, "log", "-1", "--format=%P", merged.commit).split() == [a, b]
@@ -61,7 +62,7 @@ def test_start_point_names_the_conflicting_files(
     base = git(repo, "rev-parse", "main")
     left = _commit_on(repo, "left", base, {"shared.txt": "left\n", "other.txt": "l\n"})
     right = _commit_on(repo, "right", base, {"shared.txt": "right\n", "other.txt": "r\n"})
-    point = launch.start_point(repo, base, [("left", left), ("right", right)])
+    point = startpoint.start_point(repo, base, [("left", left), ("right", right)])
     assert point.commit is None
     assert point.conflicts == ["other.txt", "shared.txt"]
 
