@@ -247,10 +247,10 @@ def test_not_logged_in_fails_once_holds_the_agents_other_lanes_and_says_so_once(
         assert (result.out + result.err).count(login) == 1
         for n in (2, 3):
             other = state[f"{agent}-{n}"]
-            assert (other["status"], other["attempts"]) == ("blocked", 0)
-            assert other["error"] == mine[0]
+            assert (other["status"], other["attempts"], other["held"]) == ("blocked", 0, agent)
+            assert f"held: {other['error']}" == mine[0]  # a field holds the state, not a prefix
         assert f"✗ {agent}-2, {agent}-3: blocked: agent {agent!r} is not logged in" in result.out
     status = cli(repo, "status")
     for agent in NOT_LOGGED_IN:
         line = next(ln for ln in status.out.splitlines() if ln.startswith(f"{agent}-2, {agent}-3"))
-        assert line == f"{agent}-2, {agent}-3 {state[f'{agent}-2']['error']}"
+        assert line == f"{agent}-2, {agent}-3 held: {state[f'{agent}-2']['error']}"

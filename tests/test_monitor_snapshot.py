@@ -48,7 +48,7 @@ def kinds(s: Snapshot) -> list[str]:
 
 def test_a_fresh_tracker_is_phase_init_with_nothing_to_report() -> None:
     s = snap(tracker())
-    assert (s.phase, s.phase_name, s.phase_progress) == (0, "init", 1.0)
+    assert (s.phase, s.phase_name, s.phase_progress) == (0, "initialised", 1.0)
     assert s.completion == 0.0
     assert s.statistics.total == 0
     assert set(s.statistics.by_status) == set(LANE_STATUSES)

@@ -216,12 +216,14 @@ def test_an_agent_folder_that_is_not_a_place_is_refused(
     assert "must be an absolute path or start with ~/" in result.err
 
 
-def test_programs_under_tmp_stay_visible_behind_the_private_tmp() -> None:
+def test_programs_under_tmp_stay_visible_behind_the_private_tmp(tmp_path: Path) -> None:
     """A repository cloned under /tmp runs its venv's python from there: the private
     /tmp would hide it (found when the suite ran from a clone in /tmp)."""
     from orchestree.sandbox import _programs_under_tmp
 
-    shown = _programs_under_tmp(
-        ["/tmp/ci/.venv/bin/python3", "/tmp/ci/.venv/bin", "/usr/bin", "python3", ""]
-    )
-    assert shown == ["/tmp/ci/.venv"]
+    bin_dir = tmp_path / "clone" / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "python3").write_text("")
+    assert str(tmp_path).startswith("/tmp/")  # pytest's own tmp_path lives there
+    shown = _programs_under_tmp([str(bin_dir / "python3"), str(bin_dir), "/usr/bin", "python3", ""])
+    assert shown == [str(tmp_path / "clone" / ".venv")]

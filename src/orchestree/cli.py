@@ -480,7 +480,7 @@ def _finish_run(summary: Any, state: Any) -> None:
     from orchestree.visible import visible
 
     for message in summary.held.values():
-        _err(visible(message))
+        _err(visible(f"held: {message}"))
     lanes = state.store.read().lanes
     outcomes = [outcome(lanes[k]) if k in lanes else s for k, s in summary.statuses.items()]
     if outcomes:

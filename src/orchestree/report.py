@@ -86,7 +86,7 @@ def render_status(
         if lane.status == "blocked" and lane.held and lane.error:
             held.setdefault(lane.error, []).append(lane_id)
     for why, lane_ids in held.items():
-        console.print(Text(visible(f"{', '.join(lane_ids)} {why}")), soft_wrap=True)
+        console.print(Text(visible(f"{', '.join(lane_ids)} held: {why}")), soft_wrap=True)
     if tracker.radar:
         for finding in tracker.radar:
             line = visible(

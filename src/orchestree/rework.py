@@ -275,7 +275,7 @@ def _rework_round(
 def _run_or_stop(repo: Repo, lane_ids: set[str], report: Reporter) -> None:
     summary = run(repo, lane_ids, report)
     for message in summary.held.values():
-        report(f"! {message}")
+        report(f"! held: {message}")
     if summary.interrupted:
         base = repo.store.read().base_branch
         report(f"rework interrupted: {base} was not touched by it; `orchestree merge` "
