@@ -107,7 +107,7 @@ def test_once_without_a_tracker_is_an_error_naming_it(tmp_path: Path) -> None:
     [
         ({"interval": 0}, "--interval must be above 0"),
         ({"port": 6000}, "--host and --port only apply to --web"),
-        ({"web": True, "once": True}, "--once applies to the console monitor"),
+        ({"web": True, "once": True}, "--once and --all apply to the console monitor"),
     ],
 )
 def test_bad_options_are_user_errors(repo: Path, kwargs: dict[str, object], message: str) -> None:

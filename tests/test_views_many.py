@@ -86,3 +86,24 @@ def test_add_lane_from_counts_and_names_the_first_few(
     assert out == (
         "added 300 lane(s): x000, x001, x002, x003, x004, x005, x006, x007 and 292 more\n"
     )
+
+
+def test_monitor_once_of_many_lanes_fits_one_screen_and_all_shows_every_lane(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = run_cli(capsys, "monitor", "--once", "--repo", str(repo))
+
+    assert code == 0, out
+    lines = out.splitlines()
+    assert len(lines) <= 30, out
+    assert "l50" in out
+    assert "l55" in out
+    assert "more lanes" in out
+    assert "`orchestree monitor --once --all` shows every row" in out
+
+    code, out = run_cli(capsys, "monitor", "--once", "--all", "--repo", str(repo))
+    assert code == 0, out
+    for n in range(LANES):
+        assert f"l{n:02d}" in out
+    assert "more lanes" not in out
+    assert "--all" not in out

@@ -731,6 +731,10 @@ def cleanup(
 @app.command()
 def monitor(
     once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
+    show_all: Annotated[
+        bool,
+        typer.Option("--all", help="With --once: every lane, even beyond one screen."),
+    ] = False,
     web: Annotated[bool, typer.Option("--web", help="Serve the web dashboard instead.")] = False,
     host: Annotated[
         str | None,
@@ -757,7 +761,9 @@ def monitor(
     from orchestree.repo import open_repo
 
     root = open_repo(repo).root
-    return run_monitor(root, web=web, once=once, interval=interval, host=host, port=port)
+    return run_monitor(
+        root, web=web, once=once, interval=interval, host=host, port=port, show_all=show_all
+    )
 
 
 def _parser_errors() -> tuple[type[Exception], type[Exception]]:

@@ -29,6 +29,12 @@ RANK: dict[str, int] = {
 ORDER = ("running", "failed", "conflict", "verify_failed", "blocked", "cancelled", "pending",
          "completed", "merged")  # fmt: skip
 
+# A view (`status`, `monitor --once`) folds lanes beyond the screen's height less these
+# lines (the header, the counts, the table's head, the fold line, held reasons, agents,
+# cost, the prompt), and always shows at least FOLD_MIN.
+FOLD_LINES = 10
+FOLD_MIN = 10
+
 
 @dataclass(frozen=True)
 class Folded:

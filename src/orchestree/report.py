@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from orchestree.fold import FOLD_LINES, FOLD_MIN
 from orchestree.layout import Layout
 from orchestree.models import ENDED, PHASES, Lane, Plan, Tracker, describe_finding
 from orchestree.visible import visible
@@ -18,11 +19,6 @@ if TYPE_CHECKING:
 
 PROGRESS_MIN = 20  # columns the status table keeps for an agent's progress
 MARKS = {"completed": "✓", "failed": "✗", "running": "→", "created": "○"}
-# `status` folds lanes beyond the screen's height less these lines (the header, the
-# counts, the table's head, the fold line, held reasons, agents, cost, the prompt),
-# and always shows at least FOLD_MIN.
-FOLD_LINES = 10
-FOLD_MIN = 10
 
 
 def render_status(

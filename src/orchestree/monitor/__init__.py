@@ -24,6 +24,7 @@ def run_monitor(
     interval: float,
     host: str | None,
     port: int | None,
+    show_all: bool = False,
 ) -> int:
     """Show the orchestration of the repository at `root`; returns the exit code.
 
@@ -44,10 +45,14 @@ def run_monitor(
         from orchestree.monitor.console import run_console
 
         return run_console(
-            Layout(root).tracker, once=once, interval=interval, default_timeout_s=timeout_s
+            Layout(root).tracker,
+            once=once,
+            interval=interval,
+            default_timeout_s=timeout_s,
+            show_all=show_all,
         )
-    if once:
-        raise UserError("--once applies to the console monitor; drop --once or --web")
+    if once or show_all:
+        raise UserError("--once and --all apply to the console monitor; drop them or --web")
 
     from orchestree.monitor.web import is_loopback, make_app, make_server, open_socket
 

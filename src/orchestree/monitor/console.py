@@ -28,6 +28,7 @@ from rich.text import Text
 
 from orchestree.access_tracker import PHASES
 from orchestree.errors import TrackerError
+from orchestree.fold import FOLD_LINES, FOLD_MIN
 from orchestree.monitor.fields import fmt_duration
 from orchestree.monitor.snapshot import Memo
 from orchestree.monitor.source import Reading, TrackerReader, snapshot_now
@@ -51,7 +52,7 @@ MAX_WARNINGS = 8
 
 def _bar(label: str, fraction: float, detail: str) -> Table:
     row = Table.grid(padding=(0, 1))
-    row.add_column(width=20)
+    row.add_column(width=22, no_wrap=True)  # "phase 0/4 initialised"
     row.add_column(width=40)
     row.add_column()
     row.add_row(label, ProgressBar(total=1.0, completed=fraction, width=40), detail)
@@ -255,6 +256,7 @@ def run_console(
     once: bool,
     interval: float,
     default_timeout_s: float,
+    show_all: bool = False,
     out: IO[str] | None = None,
     inp: IO[str] | None = None,
 ) -> int:
@@ -270,7 +272,14 @@ def run_console(
         reading = reader.read()
         if reading.tracker is None:
             raise TrackerError(reading.notice or f"cannot read {tracker}")
-        console.print(render(snapshot_now(reading.tracker, default_timeout_s), reading.notice))
+        snap = snapshot_now(reading.tracker, default_timeout_s)
+        height = console.size.height
+        # One screen, as `status`: a frame taller than the screen is cut the way the live
+        # view cuts it (what needs a look first) unless --all asks for every row.
+        fits = show_all or len(snap.lanes) <= max(FOLD_MIN, height - FOLD_LINES)
+        console.print(render(snap, reading.notice, None if fits else height - 2))  # the hint
+        if not fits:
+            console.print(Text("`orchestree monitor --once --all` shows every row", style="dim"))
         return 0
 
     try:
