@@ -78,8 +78,8 @@ def _show_version(wanted: bool) -> None:
 
 # What an agent may run from inside its lane (docs/trust.md): the views, and `tracker`,
 # whose updates are bound to its own lane's progress, data and results. `radar` only
-# prints when an agent runs it.
-_AGENT_COMMANDS = frozenset({"status", "tracker", "logs", "monitor", "doctor", "radar"})
+# prints when an agent runs it; `diff` only reads.
+_AGENT_COMMANDS = frozenset({"status", "tracker", "logs", "monitor", "doctor", "radar", "diff"})
 
 
 @app.callback()
@@ -421,6 +421,43 @@ def retry(
         with _progress(state, kind) as report:
             summary = execution.execute(state, {lane_id}, None, report, kind=kind)
         _finish_run(summary, state)
+
+
+@app.command("rework")
+def rework_(
+    lane_id: Annotated[
+        str, typer.Argument(help="A completed, conflict or verify_failed lane, not merged.")
+    ],
+    message: Annotated[
+        str | None,
+        typer.Option("--message", "-m", help="The review comments.", show_default=False),
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", help="A file holding the review comments.", show_default=False),
+    ] = None,
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Send review comments back to a lane's agent: a new attempt that acts on them.
+
+    For a lane that is completed, conflict or verify_failed and not merged. The agent
+    gets ORCHESTREE_REWORK=review, the comments in the JSON file ORCHESTREE_REWORK_FILE
+    names and in its prompt, and resumes its session where its CLI can. Its new
+    commits go on the lane's branch; the earlier head stays at
+    refs/orchestree/attempts/<lane>/<n>. Exit 0 when the attempt completes, 1 when it
+    fails. Read the lane's change first with `orchestree diff <lane>`.
+
+    Example: orchestree rework db-projection --file review.md
+    """
+    from orchestree import orchestrator, review
+
+    comments = review.comments_from(message, file)
+    state = orchestrator.open_repo(repo)
+    details = review.send_back(state, lane_id, comments)
+    _out(f"↻ {lane_id}: review rework {details.count}; its agent starts on the comments")
+    with _progress(state) as report:
+        summary = review.run(state, lane_id, report)
+    _finish_run(summary, state)
 
 
 @app.command()
