@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import pty
+import re
 import subprocess
 from pathlib import Path
 from urllib.parse import quote
@@ -113,6 +116,7 @@ def test_a_running_lanes_uncommitted_work_is_shown_and_left_alone(
     assert "3 files changed, 4 insertions(+), 1 deletion(-)" in stat.out
     assert patch.code == 0
     assert patch.out == data["patch"]
+    assert "\x1b" not in patch.out + stat.out, "piped: plain text, no colours"
     # Once the lane finished, the same change is its committed work.
     done = json.loads(cli(repo, "diff", "alpha", "--json").out)
     assert done["uncommitted"] is False
@@ -146,6 +150,39 @@ def test_a_dependent_lane_counts_from_its_start_not_the_base(
     assert cli(repo, "merge").code == 0
     assert cli(repo, "diff", "first", "--name-only").out == "first.txt\n"
     assert cli(repo, "diff", "second", "--name-only").out == "second.txt\n"
+
+
+def test_on_a_terminal_the_diff_goes_through_gits_pager_in_colour(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repo(tmp_path, monkeypatch, files=BASE)
+    add_lanes(repo, {"hello": {"tasks": ["printf 'hello\\n' > hello.txt"]}})
+    assert cli(repo, "execute").code == 0
+    paged = tmp_path / "paged.txt"
+    pager = tmp_path / "pager.sh"
+    pager.write_text(f"#!/bin/sh\ncat > {paged}\n", encoding="utf-8")
+    pager.chmod(0o755)
+    env = {**os.environ, "GIT_PAGER": str(pager), "TERM": "xterm-256color"}
+    main, terminal = pty.openpty()
+    try:
+        run = subprocess.run(
+            [ORCHESTREE, "diff", "hello", "--repo", str(repo)],
+            stdin=terminal,
+            stdout=terminal,
+            stderr=terminal,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(terminal)
+        os.close(main)
+    assert run.returncode == 0
+    shown = paged.read_text(encoding="utf-8")
+    assert "\x1b[" in shown, "the user's pager got git's colours"
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", shown)
+    assert "+++ b/hello.txt\n" in plain
+    assert "+hello\n" in plain
 
 
 def test_unknown_lanes_and_mixed_views_are_one_line_and_exit_2(

@@ -621,6 +621,14 @@ def working_tree(admin: Path, path: Path, index: Path) -> str:
     return run(*settings, "write-tree", cwd=path, env=env).stdout.strip()
 
 
+def working_tree_beside(admin: Path, path: Path, scratch: Path) -> str:
+    """`working_tree` with its scratch index at `scratch` (a file the caller owns and
+    removes), started as a copy of the worktree's own index (`admin/index`)."""
+    with contextlib.suppress(FileNotFoundError):  # none yet: git starts empty
+        shutil.copyfile(admin / "index", scratch)
+    return working_tree(admin, path, scratch)
+
+
 def commit_of_tree(root: Path, tree: str, parent: str, message: str, who: tuple[str, str]) -> str:
     """A commit of `tree` on top of `parent` by `who` (name, email), on no branch:
     `merge-tree` takes commits."""

@@ -13,8 +13,6 @@ the worktree, its index nor its branch is touched.
 
 from __future__ import annotations
 
-import contextlib
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,10 +118,7 @@ def _working_tree(layout: Layout, lane_id: str, head: str) -> str | None:
     if check.admin is None or check.problem is not None:
         return None
     with tempfile.TemporaryDirectory(prefix="orchestree-diff-") as scratch:
-        index = Path(scratch) / "index"
-        with contextlib.suppress(FileNotFoundError):  # none yet: git starts empty
-            shutil.copyfile(check.admin / "index", index)
-        return git.working_tree(check.admin, path, index)
+        return git.working_tree_beside(check.admin, path, Path(scratch) / "index")
 
 
 def lane_diff(layout: Layout, tracker: Tracker, lane_id: str, limit: int = PATCH_LIMIT) -> LaneDiff:
