@@ -23,6 +23,7 @@ from exec_helpers import (
     wait_for,
     write_script,
 )
+from orchestree import orchestrator, review
 
 if TYPE_CHECKING:  # tests/chaos has a conftest too: import the name for typing only
     from conftest import FakeAgents
@@ -266,3 +267,23 @@ def test_a_review_resumes_the_agents_own_session(
     run = fake_agents.runs()["claude-second"]
     assert run["argv"][run["argv"].index("--resume") + 1] == session
     assert run["env"]["ORCHESTREE_REWORK"] == "review"
+
+
+def test_a_review_recorded_but_never_run_runs_with_the_next_execute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a SIGKILL between recording the comments and starting the agent leaves."""
+    repo, folder = review_repo(tmp_path, monkeypatch)
+    add_lanes(repo, {"alpha": {"tasks": ["write the feature"]}})
+    assert cli(repo, "execute").code == 0
+    first = git(repo, "rev-parse", "lane-alpha")
+    review.send_back(orchestrator.open_repo(repo), "alpha", "left for later")
+    assert statuses(repo) == {"alpha": "pending"}
+    assert git(repo, "rev-parse", "refs/orchestree/attempts/alpha/1") == first
+
+    assert cli(repo, "execute").code == 0
+
+    assert statuses(repo) == {"alpha": "completed"}
+    (got,) = seen(folder, "alpha")
+    assert (got["reason"], json.loads(got["file"])["comments"]) == ("review", "left for later")
+    assert git(repo, "show", "lane-alpha:feature.txt") == "v2, as the review asked"

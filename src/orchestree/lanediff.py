@@ -13,6 +13,7 @@ the worktree, its index nor its branch is touched.
 
 from __future__ import annotations
 
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from orchestree.errors import UserError
 from orchestree.layout import Layout, branch
 from orchestree.models import Lane, Tracker
 
+_SHA = re.compile(r"[0-9a-f]{7,64}")
 PATCH_LIMIT = 2 * 1024 * 1024  # bytes of patch the JSON carries; `truncated` says so
 
 
@@ -78,8 +80,8 @@ def sides(layout: Layout, tracker: Tracker, lane_id: str) -> Sides:
     if lane is None:
         raise UserError(f"no lane {lane_id!r} in the tracker; `orchestree status` lists the lanes")
     root = layout.root
-    head = git.head_commit(root, f"refs/heads/{branch(lane_id)}") or lane.head_commit
-    if head is None or git.head_commit(root, head) is None:
+    head = git.head_commit(root, f"refs/heads/{branch(lane_id)}") or _commit(root, lane.head_commit)
+    if head is None:
         raise UserError(
             f"lane {lane_id!r} has no commit to compare yet (it is {lane.status}); "
             "run `orchestree execute` first"
@@ -94,18 +96,23 @@ def _start(root: Path, tracker: Tracker, lane: Lane, head: str) -> str:
     """The dependencies' merged work is not the lane's change: a dependent lane counts
     from its recorded start. Any other from its merge base with the base branch, or
     from its start once merged (the base then holds the head itself)."""
-    recorded = (
-        lane.start_commit
-        if lane.start_commit and git.head_commit(root, lane.start_commit)
-        else None
-    )
+    recorded = _commit(root, lane.start_commit)
     if lane.depends_on and recorded:
         return recorded
-    base = git.head_commit(root, f"refs/heads/{tracker.base_branch}") or tracker.base_commit
+    base = git.head_commit(root, f"refs/heads/{tracker.base_branch}")
+    base = base or _commit(root, tracker.base_commit)
     fork = git.merge_base(root, head, base) if base else None
     if fork is None or (fork == head and recorded):
         return recorded or head
     return fork
+
+
+def _commit(root: Path, recorded: str | None) -> str | None:
+    """A commit id the tracker recorded, as the full id of a commit git has; None for
+    anything else (the tracker's text goes to git only as an object id)."""
+    if recorded is None or not _SHA.fullmatch(recorded):
+        return None
+    return git.head_commit(root, recorded)
 
 
 def _working_tree(layout: Layout, lane_id: str, head: str) -> str | None:

@@ -7,6 +7,9 @@ Safety, since any web page the user visits can make their browser talk to localh
 - the log endpoint serves only `.orchestration/logs/agent-<id>.log` of a lane the
   tracker knows, by a path built from a validated id, never from tracker data (agents
   write the tracker), capped in size, without following symlinks;
+- the diff endpoint (`/api/lanes/<id>/diff`) takes a validated id of a lane the
+  tracker knows and only reads git (`lanediff`): a running lane's worktree, index and
+  branch are never touched, and the patch is capped at 2 MB;
 - the page renders tracker strings with textContent only, and the Content-Security-
   Policy forbids inline script, so even a slip there would run nothing.
 """
