@@ -53,7 +53,8 @@ LOCK_TIMEOUT_S = 30.0
 LANE_TRANSITIONS: dict[str, frozenset[str]] = {
     "pending": frozenset({"running", "blocked", "cancelled"}),
     "running": frozenset({"completed", "failed", "cancelled", "pending"}),  # pending: retry
-    "completed": frozenset({"merged", "conflict", "verify_failed"}),
+    # pending: sent back to its agent with review comments (`orchestree rework <lane>`)
+    "completed": frozenset({"merged", "conflict", "verify_failed", "pending"}),
     "failed": frozenset({"pending", "blocked"}),
     "cancelled": frozenset({"pending"}),
     "blocked": frozenset({"pending", "cancelled"}),

@@ -78,8 +78,8 @@ def _show_version(wanted: bool) -> None:
 
 # What an agent may run from inside its lane (docs/trust.md): the views, and `tracker`,
 # whose updates are bound to its own lane's progress, data and results. `radar` only
-# prints when an agent runs it.
-_AGENT_COMMANDS = frozenset({"status", "tracker", "logs", "monitor", "doctor", "radar"})
+# prints when an agent runs it; `diff` only reads.
+_AGENT_COMMANDS = frozenset({"status", "tracker", "logs", "monitor", "doctor", "radar", "diff"})
 
 
 @app.callback()
@@ -431,6 +431,43 @@ def retry(
         _finish_run(summary, state)
 
 
+@app.command("rework")
+def rework_(
+    lane_id: Annotated[
+        str, typer.Argument(help="A completed, conflict or verify_failed lane, not merged.")
+    ],
+    message: Annotated[
+        str | None,
+        typer.Option("--message", "-m", help="The review comments.", show_default=False),
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", help="A file holding the review comments.", show_default=False),
+    ] = None,
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Send review comments back to a lane's agent: a new attempt that acts on them.
+
+    For a lane that is completed, conflict or verify_failed and not merged. The agent
+    gets ORCHESTREE_REWORK=review, the comments in the JSON file ORCHESTREE_REWORK_FILE
+    names and in its prompt, and resumes its session where its CLI can. Its new
+    commits go on the lane's branch; the earlier head stays at
+    refs/orchestree/attempts/<lane>/<n>. Exit 0 when the attempt completes, 1 when it
+    fails. Read the lane's change first with `orchestree diff <lane>`.
+
+    Example: orchestree rework db-projection --file review.md
+    """
+    from orchestree import orchestrator, review
+
+    comments = review.comments_from(message, file)
+    state = orchestrator.open_repo(repo)
+    details = review.send_back(state, lane_id, comments)
+    _out(f"↻ {lane_id}: review rework {details.count}; its agent starts on the comments")
+    with _progress(state) as report:
+        summary = review.run(state, lane_id, report)
+    _finish_run(summary, state)
+
+
 @app.command()
 def cancel(
     lane_id: Annotated[str, typer.Argument(help="A pending or running lane.")],
@@ -699,6 +736,49 @@ def radar_(
         for line in radar.describe_scan(found):
             _out(line)
     return 1 if found.findings else 0
+
+
+@app.command("diff")
+def diff_(
+    lane_id: Annotated[str, typer.Argument(help="The lane whose change to show.")],
+    stat: Annotated[bool, typer.Option("--stat", help="Only the files and their counts.")] = False,
+    name_only: Annotated[
+        bool, typer.Option("--name-only", help="Only the names of the changed files.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print it as JSON (the dashboard's shape).")
+    ] = False,
+    repo: RepoOpt = Path("."),
+) -> int:
+    """Show what a lane changed, from where it started, its uncommitted work included.
+
+    The start is the lane's merge base with the base branch, or, for a lane that
+    depends on others, the commit it started from (their work is not its change). The
+    files in a lane's worktree are read without touching it, its index or its branch.
+    On a terminal git's pager and colours are used; piped, plain text. --json prints
+    the start, the head, each file's added and removed lines and the patch (cut at
+    2 MB, then "truncated" is true).
+
+    Example: orchestree diff db-projection --stat
+    """
+    from orchestree import lanediff, orchestrator
+    from orchestree.errors import UserError
+
+    if stat + name_only + as_json > 1:
+        raise UserError("--stat, --name-only and --json are different views; pick one")
+    state = orchestrator.open_repo(repo)
+    tracker = state.store.read()
+    if as_json:
+        _dump_json(lanediff.lane_diff(state.layout, tracker, lane_id).as_json())
+        return 0
+    ends = lanediff.sides(state.layout, tracker, lane_id)
+    if ends.uncommitted:
+        _err(f"note: lane {lane_id}'s diff includes work not committed yet in its worktree")
+    view = "stat" if stat else "names" if name_only else "patch"
+    if sys.stdout.isatty():
+        return 0 if lanediff.to_terminal(state.root, ends, view) == 0 else 1
+    sys.stdout.write(lanediff.as_text(state.root, ends, view))
+    return 0
 
 
 @app.command()

@@ -621,6 +621,14 @@ def working_tree(admin: Path, path: Path, index: Path) -> str:
     return run(*settings, "write-tree", cwd=path, env=env).stdout.strip()
 
 
+def working_tree_beside(admin: Path, path: Path, scratch: Path) -> str:
+    """`working_tree` with its scratch index at `scratch` (a file the caller owns and
+    removes), started as a copy of the worktree's own index (`admin/index`)."""
+    with contextlib.suppress(FileNotFoundError):  # none yet: git starts empty
+        shutil.copyfile(admin / "index", scratch)
+    return working_tree(admin, path, scratch)
+
+
 def commit_of_tree(root: Path, tree: str, parent: str, message: str, who: tuple[str, str]) -> str:
     """A commit of `tree` on top of `parent` by `who` (name, email), on no branch:
     `merge-tree` takes commits."""
@@ -678,3 +686,50 @@ def files_with_markers(root: Path, commit: str, paths: list[str] | None = None) 
     if proc.returncode != 0:
         raise GitError(("git", "grep", commit), proc.returncode, proc.stderr)
     return sorted({line.split(":", 1)[1] for line in proc.stdout.splitlines() if ":" in line})
+
+
+# --- A lane's diff (`orchestree diff`, the dashboard's diff panel) -------------------
+
+# Plain, whatever the user's config says: the patch is parsed or shown as text.
+_PLAIN_DIFF = ("--no-color", "--no-ext-diff", "--no-textconv", "--src-prefix=a/",
+               "--dst-prefix=b/", "--no-renames")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FileCount:
+    path: str
+    added: int
+    removed: int
+    binary: bool
+
+
+def diff_counts(root: Path, old: str, new: str) -> list[FileCount]:
+    """Lines added and removed per file from `old` to `new` (commits or trees)."""
+    raw = run("diff", "--numstat", "-z", "--no-renames", "--no-ext-diff", "--no-textconv",
+              old, new, cwd=root).stdout  # fmt: skip
+    found = []
+    for record in raw.split("\0"):  # with -z and no renames: added TAB removed TAB path
+        if record:
+            added, removed, path = record.split("\t", 2)
+            binary = added == "-"
+            found.append(FileCount(path, 0 if binary else int(added),
+                                   0 if binary else int(removed), binary))  # fmt: skip
+    return found
+
+
+def diff_bytes(root: Path, old: str, new: str, *extra: str) -> bytes:
+    """`git diff` from `old` to `new`, plain (no colour, pager or external tool), as
+    bytes: a patch holds the files' own bytes, not all of them UTF-8."""
+    cmd = ("git", "diff", *_PLAIN_DIFF, *extra, old, new)
+    proc = subprocess.run(cmd, cwd=root, env=git_env(), capture_output=True,
+                          stdin=subprocess.DEVNULL, check=False)  # fmt: skip
+    if proc.returncode != 0:
+        raise GitError(cmd, proc.returncode, proc.stderr.decode("utf-8", "replace"))
+    return proc.stdout
+
+
+def diff_to_terminal(root: Path, old: str, new: str, *extra: str) -> int:
+    """`git diff` from `old` to `new` straight onto our terminal, through the user's
+    pager and colours as their git config says; git's exit code."""
+    cmd = ("git", "--paginate", "diff", "--no-renames", *extra, old, new)
+    return subprocess.run(cmd, cwd=root, env=git_env(), check=False).returncode

@@ -14,8 +14,6 @@ each lane finishes, in a thread (`Background`), so its loop never waits for git.
 
 from __future__ import annotations
 
-import contextlib
-import shutil
 import tempfile
 import threading
 import time
@@ -131,10 +129,7 @@ def _lane_work(
     if status == "running" and path.exists():
         check = worktree_guard.verify(root, path, branch(lane_id))
         if check.admin is not None and check.problem is None:
-            index = scratch / f"{lane_id}.index"
-            with contextlib.suppress(FileNotFoundError):  # none yet: git starts empty
-                shutil.copyfile(check.admin / "index", index)
-            tree = git.working_tree(check.admin, path, index)
+            tree = git.working_tree_beside(check.admin, path, scratch / f"{lane_id}.index")
             said = f"radar: working files of {lane_id}\n"
             commit = git.commit_of_tree(root, tree, head, said, who)
             paths = frozenset(git.changed_files(root, start, commit))
