@@ -29,7 +29,8 @@ from exec_helpers import (
     wait_for,
     write_script,
 )
-from orchestree import lanediff, orchestrator
+from orchestree import lanediff
+from orchestree.repo import open_repo
 
 BASE = {"app.py": "".join(f"line {i}\n" for i in range(1, 11)), "logo.bin": "\0\1\2"}
 
@@ -82,7 +83,7 @@ def test_a_running_lanes_uncommitted_work_is_shown_and_left_alone(
     try:
         wait_for((folder / "alpha.ready").exists, 60, "the agent to write its files")
         assert statuses(repo) == {"alpha": "running"}
-        worktree = orchestrator.open_repo(repo).layout.worktree("alpha")
+        worktree = open_repo(repo).layout.worktree("alpha")
         before = untouched(worktree)
         start = git(repo, "rev-parse", "main")
 
@@ -210,7 +211,7 @@ def test_a_long_patch_is_cut_at_a_line_and_says_so(
     repo = make_repo(tmp_path, monkeypatch, files=BASE)
     add_lanes(repo, {"big": {"tasks": ["seq 1 20000 > big.txt"]}})
     assert cli(repo, "execute").code == 0
-    state = orchestrator.open_repo(repo)
+    state = open_repo(repo)
 
     whole = lanediff.lane_diff(state.layout, state.store.read(), "big")
     cut = lanediff.lane_diff(state.layout, state.store.read(), "big", limit=1000)

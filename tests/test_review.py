@@ -23,7 +23,8 @@ from exec_helpers import (
     wait_for,
     write_script,
 )
-from orchestree import orchestrator, review
+from orchestree import review
+from orchestree.repo import open_repo
 
 if TYPE_CHECKING:  # tests/chaos has a conftest too: import the name for typing only
     from conftest import FakeAgents
@@ -277,7 +278,7 @@ def test_a_review_recorded_but_never_run_runs_with_the_next_execute(
     add_lanes(repo, {"alpha": {"tasks": ["write the feature"]}})
     assert cli(repo, "execute").code == 0
     first = git(repo, "rev-parse", "lane-alpha")
-    review.send_back(orchestrator.open_repo(repo), "alpha", "left for later")
+    review.send_back(open_repo(repo), "alpha", "left for later")
     assert statuses(repo) == {"alpha": "pending"}
     assert git(repo, "rev-parse", "refs/orchestree/attempts/alpha/1") == first
 

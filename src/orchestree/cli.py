@@ -457,10 +457,11 @@ def rework_(
 
     Example: orchestree rework db-projection --file review.md
     """
-    from orchestree import orchestrator, review
+    from orchestree import review
+    from orchestree.repo import open_repo
 
     comments = review.comments_from(message, file)
-    state = orchestrator.open_repo(repo)
+    state = open_repo(repo)
     details = review.send_back(state, lane_id, comments)
     _out(f"↻ {lane_id}: review rework {details.count}; its agent starts on the comments")
     with _progress(state) as report:
@@ -761,12 +762,13 @@ def diff_(
 
     Example: orchestree diff db-projection --stat
     """
-    from orchestree import lanediff, orchestrator
+    from orchestree import lanediff
     from orchestree.errors import UserError
+    from orchestree.repo import open_repo
 
     if stat + name_only + as_json > 1:
         raise UserError("--stat, --name-only and --json are different views; pick one")
-    state = orchestrator.open_repo(repo)
+    state = open_repo(repo)
     tracker = state.store.read()
     if as_json:
         _dump_json(lanediff.lane_diff(state.layout, tracker, lane_id).as_json())

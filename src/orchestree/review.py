@@ -22,7 +22,7 @@ from pathlib import Path
 from orchestree import rework
 from orchestree.errors import UserError
 from orchestree.lanebook import Summary
-from orchestree.orchestrator import Repo
+from orchestree.repo import Repo
 from orchestree.runlock import run_lock
 
 REVIEWABLE = frozenset({"completed", "conflict", "verify_failed"})
