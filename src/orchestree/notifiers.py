@@ -37,6 +37,10 @@ class NotifyError(Exception):
     """A notifier could not deliver an event; the message says why."""
 
 
+class TryAgain(NotifyError):
+    """A failure another try may not have (a server error, no answer): retried."""
+
+
 Send = Callable[[bytes], None]
 
 
@@ -84,24 +88,19 @@ def webhook_notifier(config: NotifyConfig) -> Send:
 
 
 def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> None:
-    """POST `body`; retried (with backoff) on a server error or no answer."""
-    problem = ""
-    for attempt in range(TRIES):
-        if attempt:
-            time.sleep(BACKOFF_S * 2 ** (attempt - 1))
-        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as answer:
-                answer.read()
-            return
-        except urllib.error.HTTPError as exc:
-            problem = f"answered {exc.code} {exc.reason}"
-            if exc.code < 500:  # the request is wrong: another try says the same
-                break
-        except (urllib.error.URLError, OSError) as exc:
-            reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-            problem = f"unreachable ({reason})"
-    raise NotifyError(f"{url} {problem} after {attempt + 1} tries")
+    """POST `body` once; TryAgain on a server error or no answer."""
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            answer.read()
+    except urllib.error.HTTPError as exc:
+        problem = f"{url} answered {exc.code} {exc.reason}"
+        if exc.code < 500:  # the request is wrong: another try would say the same
+            raise NotifyError(problem) from None
+        raise TryAgain(problem) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        raise TryAgain(f"{url} unreachable ({reason})") from None
 
 
 def desktop_notifier(config: NotifyConfig) -> Send:
@@ -137,6 +136,7 @@ class Dispatcher:
     def __init__(self, sends: dict[str, Send]) -> None:
         self._lock = threading.Lock()
         self._errors: dict[str, str] = {}  # notifier -> its first failure
+        self._tried: dict[str, str] = {}  # notifier -> its last failed try (retried)
         self._queues: dict[str, queue.Queue[bytes | None]] = {}
         self._threads: list[threading.Thread] = []
         for name, send in sends.items():
@@ -170,7 +170,9 @@ class Dispatcher:
         for name, thread in zip(self._queues, self._threads, strict=True):
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():  # it hangs: the process ends without it
-                self._fail(name, f"still sending {wait_s:g} s after the run ended; given up")
+                with self._lock:
+                    last = f" (so far: {self._tried[name]})" if name in self._tried else ""
+                self._fail(name, f"still sending {wait_s:g} s after the run ended{last}; given up")
 
     def _fail(self, name: str, why: str) -> None:
         with self._lock:
@@ -180,8 +182,21 @@ class Dispatcher:
         waiting = self._queues[name]
         while (body := waiting.get()) is not None:
             try:
-                send(body)
+                self._send(name, send, body)
             except NotifyError as exc:
                 self._fail(name, str(exc))
             except Exception as exc:  # a notifier must never end its thread
                 self._fail(name, repr(exc))
+
+    def _send(self, name: str, send: Send, body: bytes) -> None:
+        """One event, tried up to TRIES times with backoff while the failure may pass."""
+        for attempt in range(1, TRIES + 1):
+            try:
+                send(body)
+                return
+            except TryAgain as exc:
+                if attempt == TRIES:
+                    raise NotifyError(f"{exc}, {TRIES} tries") from None
+                with self._lock:
+                    self._tried[name] = str(exc)
+                time.sleep(BACKOFF_S * 2 ** (attempt - 1))
