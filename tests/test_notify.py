@@ -43,7 +43,7 @@ class Hook:
         hook = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 hook.bodies.append(json.loads(body))
                 hook.headers.append(dict(self.headers))
@@ -128,8 +128,9 @@ def notify_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, noti
 def run(repo: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
     """The installed `orchestree ARGS` to its end (its daemon threads included)."""
     began = time.monotonic()
-    done = subprocess.run([ORCHESTREE, *args, "--repo", str(repo)], capture_output=True,
-                          text=True, timeout=120, stdin=subprocess.DEVNULL)  # fmt: skip
+    argv = [ORCHESTREE, *args, "--repo", str(repo)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL, check=False)  # fmt: skip
     return done, time.monotonic() - began
 
 
@@ -170,7 +171,8 @@ def test_each_event_arrives_once_as_json_by_webhook_and_command(
     ]
     for body in hook.bodies:
         assert set(body) >= {"event", "run", "lane", "status", "message", "at"}
-        assert isinstance(body["message"], str) and body["message"]
+        assert isinstance(body["message"], str)
+        assert body["message"]
     failed = next(b for b in hook.bodies if b["event"] == "lane_failed")
     assert (failed["status"], failed["attempt"]) == ("failed", 1)
     assert "cannot do it" in failed["message"] or "exit" in failed["message"]
@@ -218,9 +220,10 @@ def test_a_failing_webhook_never_slows_the_run_and_is_named_once(
     expected = {"500": "answered 500", "hang": "still sending", "down": "unreachable"}[kind]
     assert expected in said[0]
     errors = tracker(repo)["notify"]["errors"]
-    assert len(errors) == 1 and errors[0].startswith("webhook: "), errors
+    assert len(errors) == 1, errors
+    assert errors[0].startswith("webhook: ")
     status = subprocess.run([ORCHESTREE, "status", "--repo", str(repo)], capture_output=True,
-                            text=True, timeout=60)  # fmt: skip
+                            text=True, timeout=60, check=False)  # fmt: skip
     assert status.stdout.count("notify failed: webhook: ") == 1, status.stdout
     # Statuses are what they would be without a notifier.
     assert {k: v["status"] for k, v in tracker(repo)["lanes"].items()} == {
