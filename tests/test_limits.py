@@ -238,3 +238,22 @@ def test_a_bad_deadline_is_one_line_and_exit_2(
     assert result.err.strip().count("\n") == 0
     assert "'defaults.deadline'" in result.err
     assert '"2h"' in result.err
+
+
+def test_no_rework_starts_once_the_deadline_is_past(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_rework import rework_repo
+
+    repo = rework_repo(tmp_path, monkeypatch, 'on_conflict = "rework"\nmax_rework = 2')
+    config = repo / "orchestree.toml"
+    config.write_text(config.read_text().replace("[defaults]\n", "[defaults]\ndeadline = 0.5\n"))
+    git(repo, "commit", "-q", "-am", "a deadline")
+    time.sleep(0.6)  # the run's clock started with `execute`
+    result = cli(repo, "merge")
+    assert result.code == 1, result.out + result.err
+    assert "deadline reached" in result.out
+    assert "no rework starts; left as they are: beta" in result.out
+    assert statuses(repo) == {"alpha": "merged", "beta": "conflict"}
+    assert tracker(repo)["lanes"]["beta"]["attempts"] == 1  # its agent never ran again
+    assert "stopped starting lanes: deadline reached" in " ".join(cli(repo, "status").out.split())

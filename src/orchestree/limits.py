@@ -15,6 +15,7 @@ on every tick of its loop.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from orchestree import procs
 from orchestree.config import Config
@@ -110,3 +111,17 @@ def record_stop(store: TrackerStore, reason: StopReason, message: str, pending: 
                 lane.waiting_for = reason
 
     store.update(change, "limit-reached", reason=reason, lanes=sorted(pending))
+
+
+def stop_reworks(
+    store: TrackerStore, config: Config, lanes: list[str], report: Callable[[str], None]
+) -> bool:
+    """True (said and recorded) when the run's limit is reached: no rework starts."""
+    tracker = store.read()
+    found = reached(config, tracker)
+    if found is None:
+        return False
+    reason, message = found
+    record_stop(store, reason, message, [])
+    report(f"! {message}: no rework starts; left as they are: {', '.join(lanes)}")
+    return True
