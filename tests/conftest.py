@@ -69,6 +69,6 @@ def fake_agents(
     monkeypatch.setenv("PATH", f"{fake_agents_path}{os.pathsep}{os.environ.get('PATH', '')}")
     monkeypatch.setenv("FAKE_AGENT_RECORD", str(records))
     monkeypatch.setenv("FAKE_AGENT_PYTHON", sys.executable)
-    for name in ("MODE", "EDIT", "COMMIT", "PROGRESS", "SLEEP", "COST"):
+    for name in ("MODE", "EDIT", "COMMIT", "PROGRESS", "SLEEP", "COST", "TOKENS"):
         monkeypatch.delenv(f"FAKE_AGENT_{name}", raising=False)
     return FakeAgents(bin=fake_agents_path, records=records, monkeypatch=monkeypatch)

@@ -333,6 +333,15 @@ def _steps(label: str) -> Iterator[Callable[[str], None]]:
 
 
 @contextlib.contextmanager
+def _notifying(state: Any, command: str, report: Callable[[str], None]) -> Iterator[None]:
+    """[notify]'s watcher around a command that runs lanes or merges (notify.py)."""
+    from orchestree import notify
+
+    with notify.watching(state.store, state.config.notify, command, report):
+        yield
+
+
+@contextlib.contextmanager
 def _progress(state: Any, kind: str | None = "lane") -> Iterator[Callable[[str], None]]:
     """A live progress line on a TTY; one plain line per state change otherwise."""
     from orchestree.report import LiveProgress, plain
@@ -351,12 +360,14 @@ def execute(
         int | None,
         typer.Option("--max-parallel", min=1, help="Lanes running at once (default: config)."),
     ] = None,
+    hard: Hard = False,
     repo: RepoOpt = Path("."),
 ) -> None:
     """Run every pending lane: dependencies first, independent lanes side by side.
 
     Resumable: run it again after a crash and finished lanes stay done.
-    Exit 0 when every lane completed, 1 when one failed or was blocked.
+    Exit 0 when every lane completed, 1 when one failed or was blocked, or when
+    [defaults] budget_usd or deadline was reached before every lane could start.
 
     Example: orchestree execute --max-parallel 2
     """
@@ -364,8 +375,8 @@ def execute(
     from orchestree.repo import open_repo
 
     state = open_repo(repo)
-    with _progress(state) as report:
-        summary = execution.execute(state, None, max_parallel, report)
+    with _progress(state) as report, _notifying(state, "execute", report):
+        summary = execution.execute(state, None, max_parallel, report, hard=hard)
     _finish_run(summary, state)
 
 
@@ -384,7 +395,7 @@ def exec_lane(
     state = open_repo(repo)
     lane_ops.require_ready(state, lane_id)
     kind = _kind(state, lane_id)
-    with _progress(state, kind) as report:
+    with _progress(state, kind) as report, _notifying(state, "exec-lane", report):
         summary = execution.execute(state, {lane_id}, None, report, kind=kind)
     _finish_run(summary, state)
 
@@ -426,7 +437,7 @@ def retry(
     _out(f"{lane_id} is pending again{how}" + (f"; unblocked: {', '.join(freed)}" if freed else ""))
     if not no_run:
         kind = _kind(state, lane_id)
-        with _progress(state, kind) as report:
+        with _progress(state, kind) as report, _notifying(state, "retry", report):
             summary = execution.execute(state, {lane_id}, None, report, kind=kind)
         _finish_run(summary, state)
 
@@ -519,6 +530,9 @@ def _finish_run(summary: Any, state: Any) -> None:
 
     for message in summary.held.values():
         _err(visible(f"held: {message}"))
+    if summary.stopped:
+        _err(f"{summary.stopped}: lanes left pending; raise the limit in orchestree.toml "
+             "and run `orchestree execute` again")  # fmt: skip
     lanes = state.store.read().lanes
     outcomes = [outcome(lanes[k]) if k in lanes else s for k, s in summary.statuses.items()]
     if outcomes:
@@ -534,6 +548,14 @@ GroupBy = Annotated[
 MaxParallel = Annotated[
     int | None,
     typer.Option("--max-parallel", min=1, help="Lanes running at once (default: config)."),
+]
+Hard = Annotated[
+    bool,
+    typer.Option(
+        "--hard",
+        help="When [defaults] budget_usd or deadline is reached, also cancel the running "
+        "lanes (their work is kept), not only stop starting new ones.",
+    ),
 ]
 
 
@@ -620,7 +642,10 @@ def plan(
 
 @app.command()
 def full(
-    max_parallel: MaxParallel = None, group_by: GroupBy = None, repo: RepoOpt = Path(".")
+    max_parallel: MaxParallel = None,
+    group_by: GroupBy = None,
+    hard: Hard = False,
+    repo: RepoOpt = Path("."),
 ) -> None:
     """Run everything: init if needed, probes, plan, execute, merge, then a summary.
 
@@ -634,8 +659,8 @@ def full(
     from orchestree.report import render_summary
 
     state = open_repo(repo, must_exist=False)
-    with _progress(state, None) as report:
-        state, result = pipeline.full(repo, max_parallel, report, group_by)
+    with _progress(state, None) as report, _notifying(state, "full", report):
+        state, result = pipeline.full(repo, max_parallel, report, group_by, hard=hard)
     render_summary(state.store.read(), state.layout)
     raise typer.Exit(result.exit_code)
 
@@ -690,12 +715,16 @@ def merge(
 
     state = open_repo(repo)
     if as_json:  # the same queue, rework included, told nothing on the way
-        report = rework.merge_until_done(
-            state, lane, check=check, rework=not no_rework, report=lambda _: None
-        )
+        with _notifying(state, "merge", _err) if not check else contextlib.nullcontext():
+            report = rework.merge_until_done(
+                state, lane, check=check, rework=not no_rework, report=lambda _: None
+            )
         _dump_json(results.as_json(report))
         return report.exit_code
-    with _steps("merge --check" if check else "merge") as say:
+    with (
+        _steps("merge --check" if check else "merge") as say,
+        _notifying(state, "merge", say) if not check else contextlib.nullcontext(),
+    ):
         watch = merger.ReportWatch(say, check=check)
         report = rework.merge_until_done(
             state, lane, check=check, watch=watch, rework=not no_rework, report=say

@@ -6,6 +6,8 @@ file, before anything runs.
 
 from __future__ import annotations
 
+import re
+import shlex
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -37,6 +39,32 @@ class Defaults(_Section):
     # Admission by memory (DESIGN.md §15): a lane starts only while MemAvailable minus
     # the running lanes' `memory_mb` estimates leaves this much; 0 turns it off.
     min_free_mb: int = Field(default=0, ge=0)
+    # Run budgets (limits.py): the run's cost (the sum the agents report, or estimate
+    # from [prices]) and its wall-clock time since its first lane started. Once either
+    # is reached, no new lane or rework starts (`execute --hard` also cancels the
+    # running ones, keeping their work). None: no limit.
+    budget_usd: float | None = Field(default=None, gt=0)
+    deadline: float | None = Field(default=None, gt=0)  # seconds; "2h", "30m", "90s" too
+
+    @field_validator("deadline", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str) else value
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([hms])")
+_UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """ "2h", "30m", "1h30m", "90s" or "90" → seconds; ValueError naming the forms."""
+    compact = text.strip().lower().replace(" ", "")
+    if re.fullmatch(r"\d+(?:\.\d+)?", compact):
+        return float(compact)
+    parts = _DURATION.findall(compact)
+    if not compact or "".join(n + u for n, u in parts) != compact:
+        raise ValueError(f'{text!r} is not a duration; write e.g. "2h", "30m", "1h30m" or 90')
+    return sum(float(n) * _UNIT_S[u] for n, u in parts)
 
 
 class AgentConfig(_Section):
@@ -152,6 +180,42 @@ class SandboxConfig(_Section):
     network: bool = True
 
 
+class NotifyConfig(_Section):
+    """Where the run's events go (notify.py); nothing is sent when all are unset."""
+
+    command: str = ""  # a program (split like a shell would, never run by one) + args
+    shell: bool = False  # run `command` with `sh -c` (pipes, redirections)
+    webhook: str = ""  # POST the event as JSON to this http(s) URL
+    # The name of an environment variable whose value is sent as X-Orchestree-Secret:
+    # the secret itself never sits in orchestree.toml.
+    webhook_secret_env: str = ""
+    desktop: bool = False  # `notify-send`, where it is installed
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+
+    @field_validator("webhook")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} must start with http:// or https://")
+        return value
+
+    @field_validator("command")
+    @classmethod
+    def _words(cls, value: str) -> str:
+        try:
+            shlex.split(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} cannot be split into words ({exc})") from None
+        return value
+
+
+class PriceConfig(_Section):
+    """USD per million tokens, for agents that report tokens but no cost (costs.py)."""
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+
+
 class ExecutorConfig(_Section):
     kind: Literal["local", "dask"] = "local"
     scheduler: str = ""
@@ -170,6 +234,9 @@ class Config(_Section):
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    # [prices.<model or agent>]: overrides the built-in table of costs.py.
+    prices: dict[str, PriceConfig] = Field(default_factory=dict)
 
     def agent_names(self) -> set[str]:
         return set(PRESETS) | set(self.agents)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from orchestree import agents, disk, doctor, executors, git, scheduler
+from orchestree import agents, disk, doctor, executors, git, limits, scheduler
 from orchestree.errors import EnvironmentRefused, OrchestreeError, UserError
 from orchestree.executors import launch
 from orchestree.executors.attempt import LaneExecutor, LaneSpec, LaneUpdate, run_id
@@ -54,8 +54,10 @@ class Execution:
         max_parallel: int | None,
         report: Reporter,
         kind: str = "lane",
+        hard: bool = False,
     ) -> None:
         self.repo = repo
+        self.hard = hard  # a reached budget or deadline also cancels the running lanes
         self.only = only
         self.kind = kind
         self.max_parallel = max_parallel or repo.config.defaults.max_parallel
@@ -70,6 +72,7 @@ class Execution:
         self._git_identity: tuple[str, str] | None = None
         self._named: set[str] = set()  # edits of tracker.json already named (`_say_ignored`)
         self._waiting: set[str] = set()  # lanes the tracker shows waiting for memory
+        self._limit: str | None = None  # the budget or deadline reached, once recorded
         every = repo.config.radar.every_s if kind == "lane" else 0.0  # probes never clash
         self.radar = radar.Background(repo.layout, repo.store, every, report)
 
@@ -118,6 +121,7 @@ class Execution:
             t.base_commit = base
             t.phase = self._phase()  # the phase that runs now, whatever ran before
             t.status = "running"
+            limits.begin(t)
 
         return self.repo.store.update(change, "execute-start")
 
@@ -137,6 +141,8 @@ class Execution:
             scope = {k for k, v in lanes.items() if self._in_scope(k, v.kind)}
             memory = self._memory(lanes)
             decision = scheduler.decide(lanes, set(self.running), self.max_parallel, scope, memory)
+            if self._limit_reached(tracker, scope):  # nothing new starts; blocks still hold
+                decision = scheduler.Decision([], decision.block)
             self._mark_waiting(set(decision.waiting))
             blocks = {k: v for k, v in decision.block.items() if k in scope}
             if blocks:
@@ -162,6 +168,31 @@ class Execution:
                     per_agent[lane.agent] = self._preset(lane.agent).memory_estimate_mb
                 estimates[lane_id] = per_agent[lane.agent]
         return scheduler.Memory(mem_available_mb(), floor, estimates)
+
+    def _limit_reached(self, tracker: Tracker, scope: set[str]) -> bool:
+        """Whether the run's budget or deadline is reached (limits.py). The first time,
+        record why on the tracker and on the lanes left pending, say it, and with
+        `--hard` cancel the running lanes (their worktrees and commits are kept)."""
+        if self._limit is not None:
+            return True
+        found = limits.reached(self.repo.config, tracker)
+        if found is None:
+            return False
+        pending = [k for k in scope if tracker.lanes[k].status == "pending"]
+        if not pending and not (self.hard and self.running):
+            return False  # nothing it would hold back: the run simply ends
+        reason, message = found
+        self._limit = self.summary.stopped = message
+        limits.record_stop(self.repo.store, reason, message, pending)
+        self._waiting -= set(pending)
+        what = "cancelling the running lanes" if self.hard and self.running else (
+            "running lanes finish" if self.running else "nothing runs"
+        )  # fmt: skip
+        self.report(f"! {message}: no new lane starts; {what}")
+        if self.hard:
+            for lane_id, run in self.running.items():
+                self.executor().cancel(lane_id, run.attempt)
+        return True
 
     def _mark_waiting(self, waiting: set[str]) -> None:
         changed = {k: True for k in waiting - self._waiting}
@@ -404,6 +435,7 @@ class Execution:
             for lane_id in self._waiting:  # nothing waits once the run is over
                 if lane_id in t.lanes:
                     t.lanes[lane_id].waiting_for = None
+            limits.checkpoint(t)
             if self._stop:
                 t.status = "cancelled"
             elif self.summary.exit_code == 0:
@@ -433,5 +465,6 @@ def execute(
     max_parallel: int | None = None,
     report: Reporter = print,
     kind: str = "lane",
+    hard: bool = False,
 ) -> Summary:
-    return Execution(repo, only, max_parallel, report, kind).run()
+    return Execution(repo, only, max_parallel, report, kind, hard).run()

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestree import agents, git, outcome
+from orchestree import agents, costs, git, outcome
 from orchestree.access_tracker import PROGRESS_MAX_CHARS, agent_field_problem, now_iso
 from orchestree.executors.attempt import LaneUpdate
 from orchestree.layout import PLAN_FILE, agent_name, branch, results_dir
@@ -29,11 +29,14 @@ class Summary:
     statuses: dict[str, str] = field(default_factory=dict)
     held: dict[str, str] = field(default_factory=dict)  # agent -> one message
     interrupted: bool = False
+    stopped: str | None = None  # the run's budget or deadline reached (limits.py)
 
     @property
     def exit_code(self) -> int:
         if self.interrupted:
             return 130
+        if self.stopped:
+            return 1
         return 1 if any(s in UNSUCCESSFUL for s in self.statuses.values()) else 0
 
 
@@ -134,8 +137,8 @@ class LaneBook:
             "no_changes": got.ok and not changed,
             "session_id": got.session_id,
             "num_turns": got.num_turns,
-            "cost_usd": got.cost_usd,
         }
+        fields.update(self._cost(lane, got))
         if update.refs_restored:  # the sandboxed agent moved them; they are back
             fields["refs_restored"] = update.refs_restored
             self.report(f"! {lane_id}: its agent moved {', '.join(update.refs_restored)}; restored")
@@ -155,6 +158,17 @@ class LaneBook:
         else:
             status = "failed"
         self.settle(lane_id, attempt, status, fields, update.exit_code, update.timings)
+
+    def _cost(self, lane: Lane, got: outcome.Verdict) -> dict[str, Any]:
+        """The lane's cost over its attempts (what the run's budget sums), with this
+        attempt's: reported by the CLI, or estimated from its tokens (costs.py)."""
+        cost = costs.attempt_cost(
+            self.repo.config, lane.agent or self.repo.config.defaults.agent, got
+        )
+        return {
+            "cost_usd": costs.add(lane.cost_usd, cost.usd),
+            "cost_estimated": lane.cost_estimated or cost.estimated,
+        }
 
     def settle(
         self,

@@ -200,8 +200,12 @@ class Lane(LaneInput):
     port: int | None = Field(default=None, ge=1, le=65535)
     merge: LaneMerge = Field(default_factory=LaneMerge)
     # Why a pending lane whose dependencies are done has not started ("memory": the
-    # running lanes' estimates leave less than [defaults] min_free_mb); None otherwise.
-    waiting_for: Literal["memory"] | None = None
+    # running lanes' estimates leave less than [defaults] min_free_mb; "budget" or
+    # "deadline": the run's limit is reached, limits.py); None otherwise.
+    waiting_for: Literal["memory", "budget", "deadline"] | None = None
+    # True when `cost_usd` is (partly) an estimate from token counts and [prices]
+    # (costs.py), not a cost the agent's CLI reported.
+    cost_estimated: bool = False
     # Refs outside the lanes' own that moved while the sandboxed agent ran, restored.
     refs_restored: list[str] = Field(default_factory=list)
     rework: LaneRework | None = None  # set while (and after) the lane is reworked
@@ -261,6 +265,34 @@ class RadarFinding(_Strict):
         return value
 
 
+StopReason = Literal["budget", "deadline"]
+
+
+class RunLimits(_Strict):
+    """The run's clock and why it stopped starting lanes (limits.py).
+
+    Time is counted on the boot clock (CLOCK_BOOTTIME), which no wall-clock step
+    moves: `boot_s` is its reading when this boot's share of the run began and
+    `before_s` the run's time on earlier boots; `elapsed_s` is the run's time as last
+    recorded (what a reboot keeps)."""
+
+    started_at: str = Field(default_factory=now_iso)  # for people; never compared
+    boot_id: str
+    boot_s: float = Field(ge=0)
+    before_s: float = Field(default=0.0, ge=0)
+    elapsed_s: float = Field(default=0.0, ge=0)
+    stop: StopReason | None = None
+    stop_message: str | None = None  # e.g. "budget $1.02 of $1.00 spent"
+
+
+class NotifyRecord(_Strict):
+    """What notify.py sent (event keys, so each event goes out once across commands)
+    and which notifiers failed (each named once)."""
+
+    sent: list[str] = Field(default_factory=list)
+    errors: list[str] = Field(default_factory=list)
+
+
 class Tracker(_Strict):
     version: str = TRACKER_VERSION
     phase: int = Field(default=0, ge=0, le=4)
@@ -273,6 +305,8 @@ class Tracker(_Strict):
     # The conflict radar's findings: orchestree's alone, like every field but a lane's
     # progress, data and results (the ledger keeps them from being forged).
     radar: list[RadarFinding] = Field(default_factory=list)
+    limits: RunLimits | None = None  # set by the first execute (limits.py)
+    notify: NotifyRecord | None = None  # set by the first notification (notify.py)
     # Last, in this order: the tracker store serialises what comes before them whole
     # and reuses each unchanged lane's and agent's stored JSON (snapshot.py).
     agents: dict[str, Agent] = Field(default_factory=dict)

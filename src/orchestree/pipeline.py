@@ -343,7 +343,11 @@ class FullResult:
 
 
 def full(
-    path: Path, max_parallel: int | None, report: Reporter, group_by: str | None = None
+    path: Path,
+    max_parallel: int | None,
+    report: Reporter,
+    group_by: str | None = None,
+    hard: bool = False,
 ) -> tuple[Repo, FullResult]:
     """init if needed → probes → plan → execute → merge.
 
@@ -364,7 +368,7 @@ def full(
     report(f"plan: {len(plan.lanes)} lane(s) from {', '.join(plan.sources) or 'no probe'}")
     if not plan.lanes:
         return repo, FullResult(probed, [], None, None)
-    run = execution.execute(repo, set(plan.lanes), max_parallel, report)
+    run = execution.execute(repo, set(plan.lanes), max_parallel, report, hard=hard)
     if run.interrupted:
         return repo, FullResult(probed, added, run, None)
     from orchestree import rework  # merge, rework, merge again (DESIGN.md §13)

@@ -99,7 +99,21 @@ def render_status(
         console.print(Text(visible(f"agents: {agents}")))
     costs = [lane.cost_usd for lane in tracker.lanes.values() if lane.cost_usd is not None]
     if costs:
-        console.print(f"cost: ${sum(costs):.4f} over {len(costs)} lane(s)")
+        estimated = any(lane.cost_estimated for lane in tracker.lanes.values())
+        note = " (in part estimated from token counts and [prices])" if estimated else ""
+        console.print(Text(f"cost: ${sum(costs):.4f} over {len(costs)} lane(s){note}"))
+    for line in run_notes(tracker):
+        console.print(Text(visible(line)), soft_wrap=True)
+
+
+def run_notes(tracker: Tracker) -> list[str]:
+    """Why lanes do not start (a budget or deadline reached), notifiers that failed."""
+    lines = []
+    if tracker.limits is not None and tracker.limits.stop_message:
+        lines.append(f"stopped starting lanes: {tracker.limits.stop_message}")
+    for failure in tracker.notify.errors if tracker.notify else []:
+        lines.append(f"notify failed: {failure}")
+    return lines
 
 
 def _table_width(header: list[str], rows: list[list[str]], notes: list[tuple[str, str]]) -> int:
@@ -163,7 +177,9 @@ def _note(lane: Lane) -> str:
     if lane.status in ("completed", "merged") and lane.no_changes and not note:
         return "changed nothing"
     if lane.status == "pending" and lane.waiting_for and not note:
-        return f"waiting for {lane.waiting_for}"
+        return f"waiting for {lane.waiting_for}" + (
+            " (see below)" if lane.waiting_for in ("budget", "deadline") else ""
+        )
     return note
 
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
-from orchestree import git, worktree_guard
+from orchestree import git, limits, worktree_guard
 from orchestree.agents.prompt import REWORK_TAIL_CHARS
 from orchestree.errors import GitError, UserError
 from orchestree.layout import branch
@@ -254,6 +254,8 @@ def _rework_round(
     repo: Repo, todo: dict[str, tuple[ReworkReason, Details]], report: Reporter
 ) -> set[str]:
     """Begin and run the chosen reworks; returns the lanes that could not begin."""
+    if limits.stop_reworks(repo.store, repo.config, sorted(todo), report):
+        return set(todo)  # they stay conflicted or failing verify, each named once
     started: set[str] = set()
     refused: set[str] = set()
     for lane_id, (reason, details) in todo.items():

@@ -35,6 +35,9 @@ def _validated(data: dict[str, Any]) -> Tracker:
         raise UserError(describe_validation_error(exc, "tracker update")) from None
 
 
+_Files = tuple[bytes | None, bytes | None, bytes | None]
+
+
 class TrackerStore:
     """Read and write one tracker file. Every write is one locked transaction."""
 
@@ -84,15 +87,16 @@ class TrackerStore:
     def read(self) -> Tracker:
         """The tracker orchestree acts on, validated. Its lanes and agents are shared
         with the store's snapshot: read them, change the tracker only through `update`."""
-        return snapshot.shared(self._snapshot().tracker)
+        return snapshot.shared(self._snapshot(locked=False).tracker)
 
-    def _files(self) -> tuple[bytes | None, bytes | None, bytes | None]:
+    def _files(self) -> _Files:
         ledger, key = store.ledger_paths(str(self.path))
         return store._read_bytes(key), store._read_bytes(ledger), store._read_bytes(str(self.path))
 
-    def _snapshot(self) -> snapshot.Snapshot:
+    def _snapshot(self, locked: bool) -> snapshot.Snapshot:
         """The snapshot of the files as they are now: the one kept while they are byte
-        for byte the same, else made again from the trusted view, validated whole."""
+        for byte the same, else made again from the trusted view, validated whole.
+        `locked`: the caller holds the tracker lock."""
         files = self._files()
         snap = self._snap
         if snap is not None and snap.files == files:
@@ -100,15 +104,28 @@ class TrackerStore:
             return snap
         # Files read before the view: if a writer slips in between, the next call sees
         # files that differ from these and makes the snapshot again.
-        try:
-            view = store.trusted_view(str(self.path))
-        except store.TrackerFileError as exc:
-            raise TrackerError(str(exc)) from None
+        files, view = self._view(files)
+        if view.ignored and not locked:
+            # Another writer (a thread, `orchestree cancel`) may be between its two
+            # renames, tracker.json then the ledger: what looks edited is that, unless
+            # it still does while we hold the lock every writer holds throughout.
+            lock_path, _ = store.paths(str(self.path))
+            try:
+                with store.locked(lock_path, self.lock_timeout, _say_waiting):
+                    files, view = self._view(self._files())
+            except store.LockTimeoutError as exc:
+                raise LockTimeout(str(exc)) from None
         self._note_edits(view.ignored)
         text = b"" if view.as_written else view.text.encode("utf-8")
         self._snap = snapshot.make(files, self._model(view.data), view.as_written, text,
                                    view.ignored)  # fmt: skip
         return self._snap
+
+    def _view(self, files: _Files) -> tuple[_Files, store.View]:
+        try:
+            return files, store.trusted_view(str(self.path))
+        except store.TrackerFileError as exc:
+            raise TrackerError(str(exc)) from None
 
     def _model(self, data: dict[str, Any]) -> Tracker:
         """The tracker on disk as a model; refused like a torn file when it is invalid
@@ -157,7 +174,7 @@ class TrackerStore:
     def _update_locked(
         self, change: Callable[[Tracker], None], record: dict[str, Any], events_path: str
     ) -> Tracker:
-        snap = self._snapshot()
+        snap = self._snapshot(locked=True)
         model = snapshot.for_change(snap)
         before = (model.phase, model.status)
         change(model)

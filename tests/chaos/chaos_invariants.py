@@ -4,6 +4,7 @@ names the ones it checks (`chaos_scenarios.Scenario.invariants`)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -126,6 +127,23 @@ def clean_exits(seen: Observed) -> list[str]:
     return found
 
 
+def notified_once(seen: Observed) -> list[str]:
+    """Every event `[notify] command` got was JSON, and none came twice, whatever
+    struck the commands (the tracker records an event before it is sent)."""
+    found, keys = [], []
+    for line in seen.extra.get("notified", []):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            found.append(f"a notification was not JSON: {line[:200]!r}")
+            continue
+        if event.get("event") != "run_finished":  # one per command, by design
+            keys.append((event.get("event"), event.get("lane"), event.get("attempt")))
+    found += [f"notified {key} {keys.count(key)} times" for key in sorted(set(keys), key=str)
+              if keys.count(key) > 1]  # fmt: skip
+    return found
+
+
 def harmless(seen: Observed) -> list[str]:
     """The fault cost nothing: every lane merged, its agent started once and ran to its end."""
     found = []
@@ -177,6 +195,7 @@ INVARIANTS: dict[str, Check] = {
     "killed-named": killed_named,
     "no-leftovers": no_leftovers,
     "clean-exits": clean_exits,
+    "notified-once": notified_once,
     "harmless": harmless,
     "adopted": adopted,
     "hostile-acted": hostile_acted,

@@ -203,6 +203,7 @@ class ChaosRun:
 
     def _config(self) -> str:
         agent, verify = HERE / "chaos_agent.py", HERE / "chaos_verify.py"
+        notify, notified = HERE / "chaos_notify.py", self.dir / "notified.jsonl"
         return (
             "[defaults]\n"
             'agent = "chaos"\n'
@@ -212,7 +213,10 @@ class ChaosRun:
             "[agents.chaos]\n"
             f'command = ["{sys.executable}", "{agent}", "{{lane}}"]\n\n'
             "[merge]\n"
-            f'verify = "{sys.executable} {verify} {self.plan.verify_s}"\n'
+            f'verify = "{sys.executable} {verify} {self.plan.verify_s}"\n\n'
+            # Every fault also strikes the notify watcher's tracker writes and sends.
+            "[notify]\n"
+            f'command = "{sys.executable} {notify} {notified}"\n'
         )
 
     def _faulted_round(self) -> None:
@@ -296,6 +300,9 @@ class ChaosRun:
     def _read_final(self) -> None:
         seen = self.seen
         seen.final = self._tracker()
+        notified = self.dir / "notified.jsonl"
+        lines = notified.read_text().splitlines() if notified.exists() else []
+        seen.extra["notified"] = [line for line in lines if line]
         for path in sorted((self.dir / "records").glob("*.jsonl")):
             events = [json.loads(line) for line in path.read_text().splitlines() if line]
             if path.stem == "_verify":

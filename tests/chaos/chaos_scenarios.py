@@ -45,6 +45,7 @@ BASE_INVARIANTS = (
     "killed-named",
     "no-leftovers",
     "clean-exits",
+    "notified-once",
 )
 # A fault that must cost nothing: every lane's agent ran once, to its end, and merged.
 HARMLESS = (*BASE_INVARIANTS, "harmless")

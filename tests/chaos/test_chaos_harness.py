@@ -77,6 +77,13 @@ def test_each_invariant_fires_on_its_violation(quiet_run: Observed) -> None:
     seen.commands.append(Command(["execute"], 70, "", "Traceback (most recent call last):", 1))
     assert len(_fires("clean-exits", seen)) == 2
     seen = broken()
+    assert seen.extra["notified"]  # the quiet run's lanes needed review, its commands ended
+    assert not _fires("notified-once", seen)
+    seen.extra["notified"] += [seen.extra["notified"][0], "{not json"]
+    assert len(_fires("notified-once", seen)) == (
+        1 if '"run_finished"' in seen.extra["notified"][0] else 2
+    )
+    seen = broken()
     seen.records[lane].insert(0, {"ev": "start", "pid": 1, "attempt": 1})
     assert _fires("harmless", seen)
     seen = broken()

@@ -15,6 +15,8 @@ Switches (environment):
   FAKE_AGENT_PROGRESS  a text to report as the lane's progress through access_tracker.py
   FAKE_AGENT_SLEEP     seconds to sleep before finishing
   FAKE_AGENT_COST      Claude's total_cost_usd (default 0.0123)
+  FAKE_AGENT_TOKENS    "input,output": the tokens Codex's and Gemini's usage report
+                       (default 1200,300)
 """
 
 from __future__ import annotations
@@ -176,6 +178,11 @@ def claude(options: dict[str, object], mode: str) -> int:
     return 1 if failed else 0
 
 
+def tokens() -> tuple[int, int]:
+    tokens_in, _, tokens_out = os.environ.get("FAKE_AGENT_TOKENS", "1200,300").partition(",")
+    return int(tokens_in), int(tokens_out)
+
+
 def codex(options: dict[str, object], mode: str) -> int:
     if mode == "not-logged-in":
         replay("codex-no-network")
@@ -206,7 +213,11 @@ def codex(options: dict[str, object], mode: str) -> int:
             },
             {
                 "type": "turn.completed",
-                "usage": {"input_tokens": 1200, "cached_input_tokens": 0, "output_tokens": 300},
+                "usage": {
+                    "input_tokens": tokens()[0],
+                    "cached_input_tokens": 0,
+                    "output_tokens": tokens()[1],
+                },
             },
         ]
     for event in events:
@@ -236,7 +247,23 @@ def gemini(options: dict[str, object], mode: str) -> int:
         body = {
             "session_id": session,
             "response": "Done: the tasks are complete.",
-            "stats": {"models": {}, "tools": {"totalCalls": 2}},
+            # As Gemini CLI 0.61 prints them: per model, its requests and tokens.
+            "stats": {
+                "models": {
+                    str(options.get("--model") or options.get("-m") or "gemini-2.5-pro"): {
+                        "api": {"totalRequests": 2, "totalErrors": 0, "totalLatencyMs": 5053},
+                        "tokens": {
+                            "prompt": tokens()[0],
+                            "candidates": tokens()[1],
+                            "total": sum(tokens()),
+                            "cached": 0,
+                            "thoughts": 0,
+                            "tool": 0,
+                        },
+                    }
+                },
+                "tools": {"totalCalls": 2},
+            },
         }
     print(json.dumps(body, indent=2))
     return 1 if mode == "fail" else 0

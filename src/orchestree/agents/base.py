@@ -81,6 +81,9 @@ class Outcome:
     session_id: str | None = None
     num_turns: int | None = None
     cost_usd: float | None = None
+    # Token counts the CLI reported (model, "" when it does not name one → (input,
+    # output)), for a CLI that reports no cost: costs.py prices them.
+    tokens: dict[str, tuple[int, int]] | None = None
 
 
 class AgentPreset(Protocol):

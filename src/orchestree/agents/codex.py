@@ -32,6 +32,20 @@ def _message(event: dict[str, Any]) -> str | None:
     return None
 
 
+def _usage(events: list[dict[str, Any]]) -> dict[str, tuple[int, int]] | None:
+    """The tokens of every `turn.completed` (`usage`: input_tokens, of which
+    cached_input_tokens, and output_tokens); Codex names no model in its events."""
+    total_in = total_out = 0
+    seen = False
+    for event in events:
+        usage = event.get("usage") if event["type"] == "turn.completed" else None
+        if isinstance(usage, dict):
+            tokens_in, tokens_out = usage.get("input_tokens"), usage.get("output_tokens")
+            if isinstance(tokens_in, int) and isinstance(tokens_out, int):
+                total_in, total_out, seen = total_in + tokens_in, total_out + tokens_out, True
+    return {"": (total_in, total_out)} if seen else None
+
+
 class Codex(Preset):
     program = "codex"
     install = "npm install -g @openai/codex"
@@ -77,6 +91,7 @@ class Codex(Preset):
             auth_failure=bool(error and _AUTH.search(error)),
             session_id=str(session) if session else None,
             num_turns=turns,
+            tokens=_usage(events),
         )
 
     def progress_from_line(self, line: str) -> str | None:

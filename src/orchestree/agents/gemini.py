@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from orchestree.agents.base import LaunchContext, Outcome, Preset, by_exit_code, json_objects
 
@@ -52,11 +52,31 @@ class Gemini(Preset):
             error = said or by_exit_code(output, exit_code).error
             code = exit_code
         else:
-            return Outcome(ok=True, session_id=str(session) if session else None)
+            return Outcome(
+                ok=True, session_id=str(session) if session else None, tokens=_usage(result)
+            )
         auth = EXIT_AUTH in (code, exit_code) or bool(error and _AUTH.search(error))
         return Outcome(
             ok=False,
             error=error,
             auth_failure=auth,
             session_id=str(session) if session else None,
+            tokens=_usage(result),
         )
+
+
+def _usage(result: dict[str, Any]) -> dict[str, tuple[int, int]] | None:
+    """Tokens per model from `stats.models.<model>.tokens` (`prompt` in; `candidates`
+    and `thoughts` out, both billed as output), as `--output-format json` gives them."""
+    stats = result.get("stats")
+    models = stats.get("models") if isinstance(stats, dict) else None
+    found: dict[str, tuple[int, int]] = {}
+    for model, entry in (models or {}).items() if isinstance(models, dict) else []:
+        tokens = entry.get("tokens") if isinstance(entry, dict) else None
+        if not isinstance(tokens, dict) or not isinstance(tokens.get("prompt"), int):
+            continue
+        out = sum(
+            tokens.get(k) or 0 for k in ("candidates", "thoughts") if isinstance(tokens.get(k), int)
+        )
+        found[str(model)] = (tokens["prompt"], out)
+    return found or None

@@ -337,5 +337,8 @@ def _plain_loop(reader: TrackerReader, console: Console, interval: float, timeou
 
 
 def _waiting(lane: LaneView) -> str:
-    """A pending lane held by admission says why it has not started."""
+    """A pending lane says what it waits for: dependencies, a held agent, the run's
+    budget or deadline, memory."""
+    if lane.waits:
+        return f"waits for {lane.waits}"
     return f"waiting for {lane.waiting_for}" if lane.waiting_for else ""

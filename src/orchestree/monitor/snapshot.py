@@ -10,7 +10,7 @@ table come in as arguments, which keeps the tests deterministic.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
@@ -35,6 +35,7 @@ from orchestree.monitor.views import (
     Snapshot,
     Statistics,
 )
+from orchestree.monitor.waits import pending_waits
 from orchestree.procs import Identity
 from orchestree.visible import visible
 
@@ -306,6 +307,8 @@ def build_snapshot(
         lanes.append(lane)
         warnings.extend(found)
     memo.lanes = lane_memo
+    waits = pending_waits(tracker)  # from other lanes too: never memoised with the lane
+    lanes = [replace(lane, waits=waits[lane.id]) if lane.id in waits else lane for lane in lanes]
     warnings.extend(radar_warnings(tracker))
     lanes.sort(key=lane_sort_key)
     order = {lane.id: i for i, lane in enumerate(lanes)}

@@ -41,6 +41,8 @@ class LaneView:
     no_changes: bool
     log: str
     waiting_for: str | None = None  # "memory": ready, but admission holds it
+    # A pending lane: what it waits for, in words (monitor/waits.py); None otherwise.
+    waits: str | None = None
 
 
 @dataclass(frozen=True)
