@@ -19,6 +19,7 @@ import json
 import os
 import socket
 import stat
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from orchestree.errors import EnvironmentRefused, UserError
 from orchestree.layout import Layout
 from orchestree.models import check_lane_id
+from orchestree.monitor.attempts import EventsReader, timeline
 from orchestree.monitor.snapshot import Memo
 from orchestree.monitor.source import TrackerReader, snapshot_now
 from orchestree.monitor.views import to_json_dict
@@ -158,6 +160,7 @@ def make_app(root: Path, *, host: str, port: int, default_timeout_s: float) -> A
     """The monitor's ASGI app for the repository at `root`, bound to `host:port`."""
     layout = Layout(root)
     reader = TrackerReader(layout.tracker)
+    events = EventsReader(layout.events)  # each lane's attempts, for the timeline
 
     async def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", media_type="text/html")
@@ -177,6 +180,9 @@ def make_app(root: Path, *, host: str, port: int, default_timeout_s: float) -> A
         # The tracker goes out as the very bytes read (they parsed, so they are JSON):
         # no second encoding of 500 lanes per request.
         body = b'{"tracker":' + reading.raw + b',"snapshot":' + snap
+        body += b',"timeline":' + _encode(
+            timeline(reading.tracker, events.read(), datetime.now(UTC))
+        )
         return Response(body + b',"notice":' + notice + b"}", media_type="application/json")
 
     async def log(request: Request) -> Response:
