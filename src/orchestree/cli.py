@@ -685,6 +685,49 @@ def radar_(
     return 1 if found.findings else 0
 
 
+@app.command("diff")
+def diff_(
+    lane_id: Annotated[str, typer.Argument(help="The lane whose change to show.")],
+    stat: Annotated[bool, typer.Option("--stat", help="Only the files and their counts.")] = False,
+    name_only: Annotated[
+        bool, typer.Option("--name-only", help="Only the names of the changed files.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print it as JSON (the dashboard's shape).")
+    ] = False,
+    repo: RepoOpt = Path("."),
+) -> int:
+    """Show what a lane changed, from where it started, its uncommitted work included.
+
+    The start is the lane's merge base with the base branch, or, for a lane that
+    depends on others, the commit it started from (their work is not its change). The
+    files in a lane's worktree are read without touching it, its index or its branch.
+    On a terminal git's pager and colours are used; piped, plain text. --json prints
+    the start, the head, each file's added and removed lines and the patch (cut at
+    2 MB, then "truncated" is true).
+
+    Example: orchestree diff db-projection --stat
+    """
+    from orchestree import lanediff, orchestrator
+    from orchestree.errors import UserError
+
+    if stat + name_only + as_json > 1:
+        raise UserError("--stat, --name-only and --json are different views; pick one")
+    state = orchestrator.open_repo(repo)
+    tracker = state.store.read()
+    if as_json:
+        _dump_json(lanediff.lane_diff(state.layout, tracker, lane_id).as_json())
+        return 0
+    ends = lanediff.sides(state.layout, tracker, lane_id)
+    if ends.uncommitted:
+        _err(f"note: lane {lane_id}'s diff includes work not committed yet in its worktree")
+    view = "stat" if stat else "names" if name_only else "patch"
+    if sys.stdout.isatty():
+        return 0 if lanediff.to_terminal(state.root, ends, view) == 0 else 1
+    sys.stdout.write(lanediff.as_text(state.root, ends, view))
+    return 0
+
+
 @app.command()
 def cleanup(
     force: Annotated[

@@ -678,3 +678,50 @@ def files_with_markers(root: Path, commit: str, paths: list[str] | None = None) 
     if proc.returncode != 0:
         raise GitError(("git", "grep", commit), proc.returncode, proc.stderr)
     return sorted({line.split(":", 1)[1] for line in proc.stdout.splitlines() if ":" in line})
+
+
+# --- A lane's diff (`orchestree diff`, the dashboard's diff panel) -------------------
+
+# Plain, whatever the user's config says: the patch is parsed or shown as text.
+_PLAIN_DIFF = ("--no-color", "--no-ext-diff", "--no-textconv", "--src-prefix=a/",
+               "--dst-prefix=b/", "--no-renames")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FileCount:
+    path: str
+    added: int
+    removed: int
+    binary: bool
+
+
+def diff_counts(root: Path, old: str, new: str) -> list[FileCount]:
+    """Lines added and removed per file from `old` to `new` (commits or trees)."""
+    raw = run("diff", "--numstat", "-z", "--no-renames", "--no-ext-diff", "--no-textconv",
+              old, new, cwd=root).stdout  # fmt: skip
+    found = []
+    for record in raw.split("\0"):  # with -z and no renames: added TAB removed TAB path
+        if record:
+            added, removed, path = record.split("\t", 2)
+            binary = added == "-"
+            found.append(FileCount(path, 0 if binary else int(added),
+                                   0 if binary else int(removed), binary))  # fmt: skip
+    return found
+
+
+def diff_bytes(root: Path, old: str, new: str, *extra: str) -> bytes:
+    """`git diff` from `old` to `new`, plain (no colour, pager or external tool), as
+    bytes: a patch holds the files' own bytes, not all of them UTF-8."""
+    cmd = ("git", "diff", *_PLAIN_DIFF, *extra, old, new)
+    proc = subprocess.run(cmd, cwd=root, env=git_env(), capture_output=True,
+                          stdin=subprocess.DEVNULL, check=False)  # fmt: skip
+    if proc.returncode != 0:
+        raise GitError(cmd, proc.returncode, proc.stderr.decode("utf-8", "replace"))
+    return proc.stdout
+
+
+def diff_to_terminal(root: Path, old: str, new: str, *extra: str) -> int:
+    """`git diff` from `old` to `new` straight onto our terminal, through the user's
+    pager and colours as their git config says; git's exit code."""
+    cmd = ("git", "--paginate", "diff", "--no-renames", *extra, old, new)
+    return subprocess.run(cmd, cwd=root, env=git_env(), check=False).returncode

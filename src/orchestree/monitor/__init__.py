@@ -62,7 +62,13 @@ def run_monitor(
             "has no login; it shows lane tasks, progress and logs",
             file=sys.stderr,
         )
-    app = make_app(root, host=host, port=port, default_timeout_s=timeout_s)
+    app = make_app(
+        root,
+        host=host,
+        port=port,
+        default_timeout_s=timeout_s,
+        worktree_root=config.worktree.root,
+    )
     shown = f"[{host}]" if ":" in host else host
     print(f"orchestree monitor: http://{shown}:{port}/ (Ctrl-C to stop)", file=sys.stderr)
     # uvicorn shuts down gracefully on Ctrl-C, then re-raises the signal it caught.

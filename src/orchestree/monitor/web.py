@@ -26,15 +26,17 @@ from typing import Any
 import psutil
 import uvicorn
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from orchestree.errors import EnvironmentRefused, UserError
+from orchestree import lanediff
+from orchestree.errors import EnvironmentRefused, GitError, UserError
 from orchestree.layout import Layout
-from orchestree.models import check_lane_id
+from orchestree.models import Tracker, check_lane_id
 from orchestree.monitor.attempts import EventsReader, timeline
 from orchestree.monitor.snapshot import Memo
 from orchestree.monitor.source import TrackerReader, snapshot_now
@@ -156,9 +158,17 @@ class _Json(JSONResponse):
         return _encode(content)
 
 
-def make_app(root: Path, *, host: str, port: int, default_timeout_s: float) -> ASGIApp:
-    """The monitor's ASGI app for the repository at `root`, bound to `host:port`."""
-    layout = Layout(root)
+def make_app(
+    root: Path,
+    *,
+    host: str,
+    port: int,
+    default_timeout_s: float,
+    worktree_root: str = ".worktrees",
+) -> ASGIApp:
+    """The monitor's ASGI app for the repository at `root`, bound to `host:port`
+    (`worktree_root`: `[worktree] root`, where the diff endpoint finds running work)."""
+    layout = Layout(root, worktree_root)
     reader = TrackerReader(layout.tracker)
     events = EventsReader(layout.events)  # each lane's attempts, for the timeline
 
@@ -209,12 +219,33 @@ def make_app(root: Path, *, host: str, port: int, default_timeout_s: float) -> A
         body = {"lane": lane_id, "log": layout.rel(path), "size": size, "text": text}
         return _Json({**body, "truncated": size > len(data)})
 
+    async def diff(request: Request) -> Response:
+        lane_id = request.path_params["lane_id"]
+        try:
+            check_lane_id(lane_id)
+        except UserError as exc:
+            return _Json({"error": str(exc)}, status_code=400)
+        data = reader.read().tracker
+        if lane_id not in ((data or {}).get("lanes") or {}):
+            return _Json({"error": f"no lane {lane_id!r} in the tracker"}, status_code=404)
+        try:
+            tracker = Tracker.model_validate(data)
+            # git reads the lane's files: off the event loop, so /api/status never waits
+            found = await run_in_threadpool(lanediff.lane_diff, layout, tracker, lane_id)
+        except UserError as exc:  # no commit yet
+            return _Json({"error": str(exc)}, status_code=404)
+        except (GitError, ValueError) as exc:
+            said = " ".join(str(exc).split())[:300]
+            return _Json({"error": f"cannot read lane {lane_id}'s diff: {said}"}, status_code=503)
+        return _Json(found.as_json())
+
     app = Starlette(
         routes=[
             Route("/", index),
             Route("/favicon.ico", no_icon),
             Route("/api/status", status),
             Route("/api/log/{lane_id:path}", log),
+            Route("/api/lanes/{lane_id:path}/diff", diff),
             Mount("/static", StaticFiles(directory=STATIC)),
         ]
     )
