@@ -61,7 +61,7 @@ def _edit(path: str, text: str, seconds: float) -> list[str]:
 
 
 def lanes(flags: Path) -> dict[str, Any]:
-    """Twelve lanes in three dependency levels (11 dependency arrows)."""
+    """Twelve lanes in three dependency levels (12 dependency arrows)."""
     once = f"test -f {flags}/cli || {{ touch {flags}/cli; echo 'first try fails'; exit 1; }}"
     evil = "\\n".join(EVIL_LINES)
     return {
@@ -74,48 +74,48 @@ def lanes(flags: Path) -> dict[str, Any]:
         "notes": {
             "name": EVIL_NAME,
             "tasks": ["sleep 1", "mkdir -p docs", f"printf '# Notes\\n{evil}\\n' > docs/notes.md"],
-        },  # fmt: skip
+        },
         "api": {
             "name": "HTTP API",
             "depends_on": ["schema"],
             "tasks": _edit("src/app.py", "ROUTE = '/api'", 2),
-        },  # fmt: skip
+        },
         RETRIED: {
             "name": "Command line",
             "depends_on": ["config"],
             "tasks": [once, *_edit("src/cli.py", "main = None", 1)],
-        },  # fmt: skip
+        },
         "storage": {
             "name": "Storage layer",
             "depends_on": ["schema", "fixtures"],
             "tasks": _edit("src/app.py", "ROUTE = '/storage'", 1),
-        },  # fmt: skip
+        },
         "docs": {
             "name": "User guide",
             "depends_on": ["notes"],
             "tasks": _edit("docs/guide.md", "# Guide", 0.5),
-        },  # fmt: skip
+        },
         "flaky": {
             "name": "Network probe",
             "tasks": ["sleep 0.5", "echo 'no route to host'; exit 2"],
             "depends_on": ["config"],
             "max_attempts": 1,
-        },  # fmt: skip
+        },
         "web": {
             "name": "Web front end",
             "depends_on": ["api", RETRIED],
             "tasks": _edit("web/index.html", "<h1>app</h1>", 1),
-        },  # fmt: skip
+        },
         "e2e": {
             "name": "End-to-end tests",
             "depends_on": ["api", "storage"],
             "tasks": _edit("tests/test_e2e.py", "def test(): pass", 1),
-        },  # fmt: skip
+        },
         "changelog": {
             "name": "Changelog",
             "depends_on": ["docs", "flaky"],
             "tasks": _edit("CHANGELOG.md", "## 1.0", 0.5),
-        },  # fmt: skip
+        },
     }
 
 

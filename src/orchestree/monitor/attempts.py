@@ -66,6 +66,8 @@ def fold(history: History, events: Iterable[Mapping[str, Any]]) -> None:
             continue
         attempts = history.lanes.setdefault(lane, [])
         if kind == "lane-start":
+            if attempts and attempts[-1].end is None:  # its end line was lost to a crash
+                attempts[-1].end = ts
             number = as_int(event.get("attempt"))
             attempts.append(Attempt(attempt=number or len(attempts) + 1, start=ts))
         elif kind == "lane-end" and attempts and attempts[-1].end is None:
@@ -143,7 +145,7 @@ def lane_attempts(raw: Mapping[str, Any], found: list[Attempt]) -> list[dict[str
         if status in MERGE_WORDS and last.outcome == "completed":
             last.outcome = status
     for attempt in attempts:
-        if attempt.outcome is None:  # a line lost to a crash: the next attempt began
+        if attempt.outcome is None:  # its end line was lost: the next attempt began
             attempt.outcome = "interrupted"
     return [vars(a) for a in attempts]
 

@@ -20,7 +20,12 @@ const LABEL_W = 176;
 const DIFF_LINES_MAX = 4000;
 const DIFF_EVERY_POLLS = 5; // a running lane's diff (git runs) refreshes less often than its log
 
-const pictures = { asked: false, graphKey: "", timelineKey: "", body: null };
+const pictures = { asked: false, graphKey: "", timelineKey: "", timeline: null, body: null,
+  width: 0 };
+window.addEventListener("resize", () => {
+  pictures.width = 0;
+  if (pictures.body) renderPictures(pictures.body);
+});
 
 function svg(tag, attrs, text) {
   const node = document.createElementNS(SVG_NS, tag);
@@ -63,29 +68,53 @@ function dependencyLevels(lanes) {
   return level;
 }
 
-// A layered layout: a column per level, left to right; within a column lanes sit near
-// the lanes they depend on (the mean row of their dependencies), and a column taller
-// than `rows` wraps into several, so 50 lanes in one level stay on one screen.
-function layoutGraph(lanes) {
+// Lanes by level, each level ordered to keep arrows short and uncrossed: a few sweeps
+// of the barycentre heuristic, down (a lane near the mean place of its dependencies)
+// and up (near the mean place of its dependents), ties by id.
+function orderLevels(lanes) {
   const level = dependencyLevels(lanes);
-  const byLevel = [];
-  for (const lane of lanes) (byLevel[level.get(lane.id)] ||= []).push(lane);
+  const levels = [];
+  for (const lane of lanes) (levels[level.get(lane.id)] ||= []).push(lane);
+  const filled = levels.filter(Boolean);
+  const below = new Map(lanes.map((lane) => [lane.id, []]));
+  for (const lane of lanes) {
+    for (const dep of lane.depends_on) if (below.has(dep)) below.get(dep).push(lane.id);
+  }
+  const index = new Map();
+  const number = (members) => members.forEach((lane, i) => index.set(lane.id, i / members.length));
+  const byId = (a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+  filled.forEach((members) => number(members.sort(byId)));
+  const mean = (ids, own) => {
+    const seen = ids.filter((id) => index.has(id)).map((id) => index.get(id));
+    return seen.length ? seen.reduce((a, b) => a + b, 0) / seen.length : own;
+  };
+  for (let sweep = 0; sweep < 4; sweep++) {
+    const down = sweep % 2 === 0;
+    const order = down ? filled.slice(1) : filled.slice(0, -1).reverse();
+    for (const members of order) {
+      const key = new Map(members.map((lane) => [lane.id,
+        mean(down ? lane.depends_on : below.get(lane.id), index.get(lane.id))]));
+      members.sort((a, b) => key.get(a.id) - key.get(b.id) || byId(a, b));
+      number(members);
+    }
+  }
+  return filled;
+}
+
+// A column per level, left to right; a column taller than `rows` wraps into several,
+// so 50 lanes in one level stay on one screen.
+function layoutGraph(lanes) {
+  const levels = orderLevels(lanes);
   const rows = Math.max(12, Math.ceil(Math.sqrt(lanes.length * 3)));
   const place = new Map();
   let column = 0;
-  for (const members of byLevel) {
-    if (!members) continue;
-    const weight = (lane) => {
-      const seen = lane.depends_on.filter((d) => place.has(d)).map((d) => place.get(d).row);
-      return seen.length ? seen.reduce((a, b) => a + b, 0) / seen.length : -1;
-    };
-    members.sort((a, b) => weight(a) - weight(b) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  for (const members of levels) {
     members.forEach((lane, i) => {
       place.set(lane.id, { column: column + Math.floor(i / rows), row: i % rows });
     });
     column += Math.ceil(members.length / rows);
   }
-  const tallest = Math.min(rows, Math.max(1, ...byLevel.map((m) => (m ? m.length : 0))));
+  const tallest = Math.min(rows, Math.max(1, ...levels.map((m) => m.length)));
   const height = tallest * (NODE_H + ROW_GAP);
   const counts = new Map();
   for (const p of place.values()) counts.set(p.column, (counts.get(p.column) || 0) + 1);
@@ -181,38 +210,44 @@ function timelineRows(timeline, lanes) {
     .sort(([a, x], [b, y]) => first(x) - first(y) || (a < b ? -1 : a > b ? 1 : 0));
 }
 
+// The time axis: from the run's start to a little past now while lanes run, so that
+// each poll only moves "now" and the running bars (a redraw comes when now passes the
+// end); after the run, to its last end, with "now" at the right edge, labelled.
+function timeAxis(rows, start, now) {
+  const running = rows.some(([, bars]) => bars.some((b) => b.end === null));
+  const ends = rows.flatMap(([, bars]) => bars.map((b) => (b.end ? Date.parse(b.end) : now)));
+  const lastEnd = Math.max(start + 1000, ...ends);
+  if (running) return Math.max(now, lastEnd) + Math.max(5000, (Math.max(now, lastEnd) - start) / 4);
+  return lastEnd;
+}
+
 function drawTimeline(timeline, lanes, width) {
   const rows = timelineRows(timeline, lanes);
   const now = Date.parse(timeline.now);
   const start = timeline.start ? Date.parse(timeline.start) : now;
-  const running = rows.some(([, bars]) => bars.some((b) => b.end === null));
-  const ends = rows.flatMap(([, bars]) => bars.map((b) => (b.end ? Date.parse(b.end) : now)));
-  const lastEnd = Math.max(start + 1000, ...ends);
-  // The axis ends now while lanes run (or the run ended a moment ago); long after
-  // the run, it ends with the run and "now" sits at its right edge, labelled.
-  const end = running || now - lastEnd <= (lastEnd - start) / 4 ? Math.max(now, lastEnd) : lastEnd;
+  const end = timeAxis(rows, start, now);
   const plot = Math.max(200, width - LABEL_W - 2 * PAD);
-  const x = (t) => LABEL_W + PAD + ((t - start) / (end - start)) * plot;
-  const top = 26;
+  const x = (t) => LABEL_W + PAD + ((Math.min(t, end) - start) / (end - start)) * plot;
+  const top = 36;  // the marks' labels above the ticks' labels
   const height = top + rows.length * ROW_H + PAD;
   const root = svg("svg", { width: LABEL_W + plot + 2 * PAD, height, role: "img",
     "aria-label": "timeline of the lanes' attempts" });
   const axis = svg("g", { class: "axis" });
   for (let i = 0; i <= 4; i++) {
     const t = start + ((end - start) * i) / 4;
+    const anchor = i === 0 ? "start" : i === 4 ? "end" : "middle";
     axis.append(svg("line", { x1: x(t), x2: x(t), y1: top - 4, y2: height - PAD, class: "tick" }));
-    axis.append(svg("text", { x: x(t), y: top - 8, "text-anchor": i === 4 ? "end" : "middle" },
+    axis.append(svg("text", { x: x(t), y: top - 8, "text-anchor": anchor },
       "+" + duration((t - start) / 1000)));
   }
   const marks = svg("g", { class: "marks" });
-  marks.append(svg("line", { x1: x(start), x2: x(start), y1: 4, y2: height - PAD, class: "mark start" }));
+  marks.append(svg("line", { x1: x(start), x2: x(start), y1: 2, y2: height - PAD, class: "mark start" }));
   marks.append(svg("text", { x: x(start) + 3, y: 12, class: "mark-label" },
     "start " + new Date(start).toLocaleTimeString()));
-  const nowX = Math.min(x(now), x(end));
-  const late = now > end + 500 ? " (" + duration((now - end) / 1000) + " later)" : "";
-  marks.append(svg("line", { x1: nowX, x2: nowX, y1: 4, y2: height - PAD, class: "mark now" }));
-  marks.append(svg("text", { x: nowX - 3, y: 12, class: "mark-label", "text-anchor": "end" },
-    "now" + late));
+  const nowLine = svg("line", { y1: 2, y2: height - PAD, class: "mark now" });
+  const nowLabel = svg("text", { y: 12, class: "mark-label", "text-anchor": "end" });
+  marks.append(nowLine, nowLabel);
+  const growing = [];
   const body = svg("g", { class: "rows" });
   rows.forEach(([id, bars], i) => {
     const y = top + i * ROW_H;
@@ -221,19 +256,35 @@ function drawTimeline(timeline, lanes, width) {
     row.append(titled(svg("text", { x: PAD, y: y + 14, class: "row-label" }, clip(id, LABEL_CHARS)), id));
     for (const bar of bars) {
       const from = Date.parse(bar.start);
-      const to = bar.end ? Date.parse(bar.end) : now;
-      const rect = svg("rect", { x: x(from), y: y + 4, height: ROW_H - 8, rx: 2,
-        width: Math.max(2, x(Math.min(to, end)) - x(from)), class: "bar" });
+      const rect = svg("rect", { x: x(from), y: y + 4, height: ROW_H - 8, rx: 2, class: "bar" });
       rect.dataset.lane = id;
       rect.dataset.attempt = String(bar.attempt);
       rect.dataset.outcome = String(bar.outcome);
-      row.append(titled(rect, `${id} · attempt ${bar.attempt} · ${bar.outcome} · ` +
-        duration(Math.max(0, to - from) / 1000)));
+      const title = svg("title");
+      const said = `${id} · attempt ${bar.attempt} · ${bar.outcome} · `;
+      const size = (to) => {
+        rect.setAttribute("width", String(Math.max(2, x(to) - x(from))));
+        title.textContent = said + duration(Math.max(0, to - from) / 1000);
+      };
+      if (bar.end) size(Date.parse(bar.end));
+      else growing.push(size);
+      rect.append(title);
+      row.append(rect);
     }
     body.append(row);
   });
   root.append(axis, body, marks);
-  return root;
+  // What each poll changes: now, and the bars of the attempts still running.
+  const moveNow = (t) => {
+    const at = x(t);
+    nowLine.setAttribute("x1", String(at));
+    nowLine.setAttribute("x2", String(at));
+    nowLabel.setAttribute("x", String(at - 3));
+    nowLabel.textContent = "now" + (t > end + 500 ? " (" + duration((t - end) / 1000) + " later)" : "");
+    growing.forEach((size) => size(t));
+  };
+  moveNow(now);
+  return { root, moveNow, fits: (t) => growing.length === 0 || t <= end };
 }
 
 // --- drawing on each poll --------------------------------------------------------------
@@ -272,10 +323,17 @@ function renderPictures(body) {
   }
   const timeline = body.timeline;
   if (!timeline) return;
-  const width = timelineBox.clientWidth || 900;
-  const timelineKey = JSON.stringify([timeline, width, lanes.length]);
-  if (timelineKey !== pictures.timelineKey) {
-    timelineBox.replaceChildren(drawTimeline(timeline, lanes, width));
+  // Read once and on resize: reading it after the table changed would force the
+  // browser to lay the whole page out inside every render.
+  pictures.width ||= timelineBox.clientWidth || 900;
+  const width = pictures.width;
+  const now = Date.parse(timeline.now);
+  const timelineKey = JSON.stringify([timeline.start, timeline.lanes, width, lanes.length]);
+  if (timelineKey === pictures.timelineKey && pictures.timeline.fits(now)) {
+    pictures.timeline.moveNow(now);
+  } else {
+    pictures.timeline = drawTimeline(timeline, lanes, width);
+    timelineBox.replaceChildren(pictures.timeline.root);
     pictures.timelineKey = timelineKey;
   }
 }
