@@ -162,21 +162,31 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def shoot(url: str, out: Path, lane: str = SHOWN) -> None:
-    """A full-page screenshot of the dashboard at `url` with `lane`'s diff open."""
-    from playwright.sync_api import expect, sync_playwright
+def shoot(browser: Any, url: str, out: Path, lane: str = SHOWN) -> None:
+    """A full-page screenshot of the dashboard at `url` with `lane`'s diff open, taken
+    with `browser` (a Playwright chromium)."""
+    from playwright.sync_api import expect
+
+    tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        tab.goto(url)
+        expect(tab.locator("#graph svg g.node").first).to_be_visible(timeout=20_000)
+        tab.locator(f'tr[data-lane="{lane}"] button.diff-button').click()
+        expect(tab.locator("#diff-text .dl.add").first).to_be_visible(timeout=20_000)
+        tab.wait_for_timeout(1500)  # one more poll: the log tail is in
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tab.screenshot(path=str(out), full_page=True)
+    finally:
+        tab.close()
+
+
+def shoot_with_chromium(url: str, out: Path) -> None:
+    from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
         try:
-            tab = browser.new_page(viewport={"width": 1400, "height": 1000})
-            tab.goto(url)
-            expect(tab.locator("#graph svg g.node").first).to_be_visible(timeout=20_000)
-            tab.locator(f'tr[data-lane="{lane}"] button.diff-button').click()
-            expect(tab.locator("#diff-text .dl.add").first).to_be_visible(timeout=20_000)
-            tab.wait_for_timeout(1500)  # one more poll: the log tail is in
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tab.screenshot(path=str(out), full_page=True)
+            shoot(browser, url, out)
         finally:
             browser.close()
 
@@ -203,7 +213,7 @@ def main() -> int:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise RuntimeError("the monitor did not start") from None
                 time.sleep(0.2)
-        shoot(url, out)
+        shoot_with_chromium(url, out)
     finally:
         server.terminate()
         server.wait(10)

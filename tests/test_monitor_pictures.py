@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -272,3 +273,28 @@ def test_at_500_lanes_the_pictures_wait_for_a_click(open_tab: Any, tmp_path: Pat
         render_ms = float(page.evaluate("window.orchestreeRenderMs"))
         print(f"dashboard render at 500 lanes with the pictures drawn: {render_ms:.1f} ms")
         assert render_ms < 100
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def test_the_readme_screenshot_is_the_scripts_picture_of_a_real_run(
+    shop: Path, browser: Browser
+) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "](docs/dashboard.png)" in readme
+    assert "scripts/dashboard_screenshot.py" in readme
+    width, height = png_size(ROOT / "docs" / "dashboard.png")
+    assert width == 1400
+    assert height > 1000
+    # The script's own camera, on this test's run: what it committed, it can make again.
+    out = ARTIFACTS / "dashboard-readme.png"
+    out.unlink(missing_ok=True)
+    with serve(shop) as port:
+        SHOT.shoot(browser, f"http://127.0.0.1:{port}/", out)
+    assert png_size(out)[0] == 1400
+    assert png_size(out)[1] > 1000

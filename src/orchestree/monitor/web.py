@@ -9,6 +9,9 @@ Safety, since any web page the user visits can make their browser talk to localh
   write the tracker), capped in size, without following symlinks;
 - the page renders tracker strings with textContent only, and the Content-Security-
   Policy forbids inline script, so even a slip there would run nothing.
+
+`/api/status` is the tracker, its snapshot, and each lane's attempts for the timeline
+(`attempts.py`, which follows events.jsonl: the tracker keeps only the current attempt).
 """
 
 from __future__ import annotations

@@ -221,6 +221,12 @@ function timeAxis(rows, start, now) {
   return lastEnd;
 }
 
+// Seconds between the axis's ticks: a round step giving at most six of them.
+function tickStep(seconds) {
+  const steps = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400];
+  return steps.find((step) => seconds / step <= 6) || Math.ceil(seconds / 6 / 3600) * 3600;
+}
+
 function drawTimeline(timeline, lanes, width) {
   const rows = timelineRows(timeline, lanes);
   const now = Date.parse(timeline.now);
@@ -233,9 +239,9 @@ function drawTimeline(timeline, lanes, width) {
   const root = svg("svg", { width: LABEL_W + plot + 2 * PAD, height, role: "img",
     "aria-label": "timeline of the lanes' attempts" });
   const axis = svg("g", { class: "axis" });
-  for (let i = 0; i <= 4; i++) {
-    const t = start + ((end - start) * i) / 4;
-    const anchor = i === 0 ? "start" : i === 4 ? "end" : "middle";
+  const step = tickStep((end - start) / 1000) * 1000;
+  for (let t = start; t <= end; t += step) {
+    const anchor = t === start ? "start" : "middle";
     axis.append(svg("line", { x1: x(t), x2: x(t), y1: top - 4, y2: height - PAD, class: "tick" }));
     axis.append(svg("text", { x: x(t), y: top - 8, "text-anchor": anchor },
       "+" + duration((t - start) / 1000)));
