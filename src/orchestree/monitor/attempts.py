@@ -15,6 +15,7 @@ tracker knows are shown, and only events of orchestree's own kinds and shapes co
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,8 +25,9 @@ from typing import Any
 from orchestree.access_tracker import loads_strict
 from orchestree.monitor.fields import as_dict, as_int, as_str, parse_time
 
-# The events a timeline needs; a cheap byte test skips the rest before parsing.
-KINDS = (b'"lane-start"', b'"lane-end"', b'"rework"', b'"execute-start"')
+# The lines of the events a timeline needs, found by one scan of what was appended:
+# a 500-lane run's file holds mostly progress events, which are never parsed.
+WANTED = re.compile(rb'"event": ?"(?:lane-start|lane-end|rework|execute-start)"')
 # What a lane-end's status says of the attempt that ended: "pending" means a retry.
 ENDED = {"pending": "retried"}
 # What a rework says of the finished attempt it sends back (models.ReworkReason).
@@ -104,14 +106,23 @@ class EventsReader:
             return self.history  # no events yet (or unreadable): the tracker still tells
         whole = chunk.rfind(b"\n") + 1
         self._offset += whole
-        fold(self.history, _parsed(chunk[:whole].splitlines()))
+        fold(self.history, _parsed(_wanted_lines(chunk[:whole])))
         return self.history
+
+
+def _wanted_lines(chunk: bytes) -> list[bytes]:
+    lines, end = [], 0
+    for found in WANTED.finditer(chunk):
+        if found.start() < end:
+            continue  # a second match inside a line already taken
+        begin = chunk.rfind(b"\n", 0, found.start()) + 1
+        end = chunk.find(b"\n", found.end())
+        lines.append(chunk[begin:end])
+    return lines
 
 
 def _parsed(lines: list[bytes]) -> Iterable[Mapping[str, Any]]:
     for line in lines:
-        if not any(kind in line for kind in KINDS):
-            continue
         try:
             value = loads_strict(line.decode("utf-8"))
         except (ValueError, UnicodeDecodeError):
