@@ -67,7 +67,8 @@ def test_status_is_the_tracker_plus_its_snapshot(repo: Path, port: int) -> None:
     assert status == 200
     assert headers["content-type"] == "application/json"
     data = json.loads(body)
-    assert set(data) == {"tracker", "snapshot", "notice"}
+    assert set(data) == {"tracker", "snapshot", "timeline", "notice"}
+    assert set(data["timeline"]) == {"now", "start", "lanes"}  # the attempts (attempts.py)
     assert data["tracker"] == json.loads((repo / ".orchestration" / "tracker.json").read_text())
     assert data["notice"] is None
     snap = data["snapshot"]

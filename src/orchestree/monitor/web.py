@@ -12,6 +12,9 @@ Safety, since any web page the user visits can make their browser talk to localh
   branch are never touched, and the patch is capped at 2 MB;
 - the page renders tracker strings with textContent only, and the Content-Security-
   Policy forbids inline script, so even a slip there would run nothing.
+
+`/api/status` is the tracker, its snapshot, and each lane's attempts for the timeline
+(`attempts.py`, which follows events.jsonl: the tracker keeps only the current attempt).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import json
 import os
 import socket
 import stat
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +43,7 @@ from orchestree import lanediff
 from orchestree.errors import EnvironmentRefused, GitError, UserError
 from orchestree.layout import Layout
 from orchestree.models import Tracker, check_lane_id
+from orchestree.monitor.attempts import EventsReader, timeline
 from orchestree.monitor.snapshot import Memo
 from orchestree.monitor.source import TrackerReader, snapshot_now
 from orchestree.monitor.views import to_json_dict
@@ -171,6 +176,7 @@ def make_app(
     (`worktree_root`: `[worktree] root`, where the diff endpoint finds running work)."""
     layout = Layout(root, worktree_root)
     reader = TrackerReader(layout.tracker)
+    events = EventsReader(layout.events)  # each lane's attempts, for the timeline
 
     async def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", media_type="text/html")
@@ -190,6 +196,9 @@ def make_app(
         # The tracker goes out as the very bytes read (they parsed, so they are JSON):
         # no second encoding of 500 lanes per request.
         body = b'{"tracker":' + reading.raw + b',"snapshot":' + snap
+        body += b',"timeline":' + _encode(
+            timeline(reading.tracker, events.read(), datetime.now(UTC))
+        )
         return Response(body + b',"notice":' + notice + b"}", media_type="application/json")
 
     async def log(request: Request) -> Response:

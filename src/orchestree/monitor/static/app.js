@@ -126,7 +126,10 @@ function laneRow(id) {
   const button = el("button", "log-button", "log");
   button.type = "button";
   button.addEventListener("click", () => openLog(id));
-  cells[9].append(button);
+  const diff = el("button", "diff-button", "diff");  // the same panel: diff beside log
+  diff.type = "button";
+  diff.addEventListener("click", () => openLog(id));
+  cells[9].append(diff, button);
   tr.append(...cells);
   return { tr, cells };
 }
@@ -177,7 +180,7 @@ async function openLog(id) {
   state.logLane = id;
   $("log-panel").hidden = false;
   setText($("log-lane"), id);
-  await refreshLog();
+  await Promise.all([refreshLog(), openDiff(id)]);
   $("log-panel").scrollIntoView({ block: "nearest" });
 }
 
@@ -213,6 +216,7 @@ function render(body) {
     renderWarnings(last.warnings);
     renderAgents(last.agents);
     renderLanes(last.lanes);
+    renderPictures(body);
   }
   window.orchestreeRenderMs = performance.now() - started;
   window.orchestreeRenders = (window.orchestreeRenders || 0) + 1;
@@ -225,6 +229,7 @@ async function poll() {
     setText($("live"), "live");
     state.polls += 1;
     if (state.logLane && state.polls % 2 === 0) await refreshLog();
+    if (diffDue(state.polls)) await refreshDiff();
   } catch (err) {
     showNotice("the monitor server does not answer (" + err.message + "); retrying");
     setText($("live"), "");
