@@ -480,6 +480,8 @@ def test_tracked_under_and_is_tracked_take_paths_literally(root: Path) -> None:
     assert not git.is_tracked(root, "*.md")
     write(root, {"untracked.txt": "u\n"})
     assert not git.is_tracked(root, "untracked.txt")
+    assert git.literal("ls-files", "--", "*.py", cwd=root).stdout == "*.py\n"
+    assert git.run("ls-files", "--", "*.py", cwd=root).stdout == "*.py\nb.py\nsrc/app.py\n"
 
 
 def test_changed_files_and_added_files_see_renames_as_delete_plus_add(root: Path) -> None:
