@@ -99,6 +99,12 @@ def test_a_summary_of_only_probes_counts_probes_and_of_nothing_says_so() -> None
     assert report.summary_lines(make_tracker({}), layout) == ["summary: 0 lanes: 0 merged"]
 
 
+def test_render_summary_prints_the_summary_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    tracker = make_tracker({"a": {"status": "merged"}})
+    report.render_summary(tracker, Layout(Path("/srv/demo")))
+    assert capsys.readouterr().out == "summary: 1 lane: 1 merged\n  ✓ a: merged\n"
+
+
 def test_the_summary_shows_an_agents_control_characters_as_escapes() -> None:
     tracker = make_tracker({"bad": {"status": "failed", "error": "\x1b[31mred\x07 end"}})
     line = report.summary_lines(tracker, Layout(Path("/srv/demo")))[1]
