@@ -221,7 +221,15 @@ def test_programs_under_tmp_stay_visible_behind_the_private_tmp() -> None:
     /tmp would hide it (found when the suite ran from a clone in /tmp)."""
     from orchestree.sandbox import _programs_under_tmp
 
-    shown = _programs_under_tmp(
-        ["/tmp/ci/.venv/bin/python3", "/tmp/ci/.venv/bin", "/usr/bin", "python3", ""]
-    )
-    assert shown == ["/tmp/ci/.venv"]
+    # Real folders: whether a place is a folder or a program is asked of the disk.
+    clone = Path("/tmp") / f"ci-{uuid.uuid4().hex}"
+    (clone / ".venv" / "bin").mkdir(parents=True)
+    (clone / ".venv" / "bin" / "python3").write_text("", encoding="utf-8")
+    try:
+        venv = str(clone / ".venv")
+        shown = _programs_under_tmp(
+            [f"{venv}/bin/python3", f"{venv}/bin", "/usr/bin", "python3", ""]
+        )
+        assert shown == [venv]
+    finally:
+        shutil.rmtree(clone)
