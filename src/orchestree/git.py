@@ -385,10 +385,11 @@ def merge_tree(root: Path, ours: str, theirs: str) -> TreeMerge:
     """Merge two commits in memory; touches no ref, index or file."""
     proc = run("merge-tree", "--write-tree", "--name-only", "-z", ours, theirs,
                cwd=root, check=False)  # fmt: skip
-    if proc.returncode not in (0, 1):
-        raise GitError(("git", "merge-tree", ours, theirs), proc.returncode, proc.stderr)
     # -z output: <tree>\0<file>\0...\0\0<messages>; with --name-only one name per file.
     head, _, rest = proc.stdout.partition("\0")
+    # Exit 1 without a tree is git refusing its input (an unknown commit), not a conflict.
+    if proc.returncode not in (0, 1) or not head.strip():
+        raise GitError(("git", "merge-tree", ours, theirs), proc.returncode, proc.stderr)
     if proc.returncode == 0:
         return TreeMerge(head.strip(), [])
     names, _, _messages = rest.partition("\0\0")

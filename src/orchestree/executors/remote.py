@@ -155,4 +155,8 @@ def push_lane(
     )  # fmt: skip
     if proc.returncode == 0:
         return None
-    return proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "push failed"
+    # git's last line only says "failed to push some refs"; the `! [rejected] … (stale
+    # info)` line says which ref and why (the others of an atomic push say only that).
+    lines = [" ".join(line.split()) for line in proc.stderr.splitlines() if line.strip()]
+    rejected = sorted((ln for ln in lines if ln.startswith("! ")), key=lambda ln: "(atomic" in ln)
+    return rejected[0] if rejected else (lines[-1] if lines else "push failed")
