@@ -87,7 +87,7 @@ def test_reattach_adopts_a_running_supervisor_and_reports_a_gone_one(tmp_path: P
     done = finish(second)[-1]
     assert (done.lane_id, done.reason, done.exit_code) == ("adopted", "exited", 0)
     assert not alive(pid)
-    supervisor_pid = first.attempts["adopted"].launched.pid
+    supervisor_pid = first.attempts["adopted"].pid
     wait_for(lambda: not alive(supervisor_pid), 10, "the first supervisor to end")
     assert runs(counter) == {"adopted": 1, "pid": 1}  # one agent run, adopted, not restarted
     first.close()
