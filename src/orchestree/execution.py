@@ -7,6 +7,14 @@ writer of lane outcomes. After a crash, `execute` again resumes: the executor
 reattaches to attempts that still run or finished meanwhile, and one whose process is
 gone is failed as interrupted and retried if attempts remain. Ctrl-C ends the agents,
 marks their lanes `cancelled` and keeps their worktrees.
+
+One lane's attempt, from here and back (executors/attempt.py has the contracts):
+`_start` claims the lane and submits a `LaneSpec`; the executor's launcher
+(`executors/launch.py`) writes the `AttemptSpec` and starts the lane's supervisor
+(`executors/supervisor.py`), which runs the agent, commits what it left and writes
+the `AttemptResult`; the executor reports it as a `finished` `LaneUpdate`; `_record`
+hands that to the book (`lanebook.py`), which asks `outcome.py` what it means and
+records it.
 """
 
 from __future__ import annotations
@@ -36,7 +44,9 @@ Reporter = Callable[[str], None]
 
 @dataclass
 class Running:
-    """An attempt this orchestrator follows, and what it read of its output so far."""
+    """The orchestrator's side of an attempt it follows: which attempt, and what it
+    read of the lane's log so far (live progress, a fatal sign). The executor holds
+    the attempt itself (`launch.Launched` locally, a Dask future remotely)."""
 
     attempt: int
     preset: agents.AgentPreset | None = None

@@ -3,7 +3,9 @@
 The execution loop decides and drives; this book is where it records: a lane claimed,
 its agent started, its outcome judged (completed, retried, failed, cancelled), lanes
 blocked or held behind an agent that is not logged in. Every line the user sees about
-a lane comes from here too, so the tracker and the output always agree.
+a lane comes from here too, so the tracker and the output always agree. A finished
+attempt arrives as a `LaneUpdate` built from its `AttemptResult` (executors/attempt.py);
+`outcome.judge` says what it means.
 """
 
 from __future__ import annotations

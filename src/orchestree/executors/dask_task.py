@@ -2,7 +2,7 @@
 
 clone (per-host reference cache) → checkout `lane-<id>` at its start → claim the
 attempt on the remote → run the agent under the supervisor, started by the same
-launcher as a local lane's (`launch.agent_call`, `launch.start`, `launch.outcome`),
+launcher as a local lane's (`launch.attempt_spec`, `launch.start`, `launch.outcome`),
 which also commits what the agent left, in the clone → push the branch with a lease,
 and the `AttemptResult` beside it. Exactly-once guards measured
 in ../shared/research/dask-executor.md: a run that finds the attempt claimed stops
@@ -15,6 +15,7 @@ the orchestrator as worker events; it writes the tracker, never the task.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -28,7 +29,7 @@ from typing import Any
 
 from orchestree import access_tracker, agents, git
 from orchestree.executors import launch, remote
-from orchestree.executors.attempt import AttemptFiles, AttemptResult, AttemptSpec, LaneSpec
+from orchestree.executors.attempt import AttemptFiles, AttemptResult, LaneSpec
 from orchestree.layout import EXCLUDES, branch
 from orchestree.worktree_guard import ORCH_PATHS
 
@@ -181,24 +182,15 @@ class RemoteAttempt:
         ctx = agents.LaunchContext(spec.lane_id, lane, self.clone, name, tracker,
                                    self.root / "prompt.md")  # fmt: skip
         prompt = lane.prompt or agents.build_prompt(ctx)
-        _, argv, env = launch.agent_call(config, ctx, prompt, spec.port, spec.attempt)
         log = self.root / "agent.log"
-        sup = AttemptSpec(
-            lane_id=spec.lane_id,
-            attempt=spec.attempt,
-            argv=argv,
-            env=env,
-            cwd=str(self.clone),
-            log=str(log),
-            timeout_s=config.for_lane(lane).timeout_s,
-            grace_s=config.defaults.kill_grace_s,
+        _, sup = launch.attempt_spec(config, ctx, prompt, spec.port, spec.attempt, log)
+        sup = dataclasses.replace(
+            sup,
             setup=config.worktree.setup,
             die_with_parent=True,  # its stdin is our pipe: EOF when this worker dies
             root=str(self.clone),
             clone=True,
-            branch=name,
             start_commit=spec.start,
-            commit_message=launch.leftover_message(spec.lane_id, spec.attempt),
             keep_out=KEEP_OUT,
         )
         launched = launch.start(sup, AttemptFiles(self.root), 0, launch.Spawner(fork_server=False))

@@ -3,8 +3,9 @@
 `prepare` makes (or reuses) the lane's worktree at its start commit. `launch` builds
 the lane's `AttemptSpec` (attempt.py: the agent's call from its preset, the worktree,
 setup, sandbox and leftover commit), and `start` writes it and starts the per-lane
-supervisor on it: for the local executor and, on a Dask worker, for `dask_task.py`
-alike (`agent_call` and `start` are shared; only where the files live differs).
+supervisor on it. A Dask worker's task (`dask_task.py`) launches through the same
+`attempt_spec`, `start` and `outcome`, in a clone instead of a worktree.
+
 `outcome` reads the supervisor's `AttemptResult`, ending an orphaned agent when the
 supervisor died without one; `commit_leftovers` then commits what the agent left when
 the supervisor could not, so no work is lost. What the outcome means for the lane is
@@ -14,6 +15,7 @@ the supervisor could not, so no work is lost. What the outcome means for the lan
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
 import functools
 import json
@@ -153,12 +155,14 @@ class Launched:
     pidfd: int | None = None
 
 
-def agent_call(
+def attempt_spec(
     config: Config, ctx: agents.LaunchContext, prompt: str, port: int, attempt: int,
-    extra_env: dict[str, str] | None = None,
-) -> tuple[agents.AgentPreset, list[str], dict[str, str]]:  # fmt: skip
-    """The lane's agent, its argv and environment for this attempt; the prompt is
-    written to `ctx.prompt_file`, where the agent's call may point."""
+    log: Path, extra_env: dict[str, str] | None = None,
+) -> tuple[agents.AgentPreset, AttemptSpec]:  # fmt: skip
+    """The lane's agent, and the spec of this attempt as far as it is the same for a
+    worktree here and a clone on a Dask worker: the agent's call (the prompt is
+    written to `ctx.prompt_file`, where the call may point), the lane's deadline, its
+    leftover commit. The caller adds the rest (`dataclasses.replace`)."""
     agent = agents.preset_for(config, ctx.lane, where=f"lane {ctx.lane_id!r}")
     ctx.prompt_file.write_text(prompt, encoding="utf-8")
     call = agent.invocation(ctx, prompt)
@@ -167,7 +171,19 @@ def agent_call(
         "ORCHESTREE_PORT": str(port),
         "ORCHESTREE_ATTEMPT": str(attempt),
     }
-    return agent, call.argv, env
+    spec = AttemptSpec(
+        lane_id=ctx.lane_id,
+        attempt=attempt,
+        argv=call.argv,
+        env=env,
+        cwd=str(ctx.worktree),
+        log=str(log),
+        timeout_s=config.for_lane(ctx.lane).timeout_s,
+        grace_s=config.defaults.kill_grace_s,
+        branch=ctx.branch,
+        commit_message=leftover_message(ctx.lane_id, attempt),
+    )
+    return agent, spec
 
 
 def launch(
@@ -205,22 +221,15 @@ def launch(
         sandboxed=settings.sandbox != "none",
     )
     prompt = (lane.prompt or agents.build_prompt(ctx)) + rework_section(repo.root, lane)
-    rework = rework_env(repo.root, lane)
-    agent, argv, env = agent_call(config, ctx, prompt, port, attempt, rework)
     log = layout.log(lane_id)
+    agent, spec = attempt_spec(config, ctx, prompt, port, attempt, log,
+                               rework_env(repo.root, lane))  # fmt: skip
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as fh:
-        fh.write(f"--- orchestree: lane {lane_id} attempt {attempt}: {argv[0]}\n".encode())
+        fh.write(f"--- orchestree: lane {lane_id} attempt {attempt}: {spec.argv[0]}\n".encode())
         offset = fh.tell()  # the agent's own output starts here
-    spec = AttemptSpec(
-        lane_id=lane_id,
-        attempt=attempt,
-        argv=argv,
-        env=env,
-        cwd=str(worktree),
-        log=str(log),
-        timeout_s=settings.timeout_s,
-        grace_s=config.defaults.kill_grace_s,
+    spec = dataclasses.replace(
+        spec,
         setup=config.worktree.setup if new else "",
         root=str(repo.root),
         register=NewWorktree(branch(lane_id), start_commit) if new else None,
@@ -230,9 +239,7 @@ def launch(
         setup_snapshot=str(files.folder / f"{lane_id}.setup.json"),
         share=share_plan(repo, base or start_commit) if new and config.worktree.setup else None,
         sandbox=sandbox_plan(repo, settings.sandbox, agent.writable_folders),
-        branch=branch(lane_id),
         start_commit=start_commit,
-        commit_message=leftover_message(lane_id, attempt),
         keep_out=keep_out(repo, tracked, includes),
     )
     return start(spec, files, offset, spawner or Spawner(fork_server=False))
