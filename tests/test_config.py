@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from helpers import assert_one_line, cli, make_repo, set_git_identity, snapshot
-from orchestree.config import PRESETS, Config, load_config
+from orchestree.config import PRESETS, Config, LaneSettings, load_config
 from orchestree.errors import UserError
+from orchestree.models import LaneInput
 
 # DESIGN.md §10 and §12, as a user would write them.
 DESIGN_EXAMPLE = """
@@ -158,3 +159,15 @@ def test_the_cli_refuses_a_bad_config_before_doing_anything(
     assert (code, out) == (2, "")
     assert_one_line(err, str(path), "unknown key 'defaults.max_paralel'")
     assert snapshot(root / ".orchestration") == before
+
+
+def test_a_lanes_own_settings_win_over_the_defaults(tmp_path: Path) -> None:
+    (tmp_path / "orchestree.toml").write_text(
+        '[defaults]\nagent = "codex"\ntimeout_s = 60\nmax_attempts = 2\n'
+        '[sandbox]\nkind = "bwrap"\n',
+        encoding="utf-8",
+    )
+    config = load_config(tmp_path)
+    assert config.for_lane(LaneInput()) == LaneSettings("codex", 60, 2, "bwrap")
+    own = LaneInput(agent="shell", timeout_s=5, max_attempts=3, sandbox="none")
+    assert config.for_lane(own) == LaneSettings("shell", 5, 3, "none")

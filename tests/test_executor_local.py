@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -87,8 +89,31 @@ def test_reattach_adopts_a_running_supervisor_and_reports_a_gone_one(tmp_path: P
     done = finish(second)[-1]
     assert (done.lane_id, done.reason, done.exit_code) == ("adopted", "exited", 0)
     assert not alive(pid)
-    supervisor_pid = first.attempts["adopted"].launched.pid
+    supervisor_pid = first.attempts["adopted"].pid
     wait_for(lambda: not alive(supervisor_pid), 10, "the first supervisor to end")
     assert runs(counter) == {"adopted": 1, "pid": 1}  # one agent run, adopted, not restarted
     first.close()
     second.close()
+
+
+def test_work_a_killed_supervisor_left_is_committed_from_its_spec(tmp_path: Path) -> None:
+    """The supervisor died before its leftover commit: the executor runs the same commit
+    on the same spec (`launch.commit_leftovers`), so the agent's file is not lost."""
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    task = f"echo left > left.txt; echo $$ > {pids}/agent; sleep 30"
+    repo = setup(tmp_path, {"cut": {"tasks": [task]}})
+    executor = LocalExecutor(repo)
+    executor.submit(spec(repo, "cut"))
+    agent = wait_for(lambda: read_pid(pids / "agent"), 20, "the agent")
+    os.kill(executor.attempts["cut"].pid, signal.SIGKILL)
+    done = finish(executor)[-1]
+    assert done.reason == "error"
+    assert str(done.error).startswith("the lane's supervisor ended without an outcome")
+    assert not alive(agent)  # its orphaned tree was ended before the commit
+    head = done.head or ""
+    assert git.run("show", f"{head}:left.txt", cwd=repo.root).stdout == "left\n"
+    said = git.run("log", "-1", "--format=%s", head, cwd=repo.root).stdout
+    assert said.startswith("orchestree: work left uncommitted by lane cut (attempt 1)")
+    assert done.changed == ["left.txt"]
+    executor.close()

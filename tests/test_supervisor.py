@@ -12,25 +12,20 @@ from pathlib import Path
 from typing import Any
 
 from exec_helpers import process_alive, wait_for, write_script
+from orchestree.executors.attempt import AttemptFiles, AttemptSpec
 
 
 def _spec(tmp_path: Path, argv: list[str], **extra: Any) -> Path:
+    """An attempt's spec with no git work around the agent; its result: result.json."""
     work = tmp_path / "work"
     work.mkdir(exist_ok=True)
-    spec = {
-        "argv": argv,
-        "env": dict(os.environ),
-        "cwd": str(work),
-        "log": str(tmp_path / "agent.log"),
-        "timeout_s": 30,
-        "grace_s": 0.3,
-        "result": str(tmp_path / "result.json"),
-        "setup": "",
-        **extra,
-    }
-    path = tmp_path / "spec.json"
-    path.write_text(json.dumps(spec), encoding="utf-8")
-    return path
+    fields: dict[str, Any] = {"timeout_s": 30.0, "grace_s": 0.3, **extra}
+    spec = AttemptSpec(
+        "lane", 1, argv, dict(os.environ), str(work), str(tmp_path / "agent.log"), **fields
+    )
+    files = AttemptFiles(tmp_path)
+    files.spec.write_text(spec.to_json(), encoding="utf-8")
+    return files.spec
 
 
 def _start(spec: Path) -> subprocess.Popen[bytes]:

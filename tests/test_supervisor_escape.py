@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from lanes_dag import add_lanes, alive, make_repo, orchestree, read_pid, tracker, wait_for
+from orchestree.executors.attempt import AttemptSpec
 
 
 def daemon(pids: Path, then: str) -> str:
@@ -49,17 +50,18 @@ def test_supervisor_ends_the_tree_when_its_parent_is_killed(tmp_path: Path) -> N
     """A parent that dies without warning (a SIGKILLed Dask worker) closes the pipe."""
     pids = tmp_path / "pids"
     pids.mkdir()
-    spec = {
-        "argv": ["sh", "-c", daemon(pids, "sleep 60")],
-        "env": {"PATH": "/usr/bin:/bin"},
-        "cwd": str(tmp_path),
-        "log": str(tmp_path / "agent.log"),
-        "timeout_s": 60,
-        "grace_s": 5,
-        "result": str(tmp_path / "result.json"),
-        "die_with_parent": True,
-    }
-    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    spec = AttemptSpec(
+        lane_id="lane",
+        attempt=1,
+        argv=["sh", "-c", daemon(pids, "sleep 60")],
+        env={"PATH": "/usr/bin:/bin"},
+        cwd=str(tmp_path),
+        log=str(tmp_path / "agent.log"),
+        timeout_s=60,
+        grace_s=5,
+        die_with_parent=True,
+    )
+    (tmp_path / "spec.json").write_text(spec.to_json())
     # The parent: starts the supervisor with a pipe as its stdin, then waits forever.
     parent_code = (
         "import subprocess, sys, time; "

@@ -9,13 +9,17 @@ from __future__ import annotations
 import re
 import shlex
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from orchestree import layout
 from orchestree.errors import UserError
+
+if TYPE_CHECKING:
+    from orchestree.models import LaneInput
 
 CONFIG_FILE = layout.CONFIG_FILE  # kept in `layout`, which pydantic-free `init` reads
 PRESETS = ("claude", "codex", "aider", "gemini", "shell")
@@ -223,6 +227,17 @@ class ExecutorConfig(_Section):
     remote: str = "origin"
 
 
+@dataclass(frozen=True)
+class LaneSettings:
+    """What one lane runs with: its own settings, else the config's `[defaults]`
+    (`Config.for_lane`, the one place that says which wins)."""
+
+    agent: str  # the agent's name: a preset or an `[agents.NAME]`
+    timeout_s: float  # one attempt's deadline
+    max_attempts: int  # attempts before the lane fails
+    sandbox: str  # where its agent may write: "none" or "bwrap"
+
+
 class Config(_Section):
     defaults: Defaults = Field(default_factory=Defaults)
     agents: dict[str, AgentConfig] = Field(default_factory=dict)
@@ -237,6 +252,15 @@ class Config(_Section):
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
     # [prices.<model or agent>]: overrides the built-in table of costs.py.
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
+
+    def for_lane(self, lane: LaneInput) -> LaneSettings:
+        """The lane's effective agent, timeout, attempts and sandbox."""
+        return LaneSettings(
+            agent=lane.agent or self.defaults.agent,
+            timeout_s=lane.timeout_s or self.defaults.timeout_s,
+            max_attempts=lane.max_attempts or self.defaults.max_attempts,
+            sandbox=lane.sandbox or self.sandbox.kind,
+        )
 
     def agent_names(self) -> set[str]:
         return set(PRESETS) | set(self.agents)

@@ -7,6 +7,14 @@ writer of lane outcomes. After a crash, `execute` again resumes: the executor
 reattaches to attempts that still run or finished meanwhile, and one whose process is
 gone is failed as interrupted and retried if attempts remain. Ctrl-C ends the agents,
 marks their lanes `cancelled` and keeps their worktrees.
+
+One lane's attempt, from here and back (executors/attempt.py has the contracts):
+`_start` claims the lane and submits a `LaneSpec`; the executor's launcher
+(`executors/launch.py`) writes the `AttemptSpec` and starts the lane's supervisor
+(`executors/supervisor.py`), which runs the agent, commits what it left and writes
+the `AttemptResult`; the executor reports it as a `finished` `LaneUpdate`; `_record`
+hands that to the book (`lanebook.py`), which asks `outcome.py` what it means and
+records it.
 """
 
 from __future__ import annotations
@@ -36,7 +44,9 @@ Reporter = Callable[[str], None]
 
 @dataclass
 class Running:
-    """An attempt this orchestrator follows, and what it read of its output so far."""
+    """The orchestrator's side of an attempt it follows: which attempt, and what it
+    read of the lane's log so far (live progress, a fatal sign). The executor holds
+    the attempt itself (`launch.Launched` locally, a Dask future remotely)."""
 
     attempt: int
     preset: agents.AgentPreset | None = None
@@ -165,7 +175,7 @@ class Execution:
         for lane_id, lane in lanes.items():
             if lane.status in ("pending", "running"):
                 if lane.agent not in per_agent:
-                    per_agent[lane.agent] = self._preset(lane.agent).memory_estimate_mb
+                    per_agent[lane.agent] = self._preset(lane).memory_estimate_mb
                 estimates[lane_id] = per_agent[lane.agent]
         return scheduler.Memory(mem_available_mb(), floor, estimates)
 
@@ -317,7 +327,7 @@ class Execution:
             message = str(exc) if isinstance(exc, OrchestreeError) else repr(exc)
             self.book.settle(lane_id, attempt, "failed", {"error": message}, None)
             return
-        self.running[lane_id] = Running(attempt, self._preset(lane.agent), log_offset)
+        self.running[lane_id] = Running(attempt, self._preset(lane), log_offset)
         self.book.submitted(lane_id, handle)
 
     def _identity(self) -> tuple[str, str]:
@@ -326,8 +336,8 @@ class Execution:
             self._git_identity = git.identity(self.repo.root)
         return self._git_identity
 
-    def _preset(self, agent: str | None) -> agents.AgentPreset:
-        return agents.get_agent(agent or self.repo.config.defaults.agent, self.repo.config)
+    def _preset(self, lane: Lane) -> agents.AgentPreset:
+        return agents.preset_for(self.repo.config, lane)
 
     def _log_size(self, lane_id: str) -> int:
         log = self.repo.layout.log(lane_id)
@@ -354,7 +364,7 @@ class Execution:
             handle = agent.handle if agent else None
             if not handle and kind == "local":  # launched, perhaps, but not recorded
                 handle = local_handle(lane_id, lane.attempts, None)
-            self.running[lane_id] = Running(lane.attempts, self._preset(lane.agent))
+            self.running[lane_id] = Running(lane.attempts, self._preset(lane))
             self.running[lane_id].log_offset = self._log_size(lane_id)  # new output only
             if handle and handle.startswith(f"{kind}:"):
                 handles[lane_id] = handle
@@ -380,11 +390,11 @@ class Execution:
             if lane.status in ("pending", "running") and self._in_scope(k, lane.kind)
         }
         config = self.repo.config
-        names = {lane.agent or config.defaults.agent for lane in todo.values()}
+        users = {k: config.for_lane(lane).agent for k, lane in todo.items()}
+        names = set(users.values())
         local = config.executor.kind == "local"  # remote agents are the workers' own
         kinds = frozenset(lane.sandbox for lane in todo.values() if lane.sandbox)
         if local:  # every missing program in one refusal, not one per run
-            users = {k: lane.agent or config.defaults.agent for k, lane in todo.items()}
             doctor.require(config, self.repo.root, "execute", users, kinds)
         for row in [] if local else doctor.sandbox_checks(config, kinds):
             if not row.ok:  # the remote executor has no sandbox: never run without it

@@ -3,7 +3,9 @@
 The execution loop decides and drives; this book is where it records: a lane claimed,
 its agent started, its outcome judged (completed, retried, failed, cancelled), lanes
 blocked or held behind an agent that is not logged in. Every line the user sees about
-a lane comes from here too, so the tracker and the output always agree.
+a lane comes from here too, so the tracker and the output always agree. A finished
+attempt arrives as a `LaneUpdate` built from its `AttemptResult` (executors/attempt.py);
+`outcome.judge` says what it means.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from orchestree import agents, costs, git, outcome
 from orchestree.access_tracker import PROGRESS_MAX_CHARS, agent_field_problem, now_iso
-from orchestree.executors.attempt import LaneUpdate
+from orchestree.executors.attempt import LaneUpdate, changed_files
 from orchestree.layout import PLAN_FILE, agent_name, branch, results_dir
 from orchestree.models import UNSUCCESSFUL, Agent, Lane, Tracker
 from orchestree.planner_agent import is_planner_lane
@@ -50,7 +52,7 @@ class LaneBook:
     def claim(self, lane_id: str, attempt: int, start: str, port: int) -> Tracker:
         """Mark the lane running (before anything is submitted: a crash after this is
         seen by the next run as an attempt to reattach to or to fail)."""
-        layout, default = self.repo.layout, self.repo.config.defaults.agent
+        layout, config = self.repo.layout, self.repo.config
 
         def change(t: Tracker) -> None:
             entry = t.lanes[lane_id]
@@ -66,7 +68,7 @@ class LaneBook:
                 worktree=layout.rel(layout.worktree(lane_id)),
                 lane=lane_id,
                 branch=branch(lane_id),
-                agent=entry.agent or default,
+                agent=config.for_lane(entry).agent,
                 status="created",
                 log=layout.rel(layout.log(lane_id)),
                 started_at=entry.started_at,
@@ -119,13 +121,11 @@ class LaneBook:
         failed (holding the agent's other lanes on a login failure) or cancelled."""
         lane_id, attempt = update.lane_id, update.attempt
         lane = self.repo.store.read().lanes[lane_id]
-        changed: list[str] = []
-        if update.changed is not None and head == update.head:
-            changed = update.changed
-        elif head and lane.start_commit:
-            changed = git.changed_files(self.repo.root, lane.start_commit, head)
+        root, start = self.repo.root, lane.start_commit
+        changed = changed_files(root, start, head, update.head, update.changed)
         prefix = results_dir(lane_id) + "/"
         results = sorted({p for p in changed if p.startswith(prefix)} | set(lane.results))
+        settings = self.repo.config.for_lane(lane)
         got = outcome.judge(
             self.repo.config, lane, update, fatal, lambda: self._probe_problem(lane_id, lane, head)
         )
@@ -150,10 +150,10 @@ class LaneBook:
             status = "cancelled"
         elif got.auth_failure:
             status = "failed"
-            self.hold_agent(lane_id, lane.agent or self.repo.config.defaults.agent, got.error)
+            self.hold_agent(lane_id, settings.agent, got.error)
         elif update.reason == UNTRUSTED:
             status = "failed"  # a retry would act in a worktree that is no longer ours
-        elif attempt < (lane.max_attempts or self.repo.config.defaults.max_attempts):
+        elif attempt < settings.max_attempts:
             status = "pending"
         else:
             status = "failed"
@@ -245,7 +245,7 @@ class LaneBook:
             for k, lane in tracker.lanes.items()
             if k != lane_id
             and lane.status == "pending"
-            and (lane.agent or self.repo.config.defaults.agent) == agent
+            and self.repo.config.for_lane(lane).agent == agent
             and self.in_scope(k, lane.kind)
         }
         if held:

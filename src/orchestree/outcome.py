@@ -1,4 +1,5 @@
-"""What a finished attempt means for its lane, whichever executor ran it.
+"""What a finished attempt means for its lane, whichever executor ran it: the last
+step of a lane's story (executors/attempt.py tells the whole of it).
 
 An exit code alone never says a lane succeeded (DESIGN.md §5): the agent preset reads
 its CLI's output for failure signs. Reasons that are not the agent's own exit (a
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from orchestree import agents
 from orchestree.config import Config
-from orchestree.executors.attempt import LaneUpdate
+from orchestree.executors.attempt import LaneUpdate, agent_output
 from orchestree.models import Lane
 
 _NOT_RUN = {
@@ -51,17 +52,13 @@ def judge(
     """`fatal`: why the orchestrator ended an agent that waited for a person;
     `probe_problem`: checks a probe lane's output once its agent succeeded."""
     reason, code = update.reason or "error", update.exit_code
-    agent = agents.get_agent(lane.agent or config.defaults.agent, config)
-    # Only the agent's words are classified, not what the supervisor wrote.
-    output = "".join(
-        line for line in update.output.splitlines(keepends=True)
-        if not line.startswith("orchestree: ")
-    )  # fmt: skip
+    agent = agents.preset_for(config, lane)
+    output = agent_output(update.output)  # only the agent's words are classified
     if fatal is not None:  # its output decides, else the sign we saw
         said = agent.classify(output, -15 if code is None else int(code))
         return _from(said, False, said.error or fatal)
     if reason == "timeout":
-        timeout = lane.timeout_s or config.defaults.timeout_s
+        timeout = config.for_lane(lane).timeout_s
         said = agent.classify(output, -15 if code is None else int(code))
         why = re.sub(r"^exited with code -?\d+:? ?", "", said.error or "")
         why = f": {why}" if why else "; the agent's tree was ended"

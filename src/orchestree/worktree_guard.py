@@ -100,6 +100,20 @@ def verify(root: Path, path: Path, branch: str, common: Path | None = None) -> W
     return WorktreeCheck(admin, f"the agent detached its worktree's HEAD{shown}", at)
 
 
+def verify_clone(clone: Path, branch: str) -> WorktreeCheck:
+    """Check a clone of its own (a Dask worker's) is still the lane's: a real `.git`
+    folder, which is then its admin folder, and a HEAD still on the lane's branch."""
+    dotgit = clone / ".git"
+    if clone.is_symlink() or dotgit.is_symlink() or not dotgit.is_dir():
+        problem = f"the agent replaced {dotgit} (or its clone) with something else"
+        return WorktreeCheck(None, problem)
+    head = _read(dotgit / "HEAD") or ""
+    if head != f"ref: refs/heads/{branch}":
+        shown = _oneline(head)[:60] or "unreadable"
+        return WorktreeCheck(None, f"the agent left its branch {branch} (HEAD is {shown})")
+    return WorktreeCheck(dotgit, None)
+
+
 _REF = re.compile(r"refs/[A-Za-z0-9._/-]{1,200}")
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
@@ -160,9 +174,11 @@ def commit_left_work(
     message: str,
     keep_out: list[str],
     setup_made: dict[str, str] | None = None,
+    clone: bool = False,
 ) -> LeftWork:
-    """Verify the worktree, then commit what the agent left, through the admin folder."""
-    check = verify(root, path, branch)
+    """Verify the worktree (`clone`: the clone at `path`, which is also `root`), then
+    commit what the agent left, through the admin folder."""
+    check = verify_clone(path, branch) if clone else verify(root, path, branch)
     if check.problem or check.admin is None:
         ref = keep_off_branch(root, check, lane_id, attempt, branch)
         kept = f"; its commits are kept at {ref}" if ref else ""

@@ -2,9 +2,9 @@
 says afterwards (DESIGN.md §5). Presets are data behind the `AgentPreset` protocol,
 registered in `REGISTRY`; a new CLI is a small `Preset` subclass and one line there.
 
-The runner's use, per attempt::
+The launcher's use, per attempt (executors/launch.py)::
 
-    preset = get_agent(lane.agent or config.defaults.agent, config)
+    preset = preset_for(config, lane)
     ctx = LaunchContext(lane_id, lane, worktree, branch, tracker, prompt_file)
     prompt = build_prompt(ctx)          # write it to ctx.prompt_file too
     inv = preset.invocation(ctx, prompt)
@@ -36,6 +36,7 @@ from orchestree.agents.shell import Shell
 from orchestree.config import CONFIG_FILE, AgentConfig, Config
 from orchestree.errors import UserError
 from orchestree.layout import AGENT_EXCLUDES
+from orchestree.models import LaneInput
 
 __all__ = [
     "AGENT_EXCLUDES",
@@ -50,6 +51,7 @@ __all__ = [
     "build_prompt",
     "check_available",
     "get_agent",
+    "preset_for",
 ]
 
 REGISTRY: dict[str, type[Preset]] = {
@@ -75,6 +77,11 @@ def get_agent(name: str, config: Config, where: str = "orchestree") -> AgentPres
         )
     preset = REGISTRY.get(name, Custom)
     return preset(name, settings)
+
+
+def preset_for(config: Config, lane: LaneInput, where: str = "orchestree") -> AgentPreset:
+    """The preset that runs `lane`: its own agent, else `[defaults] agent`."""
+    return get_agent(config.for_lane(lane).agent, config, where)
 
 
 def check_available(name: str, config: Config, path: str | None = None) -> None:

@@ -1,10 +1,12 @@
 """Where lanes run (DESIGN.md §12): one interface, whatever runs the agents.
 
-`attempt` is the contract (`LaneSpec` in, `LaneUpdate`s out, the `LaneExecutor`
-protocol); `local` runs lanes in worktrees on this machine; `dask` runs them on a Dask
-cluster that clones from a shared remote. Both start an attempt through `launch`,
-whose supervisor (`supervisor`) runs the agent; `remote` moves commits to and from
-the cluster's shared remote.
+`attempt` holds the contracts and tells one attempt's story: `LaneSpec` in and
+`LaneUpdate`s out (the `LaneExecutor` protocol), and between the launcher and the
+supervisor the versioned `AttemptSpec` and `AttemptResult` files. `local` runs lanes
+in worktrees on this machine; `dask` runs them on a Dask cluster that clones from a
+shared remote (`dask_task` is its task). Both start an attempt through the one
+launcher, `launch`, whose supervisor (`supervisor`) runs the agent and commits what
+it left; `remote` moves commits to and from the cluster's shared remote.
 """
 
 from __future__ import annotations

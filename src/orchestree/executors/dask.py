@@ -12,7 +12,6 @@ published so a restarted orchestrator reattaches; the task's own guards live in
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import re
@@ -22,7 +21,7 @@ from typing import Any
 from orchestree import git
 from orchestree.errors import EnvironmentRefused, UserError
 from orchestree.executors import remote
-from orchestree.executors.attempt import LaneSpec, LaneUpdate
+from orchestree.executors.attempt import AttemptResult, ContractError, LaneSpec, LaneUpdate
 from orchestree.executors.dask_task import RemoteTask, cancel_event, result_ref, run_lane
 from orchestree.layout import branch
 from orchestree.repo import Repo
@@ -163,42 +162,38 @@ class DaskExecutor:
         if future.status == "finished":
             self._settle(lane_id, attempt, future.result())
         elif future.status == "cancelled":
-            self._settle(lane_id, attempt, {"reason": "cancelled"})
+            self._settle(lane_id, attempt, AttemptResult("cancelled"))
         else:
             exc = future.exception()
             lost = type(exc).__name__ == "KilledWorker"
             error = None if lost else repr(exc)
-            self._settle(lane_id, attempt, {"reason": "lost" if lost else "error", "error": error})
+            self._settle(lane_id, attempt, AttemptResult("lost" if lost else "error", error=error))
 
-    def _settle(self, lane_id: str, attempt: int, got: dict[str, Any]) -> None:
+    def _settle(self, lane_id: str, attempt: int, got: AttemptResult) -> None:
         """Queue the `finished` update; held a while when the worker was lost."""
-        if got["reason"] in ("lost", "claim-conflict"):
+        if got.reason in ("lost", "claim-conflict"):
             # The remote is the record: the attempt may have finished and pushed before
             # its worker died, or elsewhere. Only then is its result trusted.
             pushed = self._pushed_result(lane_id, attempt)
             if pushed is None:
-                update = self._update(lane_id, attempt, got)
+                update = got.update(lane_id, attempt, got.head, got.output)
                 self.held.append((time.monotonic() + LOST_HOLD_S, update))
                 return
             got = pushed
-        self.held.append((0.0, self._update(lane_id, attempt, got)))
+        self.held.append((0.0, got.update(lane_id, attempt, got.head, got.output)))
 
-    def _update(self, lane_id: str, attempt: int, got: dict[str, Any]) -> LaneUpdate:
-        code = got.get("exit_code")
-        return LaneUpdate(
-            lane_id, attempt, "finished", reason=str(got.get("reason", "error")),
-            exit_code=None if code is None else int(code), error=got.get("error"),
-            output=str(got.get("output", "")), head=got.get("head"), host=got.get("host"),
-            worker=got.get("worker"), timings=dict(got.get("timings") or {}),
-        )  # fmt: skip
-
-    def _pushed_result(self, lane_id: str, attempt: int) -> dict[str, Any] | None:
+    def _pushed_result(self, lane_id: str, attempt: int) -> AttemptResult | None:
+        """The result an attempt pushed beside its branch, with the head it pushed."""
         ref = result_ref(self.run, lane_id, attempt)
         if remote.fetch_ref(self.repo.root, self.url, ref) is None:
             return None
         text = remote.message(self.repo.root, ref)
-        record: dict[str, Any] = json.loads(text.split("\n\n", 1)[1])
-        return {**record, "head": git.head_commit(self.repo.root, f"{ref}^1")}
+        try:
+            record = AttemptResult.from_json(text.split("\n\n", 1)[-1])
+        except ContractError as exc:
+            return AttemptResult("error", error=f"{ref}: {exc}")
+        record.head = git.head_commit(self.repo.root, f"{ref}^1")
+        return record
 
     def cancel(self, lane_id: str, attempt: int) -> None:
         from distributed import Event
@@ -223,7 +218,7 @@ class DaskExecutor:
             try:
                 self.futures[key] = (lane_id, attempt, self.client.get_dataset(key))
             except KeyError:  # the scheduler never had it, or restarted: it is lost
-                gone = {"reason": "lost", "error": "the Dask scheduler no longer knows its task"}
+                gone = AttemptResult("lost", error="the Dask scheduler no longer knows its task")
                 self._settle(lane_id, attempt, gone)
         replayed = [self._from_event(msg) for _, msg in self.client.get_events(self.topic)]
         return [u for u in replayed if u is not None and u.kind != "output"]

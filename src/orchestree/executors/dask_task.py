@@ -1,8 +1,10 @@
 """One attempt of one lane as a Dask task, on whichever worker runs it (DESIGN.md §12).
 
 clone (per-host reference cache) → checkout `lane-<id>` at its start → claim the
-attempt on the remote → run the agent under the supervisor → commit what it left →
-push the branch with a lease, and the result beside it. Exactly-once guards measured
+attempt on the remote → run the agent under the supervisor, started by the same
+launcher as a local lane's (`launch.attempt_spec`, `launch.start`, `launch.outcome`),
+which also commits what the agent left, in the clone → push the branch with a lease,
+and the `AttemptResult` beside it. Exactly-once guards measured
 in ../shared/research/dask-executor.md: a run that finds the attempt claimed stops
 before the agent; a worker that starts closing (retired, scaled down) ends its agent
 and pushes nothing; a cancel `Event` is checked every 0.5 s; the supervisor ends the
@@ -13,41 +15,25 @@ the orchestrator as worker events; it writes the tracker, never the task.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
-import json
 import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestree import access_tracker, agents, git, procs
+from orchestree import access_tracker, agents, git
 from orchestree.executors import launch, remote
-from orchestree.executors.attempt import LaneSpec
+from orchestree.executors.attempt import AttemptFiles, AttemptResult, LaneSpec
 from orchestree.layout import EXCLUDES, branch
-from orchestree.worktree_guard import ORCH_PATHS, UNTRUSTED
+from orchestree.worktree_guard import ORCH_PATHS
 
 KEEP_OUT = [*ORCH_PATHS, "access_tracker.py"]  # never in a lane's leftover commit
-
-
-def clone_problem(clone: Path, name: str) -> str | None:
-    """What the agent changed in its clone that makes committing there unsafe, or None."""
-    dotgit = clone / ".git"
-    if clone.is_symlink() or dotgit.is_symlink() or not dotgit.is_dir():
-        return f"the agent replaced {dotgit} (or its clone) with something else"
-    try:
-        head = (dotgit / "HEAD").read_text(encoding="utf-8").strip()
-    except OSError:
-        head = ""
-    if head != f"ref: refs/heads/{name}":
-        return f"the agent left its branch {name} (HEAD is {head[:60] or 'unreadable'})"
-    return None
-
 
 STOPPING = frozenset({"closing", "closing_gracefully", "closed", "stopping", "stopped", "failed"})
 TICK_S = 0.1
@@ -59,6 +45,8 @@ ORPHAN_GRACE_S = 1.0  # TERM, then KILL: an orphaned tree is gone within seconds
 
 @dataclass(frozen=True)
 class RemoteTask:
+    """What the Dask task gets: the orchestrator's order and where to push."""
+
     spec: LaneSpec
     url: str
     key: str
@@ -84,11 +72,11 @@ def cache_dir(url: str) -> Path:
     return Path(root) / "git" / (hashlib.sha1(url.encode()).hexdigest()[:16] + ".git")
 
 
-def run_lane(task: RemoteTask) -> dict[str, Any]:
+def run_lane(task: RemoteTask) -> AttemptResult:
     """The Dask task. Returns the attempt's outcome; never raises for a lane's failure."""
     from distributed import get_worker
 
-    attempt = _Attempt(task, get_worker())
+    attempt = RemoteAttempt(task, get_worker())
     try:
         return attempt.run()
     except Exception as exc:
@@ -97,7 +85,9 @@ def run_lane(task: RemoteTask) -> dict[str, Any]:
         shutil.rmtree(attempt.root, ignore_errors=True)
 
 
-class _Attempt:
+class RemoteAttempt:
+    """One attempt as its Dask task runs it on a worker, in a clone of its own."""
+
     def __init__(self, task: RemoteTask, worker: Any) -> None:
         from distributed import Event
 
@@ -116,10 +106,9 @@ class _Attempt:
         message = {"kind": kind, "key": self.task.key, "lane": spec.lane_id}
         self.worker.log_event(self.task.topic, {**message, "attempt": spec.attempt, **fields})
 
-    def result(self, reason: str, **fields: Any) -> dict[str, Any]:
-        where = {"host": self.host, "worker": self.worker.address}
-        return {"reason": reason, **where, "timings": self.timings, "output": self.output,
-                **fields}  # fmt: skip
+    def result(self, reason: str, **fields: Any) -> AttemptResult:
+        return AttemptResult(reason, host=self.host, worker=self.worker.address,
+                             timings=self.timings, output=self.output, **fields)  # fmt: skip
 
     @contextlib.contextmanager
     def step(self, name: str) -> Iterator[None]:
@@ -132,7 +121,7 @@ class _Attempt:
     def stopping(self) -> bool:
         return str(getattr(self.worker.status, "name", self.worker.status)) in STOPPING
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> AttemptResult:
         spec, task = self.spec, self.task
         name = branch(spec.lane_id)
         if self.cancel.is_set():
@@ -155,32 +144,28 @@ class _Attempt:
             return self.result("abandoned")
         with self.step("agent"):
             outcome, override = self.run_agent()
-        reason = override or str(outcome.get("reason", "error"))
-        code = outcome.get("exit_code")
+        # The supervisor committed what the agent left: that step is counted apart.
+        if "commit" in outcome.timings:
+            self.timings["commit"] = outcome.timings["commit"]
+            self.timings["agent"] = round(self.timings["agent"] - self.timings["commit"], 4)
+        reason, code, error = override or outcome.reason, outcome.exit_code, outcome.error
         if reason not in ("exited", "timeout", "setup-failed"):
-            return self.result(reason, exit_code=code, error=outcome.get("error"))
-        with self.step("commit"):
-            problem = clone_problem(self.clone, name)
-            if problem:
-                return self.result(UNTRUSTED, exit_code=code, error=problem)
-            # Through the clone's own git folder, never a `.git` the agent could rewrite.
-            env = git.worktree_env(self.clone / ".git", self.clone)
-            message = launch.leftover_message(spec.lane_id, spec.attempt)
-            head = (
-                git.commit_all(self.clone, message, env=env, keep_out=KEEP_OUT)
-                or git.run("rev-parse", "HEAD", cwd=self.clone, env=env).stdout.strip()
-            )
+            return self.result(reason, exit_code=code, error=error)
+        if not outcome.committed:
+            problem = f"its work could not be committed: {outcome.commit_error}"
+            return self.result("error", exit_code=code, error=problem)
         with self.step("push"):
-            record = {"reason": reason, "exit_code": code, "error": outcome.get("error"),
-                      "host": self.host, "worker": self.worker.address}  # fmt: skip
-            text = f"orchestree result {task.key}\n\n{json.dumps(record)}\n"
+            record = AttemptResult(reason, exit_code=code, error=error, host=self.host,
+                                   worker=self.worker.address)  # fmt: skip
+            text = f"orchestree result {task.key}\n\n{record.to_json()}\n"
             ref = result_ref(task.run, spec.lane_id, spec.attempt)
             refused = remote.push_lane(self.clone, task.url, name, spec.expected, ref, text)
         if refused:
             return self.result("error", exit_code=code, error=f"push of {name} refused: {refused}")
-        return self.result(reason, exit_code=code, error=outcome.get("error"), head=head)
+        return self.result(reason, exit_code=code, error=error, committed=True,
+                           head=outcome.head, changed=outcome.changed)  # fmt: skip
 
-    def run_agent(self) -> tuple[dict[str, Any], str | None]:
+    def run_agent(self) -> tuple[AttemptResult, str | None]:
         """Run the agent under the supervisor; stop it on cancel or a closing worker."""
         spec, lane = self.spec, self.spec.lane
         config = spec.config
@@ -193,44 +178,33 @@ class _Attempt:
         helper.unlink(missing_ok=True)
         shutil.copyfile(access_tracker.__file__, helper)
         helper.chmod(0o555)
-        prompt_file = self.root / "prompt.md"
         name = branch(spec.lane_id)
-        agent_name = lane.agent or config.defaults.agent
-        agent = agents.get_agent(agent_name, config, where=f"lane {spec.lane_id!r}")
-        ctx = agents.LaunchContext(spec.lane_id, lane, self.clone, name, tracker, prompt_file)
+        ctx = agents.LaunchContext(spec.lane_id, lane, self.clone, name, tracker,
+                                   self.root / "prompt.md")  # fmt: skip
         prompt = lane.prompt or agents.build_prompt(ctx)
-        prompt_file.write_text(prompt, encoding="utf-8")
-        call = agent.invocation(ctx, prompt)
-        env = git.git_env(call.env)
-        env.update(ORCHESTREE_PORT=str(spec.port), ORCHESTREE_ATTEMPT=str(spec.attempt))
-        log, result = self.root / "agent.log", self.root / "result.json"
-        agent_file = self.root / "agent.json"
-        sup = {"argv": call.argv, "env": env, "cwd": str(self.clone), "log": str(log),
-               "timeout_s": lane.timeout_s or config.defaults.timeout_s,
-               "grace_s": config.defaults.kill_grace_s, "result": str(result),
-               "agent_file": str(agent_file), "setup": config.worktree.setup,
-               "die_with_parent": True}  # fmt: skip
-        (self.root / "supervisor.json").write_text(json.dumps(sup), encoding="utf-8")
-        proc: subprocess.Popen[bytes] = procs.spawn(
-            [sys.executable, "-m", procs.SUPERVISOR, str(self.root / "supervisor.json")],
-            stdin=subprocess.PIPE,  # never written: its EOF tells the supervisor we died
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        log = self.root / "agent.log"
+        _, sup = launch.attempt_spec(config, ctx, prompt, spec.port, spec.attempt, log)
+        sup = dataclasses.replace(
+            sup,
+            setup=config.worktree.setup,
+            die_with_parent=True,  # its stdin is our pipe: EOF when this worker dies
+            root=str(self.clone),
+            clone=True,
+            start_commit=spec.start,
+            keep_out=KEEP_OUT,
         )
+        launched = launch.start(sup, AttemptFiles(self.root), 0, launch.Spawner(fork_server=False))
+        proc = launched.process
+        assert proc is not None  # die_with_parent: always our child
         self.emit("started", host=self.host, worker=self.worker.address, pid=proc.pid)
         override = self._watch(proc, log, tracker)
         proc.wait()
         if proc.stdin:
             proc.stdin.close()
         self._stream(log)
-        outcome = launch.read_result(result)
-        if outcome is None:
-            # The supervisor died (SIGKILL, OOM) without ending the agent: end its whole
-            # tree here, a `setsid` child too (by the tree's token), and report it lost.
-            procs.end_orphaned_agent(agent_file, ORPHAN_GRACE_S)
-            error = f"the lane's supervisor ended without an outcome (exit {proc.returncode})"
-            return {"reason": "lost", "error": error}, override
-        return outcome, override
+        # A supervisor that died (SIGKILL, OOM) without ending the agent: its whole
+        # tree ends here, a `setsid` child too (by the tree's token); the lane is lost.
+        return launch.outcome(launched, ORPHAN_GRACE_S, lost="lost"), override
 
     def _watch(self, proc: subprocess.Popen[bytes], log: Path, tracker: Path) -> str | None:
         override: str | None = None

@@ -1,14 +1,21 @@
-"""One attempt of one lane: its worktree, its agent under a supervisor, its outcome.
+"""Starting one attempt of one lane, and reading how it ended: the one launcher.
 
-`prepare` makes (or reuses) the lane's worktree at its start commit; `launch` starts
-the per-lane supervisor that runs the agent; `commit_leftovers` commits whatever the
-agent left uncommitted, so no work is lost. The local executor drives these; what the
-outcome means is `outcome.py`'s to say, for local and remote lanes alike.
+`prepare` makes (or reuses) the lane's worktree at its start commit. `launch` builds
+the lane's `AttemptSpec` (attempt.py: the agent's call from its preset, the worktree,
+setup, sandbox and leftover commit), and `start` writes it and starts the per-lane
+supervisor on it. A Dask worker's task (`dask_task.py`) launches through the same
+`attempt_spec`, `start` and `outcome`, in a clone instead of a worktree.
+
+`outcome` reads the supervisor's `AttemptResult`, ending an orphaned agent when the
+supervisor died without one; `commit_leftovers` then commits what the agent left when
+the supervisor could not, so no work is lost. What the outcome means for the lane is
+`outcome.py`'s to say.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
 import functools
 import json
@@ -24,8 +31,17 @@ from orchestree.agents.prompt import rework_env, rework_section
 from orchestree.config import Config
 from orchestree.errors import UserError
 from orchestree.executors import supervisor
+from orchestree.executors.attempt import (
+    AttemptFiles,
+    AttemptResult,
+    AttemptSpec,
+    ContractError,
+    NewWorktree,
+    Share,
+    read_result,
+)
 from orchestree.initrepo import install_helper
-from orchestree.layout import branch
+from orchestree.layout import Layout, branch
 from orchestree.models import Lane
 from orchestree.repo import Repo
 
@@ -117,23 +133,57 @@ def _tracks_helper(root: Path, commit: str) -> bool:
                    check=False).returncode == 0  # fmt: skip
 
 
+def local_files(layout: Layout, lane_id: str, attempt: int) -> AttemptFiles:
+    """An attempt's spec, result and agent files in the repository's runs folder."""
+    return AttemptFiles(layout.orch / "runs", f"{lane_id}.{attempt}.")
+
+
 @dataclass(frozen=True)
 class Launched:
-    """A started supervisor. `identity` is None when it is not known (gone at once, or
-    recorded by an older orchestree); `pidfd`, when the kernel gave one, turns readable
-    the moment it exits (the owner closes it)."""
+    """An attempt whose supervisor was started (or, after a restart, adopted): the
+    handle an executor follows it by. `identity` is None when it is not known (gone at
+    once, or recorded by an older orchestree); `process` is set when it is our child;
+    `pidfd`, when the kernel gave one, turns readable the moment it exits (`outcome`
+    closes it)."""
 
+    attempt: int
     pid: int
     identity: procs.Identity | None
-    result: Path
-    log_offset: int
+    files: AttemptFiles
+    log_offset: int  # where the agent's own output starts in the lane's log
     process: subprocess.Popen[bytes] | None
     pidfd: int | None = None
 
-    @property
-    def agent_file(self) -> Path:
-        """Where the supervisor records the agent's pid, beside the result."""
-        return self.result.with_name(self.result.name.replace(".result.", ".agent."))
+
+def attempt_spec(
+    config: Config, ctx: agents.LaunchContext, prompt: str, port: int, attempt: int,
+    log: Path, extra_env: dict[str, str] | None = None,
+) -> tuple[agents.AgentPreset, AttemptSpec]:  # fmt: skip
+    """The lane's agent, and the spec of this attempt as far as it is the same for a
+    worktree here and a clone on a Dask worker: the agent's call (the prompt is
+    written to `ctx.prompt_file`, where the call may point), the lane's deadline, its
+    leftover commit. The caller adds the rest (`dataclasses.replace`)."""
+    agent = agents.preset_for(config, ctx.lane, where=f"lane {ctx.lane_id!r}")
+    ctx.prompt_file.write_text(prompt, encoding="utf-8")
+    call = agent.invocation(ctx, prompt)
+    env = {
+        **git.git_env({**call.env, **(extra_env or {})}),
+        "ORCHESTREE_PORT": str(port),
+        "ORCHESTREE_ATTEMPT": str(attempt),
+    }
+    spec = AttemptSpec(
+        lane_id=ctx.lane_id,
+        attempt=attempt,
+        argv=call.argv,
+        env=env,
+        cwd=str(ctx.worktree),
+        log=str(log),
+        timeout_s=config.for_lane(ctx.lane).timeout_s,
+        grace_s=config.defaults.kill_grace_s,
+        branch=ctx.branch,
+        commit_message=leftover_message(ctx.lane_id, attempt),
+    )
+    return agent, spec
 
 
 def launch(
@@ -151,76 +201,77 @@ def launch(
     `includes`, setup) and runs its agent there, then commits what it left."""
     config, layout = repo.config, repo.layout
     worktree = layout.worktree(lane_id)
-    start = lane.start_commit or ""
+    start_commit = lane.start_commit or ""
     install_helper(layout)  # restored if anything changed it since: it is pre-approved
     # A repository that tracks its own access_tracker.py keeps it; the prompt then
     # points at orchestree's copy.
-    tracked = bool(start) and _tracks_helper(repo.root, start)
+    tracked = bool(start_commit) and _tracks_helper(repo.root, start_commit)
     helper = str(layout.helper) if tracked else "access_tracker.py"
-    runs = layout.orch / "runs"
-    runs.mkdir(parents=True, exist_ok=True)
-    prompt_file = runs / f"{lane_id}.prompt.md"
-    agent_name = lane.agent or config.defaults.agent
-    agent = agents.get_agent(agent_name, config, where=f"lane {lane_id!r}")
+    files = local_files(layout, lane_id, attempt)
+    files.folder.mkdir(parents=True, exist_ok=True)
+    settings = config.for_lane(lane)
     ctx = agents.LaunchContext(
         lane_id,
         lane,
         worktree,
         branch(lane_id),
         layout.tracker.resolve(),
-        prompt_file.resolve(),
+        (files.folder / f"{lane_id}.prompt.md").resolve(),
         helper_in_worktree=helper == "access_tracker.py",
-        sandboxed=sandbox_kind(config, lane) != "none",
+        sandboxed=settings.sandbox != "none",
     )
     prompt = (lane.prompt or agents.build_prompt(ctx)) + rework_section(repo.root, lane)
-    prompt_file.write_text(prompt, encoding="utf-8")
-    call = agent.invocation(ctx, prompt)
-    env = {
-        **git.git_env({**call.env, **rework_env(repo.root, lane)}),
-        "ORCHESTREE_PORT": str(port),
-        "ORCHESTREE_ATTEMPT": str(attempt),
-    }
     log = layout.log(lane_id)
+    agent, spec = attempt_spec(config, ctx, prompt, port, attempt, log,
+                               rework_env(repo.root, lane))  # fmt: skip
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as fh:
-        fh.write(f"--- orchestree: lane {lane_id} attempt {attempt}: {call.argv[0]}\n".encode())
+        fh.write(f"--- orchestree: lane {lane_id} attempt {attempt}: {spec.argv[0]}\n".encode())
         offset = fh.tell()  # the agent's own output starts here
-    result = runs / f"{lane_id}.{attempt}.result.json"
-    agent_file = runs / f"{lane_id}.{attempt}.agent.json"
-    for stale in (result, agent_file):
+    spec = dataclasses.replace(
+        spec,
+        setup=config.worktree.setup if new else "",
+        root=str(repo.root),
+        register=NewWorktree(branch(lane_id), start_commit) if new else None,
+        includes=includes if new else [],
+        helper="" if tracked else str(layout.helper),
+        # What setup left, kept for every attempt in this worktree: never committed.
+        setup_snapshot=str(files.folder / f"{lane_id}.setup.json"),
+        share=share_plan(repo, base or start_commit) if new and config.worktree.setup else None,
+        sandbox=sandbox_plan(repo, settings.sandbox, agent.writable_folders),
+        start_commit=start_commit,
+        keep_out=keep_out(repo, tracked, includes),
+    )
+    return start(spec, files, offset, spawner or Spawner(fork_server=False))
+
+
+def start(spec: AttemptSpec, files: AttemptFiles, log_offset: int, spawner: Spawner) -> Launched:
+    """Write the spec to `files.spec` and start its supervisor. With `die_with_parent`
+    it is our child with a pipe as its stdin, never written: it ends the agent when we
+    die (a Dask worker); else `spawner` starts it in a session of its own."""
+    for stale in (files.result, files.agent):
         with contextlib.suppress(FileNotFoundError):
             stale.unlink()
-    spec: dict[str, Any] = {
-        "argv": call.argv,
-        "env": env,
-        "cwd": str(worktree),
-        "log": str(log),
-        "timeout_s": lane.timeout_s or config.defaults.timeout_s,
-        "grace_s": config.defaults.kill_grace_s,
-        "result": str(result),
-        "agent_file": str(agent_file),
-        "setup": config.worktree.setup if new else "",
-        # What setup left, kept for every attempt in this worktree: never committed.
-        "setup_snapshot": str(runs / f"{lane_id}.setup.json"),
-        "register": {"branch": branch(lane_id), "start": start} if new else None,
-        "root": str(repo.root),
-        "includes": includes if new else [],
-        "helper": "" if tracked else str(layout.helper),
-        "start_commit": start,
-        "commit_message": leftover_message(lane_id, attempt),
-        "branch": branch(lane_id),
-        "lane_id": lane_id,
-        "attempt": attempt,
-        "keep_out": keep_out(repo, tracked, includes),
-        "sandbox": sandbox_plan(repo, lane, agent.writable_folders),
-        "share": share_plan(repo, base or start) if new and config.worktree.setup else None,
-    }
-    spec_file = runs / f"{lane_id}.{attempt}.spec.json"
-    spec_file.write_text(json.dumps(spec), encoding="utf-8")
-    pid, proc = (spawner or Spawner(fork_server=False)).start(spec_file)
+    files.spec.write_text(spec.to_json(), encoding="utf-8")
+    pid, proc = spawner.start(files.spec, watch_parent=spec.die_with_parent)
     ident = procs.identity(pid)
     pidfd = procs.open_pidfd(ident) if ident is not None and proc is None else None
-    return Launched(pid, ident, result, offset, proc, pidfd)
+    return Launched(spec.attempt, pid, ident, files, log_offset, proc, pidfd)
+
+
+def outcome(launched: Launched, grace_s: float, lost: str = "error") -> AttemptResult:
+    """How the attempt ended, once its supervisor is over. When that supervisor died
+    without saying (SIGKILL, OOM), its agent may live on: end its tree first, so a
+    retry never shares the worktree with it, and report the attempt as `lost`."""
+    if launched.pidfd is not None:
+        os.close(launched.pidfd)
+    result = read_result(launched.files.result)
+    if result is not None:
+        return result
+    procs.end_orphaned_agent(launched.files.agent, grace_s)
+    code = launched.process.returncode if launched.process is not None else None
+    said = "" if code is None else f" (exit {code})"
+    return AttemptResult(lost, error=f"the lane's supervisor ended without an outcome{said}")
 
 
 class Spawner:
@@ -233,7 +284,13 @@ class Spawner:
         self.fork_server = fork_server
         self._server: subprocess.Popen[bytes] | None = None
 
-    def start(self, spec_file: Path) -> tuple[int, subprocess.Popen[bytes] | None]:
+    def start(
+        self, spec_file: Path, watch_parent: bool = False
+    ) -> tuple[int, subprocess.Popen[bytes] | None]:
+        """Start a supervisor on `spec_file`: its pid, and its Popen when it is our
+        child. `watch_parent`: always our child, with a pipe as its stdin."""
+        if watch_parent:
+            return self._spawn(spec_file, subprocess.PIPE)
         server = self._ensure_server()
         if server is not None and server.stdin is not None and server.stdout is not None:
             try:
@@ -247,8 +304,13 @@ class Spawner:
                 pass
             self.fork_server = False  # broken: fall back for the rest of the run
             self.close()
+        return self._spawn(spec_file, None)
+
+    @staticmethod
+    def _spawn(spec_file: Path, stdin: int | None) -> tuple[int, subprocess.Popen[bytes]]:
         proc: subprocess.Popen[bytes] = procs.spawn(
             [sys.executable, "-m", procs.SUPERVISOR, str(spec_file)],
+            stdin=stdin,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -283,26 +345,12 @@ class Spawner:
             server.stdout.close()
 
 
-def read_result(path: Path) -> dict[str, Any] | None:
-    try:
-        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    return data
-
-
 def leftover_message(lane_id: str, attempt: int) -> str:
     return f"orchestree: work left uncommitted by lane {lane_id} (attempt {attempt})"
 
 
-def sandbox_kind(config: Config, lane: Lane) -> str:
-    """The lane's own `sandbox`, else `[sandbox] kind`."""
-    return lane.sandbox or config.sandbox.kind
-
-
-def sandbox_plan(repo: Repo, lane: Lane, writable: list[str]) -> dict[str, Any] | None:
-    """What the supervisor needs to run this lane's agent in its sandbox; None: none."""
-    kind = sandbox_kind(repo.config, lane)
+def sandbox_plan(repo: Repo, kind: str, writable: list[str]) -> dict[str, Any] | None:
+    """What the supervisor needs to run a lane's agent in its sandbox; None: none."""
     if kind == "none":
         return None
     common = git.common_dir(repo.root)
@@ -310,12 +358,12 @@ def sandbox_plan(repo: Repo, lane: Lane, writable: list[str]) -> dict[str, Any] 
     return sandbox.plan(kind, network, repo.root, common, repo.layout.orch, writable)
 
 
-def share_plan(repo: Repo, base: str) -> dict[str, Any] | None:
+def share_plan(repo: Repo, base: str) -> Share | None:
     """Where `[worktree] share`'s template lives and what it holds; None without it."""
     folders = repo.config.worktree.share
     if not folders:
         return None
-    return {"home": str(repo.layout.orch / "share"), "base": base, "folders": list(folders)}
+    return Share(str(repo.layout.orch / "share"), base, list(folders))
 
 
 def keep_out(repo: Repo, helper_tracked: bool, includes: list[str]) -> list[str]:
@@ -325,43 +373,34 @@ def keep_out(repo: Repo, helper_tracked: bool, includes: list[str]) -> list[str]
 
 
 def commit_leftovers(
-    repo: Repo,
-    lane_id: str,
-    attempt: int,
-    result: dict[str, Any],
-    includes: list[str] | None = None,
+    repo: Repo, lane_id: str, launched: Launched, result: AttemptResult
 ) -> str | None:
     """The lane's head after the attempt. The supervisor commits what the agent left
-    and records the head in its result; when it did not get to it, commit here, so no
-    work is lost: after checking the worktree is still the lane's (else the result
-    says what the agent changed, and nothing is committed)."""
-    if "head" in result:
-        head: str | None = result["head"]
-        return head
-    worktree = repo.layout.worktree(lane_id)
-    if not os.path.lexists(worktree):
-        return None
-    head = git.head_commit(repo.root, f"refs/heads/{branch(lane_id)}")
-    tracked = head is not None and _tracks_helper(repo.root, head)
-    made = supervisor.setup_output(str(repo.layout.orch / "runs" / f"{lane_id}.setup.json"))
-    left = worktree_guard.commit_left_work(
-        repo.root, worktree, branch(lane_id), lane_id, attempt,
-        leftover_message(lane_id, attempt), keep_out(repo, tracked, includes or []), made,
-    )  # fmt: skip
-    if left.problem:
-        result.update(reason=worktree_guard.UNTRUSTED, error=left.problem)
-    return left.head
+    and records the head in its result; when it did not get to it, the same code
+    (`supervisor.commit_left_work`, on the same spec) commits here, so no work is lost.
+    A commit that fails again leaves `result.commit_error` set."""
+    if result.committed or result.reason == worktree_guard.UNTRUSTED:
+        return result.head
+    try:
+        spec = AttemptSpec.from_json(launched.files.spec.read_text(encoding="utf-8"))
+    except (OSError, ContractError):
+        spec = None  # not this orchestree's: the work stays in the worktree for the next
+    if spec is not None:
+        if not os.path.lexists(spec.cwd):
+            return None
+        result.commit_error = None
+        supervisor.commit_left_work(spec, result)
+        if result.committed or result.reason == worktree_guard.UNTRUSTED:
+            return result.head
+    return git.head_commit(repo.root, f"refs/heads/{branch(lane_id)}")
 
 
 def log_since(log: Path, offset: int) -> str:
+    """The lane's log from `offset` (its last 256 KiB at most)."""
     try:
         with log.open("rb") as fh:
             size = fh.seek(0, os.SEEK_END)
             fh.seek(max(offset, size - 4 * LOG_TAIL_BYTES))
-            text = fh.read().decode("utf-8", "replace")
+            return fh.read().decode("utf-8", "replace")
     except FileNotFoundError:
         return ""
-    # Leave out what the supervisor itself wrote: only the agent's words are classified.
-    return "".join(
-        line for line in text.splitlines(keepends=True) if not line.startswith("orchestree: ")
-    )

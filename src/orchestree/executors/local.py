@@ -10,26 +10,19 @@ when its supervisor left a result or is gone on two independent signs.
 from __future__ import annotations
 
 import functools
-import os
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from orchestree import disk, git, procs
 from orchestree.errors import GitError
 from orchestree.executors import launch
 from orchestree.executors.attempt import LaneSpec, LaneUpdate
+from orchestree.executors.launch import Launched
 from orchestree.layout import branch
 from orchestree.repo import Repo
 
 POLL_S = 0.005  # a finished lane is noticed within 5 ms (a stat per running lane)
-
-
-@dataclass
-class _Attempt:
-    attempt: int
-    launched: launch.Launched
 
 
 def handle_of(lane_id: str, attempt: int, ident: procs.Identity | None) -> str:
@@ -63,7 +56,7 @@ class LocalExecutor:
 
     def __init__(self, repo: Repo) -> None:
         self.repo = repo
-        self.attempts: dict[str, _Attempt] = {}
+        self.attempts: dict[str, Launched] = {}
         self.queued: list[LaneUpdate] = []
         self.cancelled: set[str] = set()
         self.includes: list[str] | None = None  # .worktreeinclude matches, found once
@@ -82,7 +75,7 @@ class LocalExecutor:
                 repo, lane_id, lane, spec.attempt, spec.port, new, includes, self.spawner,
                 spec.base,
             )  # fmt: skip
-        self.attempts[lane_id] = _Attempt(spec.attempt, launched)
+        self.attempts[lane_id] = launched
         started = LaneUpdate(
             lane_id, spec.attempt, "started", pid=launched.pid, pid_identity=launched.identity
         )
@@ -100,75 +93,49 @@ class LocalExecutor:
         deadline = time.monotonic() + timeout
         while True:
             updates, self.queued = self.queued, []
-            for lane_id, run in list(self.attempts.items()):
-                if self._finished(run):
+            for lane_id, launched in list(self.attempts.items()):
+                if self._finished(launched):
                     del self.attempts[lane_id]
-                    updates.append(self._collect(lane_id, run))
+                    updates.append(self._collect(lane_id, launched))
             if updates or time.monotonic() >= deadline:
                 return updates
             time.sleep(POLL_S)
 
     @staticmethod
-    def _finished(run: _Attempt) -> bool:
+    def _finished(launched: Launched) -> bool:
         """Over when the supervisor left its result, or is gone on two signs: its exit
         (our child's status, its pidfd, or two identity reads) and no result."""
-        launched = run.launched
-        proc = launched.process
+        proc, result = launched.process, launched.files.result
         if proc is not None:
             return proc.poll() is not None
-        if launched.result.exists():
+        if result.exists():
             return True
         return procs.confirm_gone(
-            launched.identity, launched.pidfd, other_sign=lambda: not launched.result.exists()
+            launched.identity, launched.pidfd, other_sign=lambda: not result.exists()
         )
 
-    def _collect(self, lane_id: str, run: _Attempt) -> LaneUpdate:
+    def _collect(self, lane_id: str, launched: Launched) -> LaneUpdate:
         """Commit what the agent left (so no work is lost) and report the outcome."""
-        result = launch.read_result(run.launched.result)
-        if result is None:
-            # The supervisor died (SIGKILL, OOM) without ending its agent: end it now,
-            # so a retry never shares the worktree with the previous attempt's agent.
-            grace = self.repo.config.defaults.kill_grace_s
-            procs.end_orphaned_agent(run.launched.agent_file, grace)
-            result = {
-                "reason": "cancelled" if lane_id in self.cancelled else "error",
-                "error": "the lane's supervisor ended without an outcome",
-            }
+        lost = "cancelled" if lane_id in self.cancelled else "error"
+        result = launch.outcome(launched, self.repo.config.defaults.kill_grace_s, lost)
         self.cancelled.discard(lane_id)
-        if run.launched.pidfd is not None:
-            os.close(run.launched.pidfd)
         try:
-            head = launch.commit_leftovers(
-                self.repo, lane_id, run.attempt, result, self._includes()
-            )
+            head = launch.commit_leftovers(self.repo, lane_id, launched, result)
         except GitError as exc:  # this lane's failure, never the whole run's
-            head = None
-            result["reason"] = "error"
-            result["error"] = f"its work could not be committed: {exc}"
+            head, result.commit_error = None, str(exc)
+        if result.commit_error:
+            result.reason = "error"
+            result.error = f"its work could not be committed: {result.commit_error}"
         if head:
             self.heads[lane_id] = head
-        code = result.get("exit_code")
-        return LaneUpdate(
-            lane_id,
-            run.attempt,
-            "finished",
-            reason=str(result.get("reason", "error")),
-            exit_code=None if code is None else int(code),
-            error=result.get("error"),
-            output=launch.log_since(self.repo.layout.log(lane_id), run.launched.log_offset),
-            head=head,
-            # What the supervisor saw, valid while the head is the one it committed.
-            changed=result.get("changed") if head == result.get("head") else None,
-            pid=run.launched.pid,
-            refs_restored=[str(ref) for ref in result.get("refs_restored") or []],
-        )
+        output = launch.log_since(self.repo.layout.log(lane_id), launched.log_offset)
+        return result.update(lane_id, launched.attempt, head, output)
 
     def cancel(self, lane_id: str, attempt: int) -> None:
-        run = self.attempts.get(lane_id)
-        if run is None or run.attempt != attempt:
+        launched = self.attempts.get(lane_id)
+        if launched is None or launched.attempt != attempt:
             return
         self.cancelled.add(lane_id)
-        launched = run.launched
         if launched.process is not None:  # our child: its pid cannot be reused yet
             launched.process.send_signal(signal.SIGTERM)
         else:
@@ -187,18 +154,16 @@ class LocalExecutor:
             if parsed is None:
                 continue
             lane_id, attempt, pid, ident = parsed
-            result = self.repo.layout.orch / "runs" / f"{lane_id}.{attempt}.result.json"
+            files = launch.local_files(self.repo.layout, lane_id, attempt)
             if ident is None:  # recorded by the released version, or not at all
                 ident = procs.supervisor_identity(pid)
-            gone = procs.confirm_gone(ident, other_sign=functools.partial(_missing, result))
+            gone = procs.confirm_gone(ident, other_sign=functools.partial(_missing, files.result))
             if not gone:
                 pidfd = procs.open_pidfd(ident) if ident is not None else None
-                launched = launch.Launched(pid, ident, result, 0, None, pidfd)
-                self.attempts[lane_id] = _Attempt(attempt, launched)
+                self.attempts[lane_id] = Launched(attempt, pid, ident, files, 0, None, pidfd)
             else:
                 grace = self.repo.config.defaults.kill_grace_s
-                agent_file = result.with_name(result.name.replace(".result.", ".agent."))
-                procs.end_orphaned_agent(agent_file, grace)
+                procs.end_orphaned_agent(files.agent, grace)
                 updates.append(LaneUpdate(lane_id, attempt, "finished", reason="gone"))
         return updates
 

@@ -1,13 +1,17 @@
 """A per-lane supervisor: runs one agent and makes sure nothing of it outlives the lane.
 
-    python -m orchestree.executors.supervisor SPEC.json
+    python -m orchestree.executors.supervisor <stem>spec.json
+
+It reads its `AttemptSpec` (executors/attempt.py) and refuses one of another version
+or shape with one line, which becomes the lane's error; it answers with an
+`AttemptResult` in `<stem>result.json`, always, whatever happened.
 
 It makes itself a child subreaper (so a descendant that calls `setsid` and leaves
 the agent's process group is re-parented to us, not to PID 1), starts the agent in a
 process group of its own with stdin from /dev/null and output to the lane's log,
 and ends the whole tree — group and re-parented descendants, zombies ignored — when
 the agent exits, at the deadline, on SIGTERM, or (with `die_with_parent`) when its
-parent goes away. It then writes the outcome to `result` atomically and exits.
+parent goes away. It then writes the outcome atomically and exits.
 
 `die_with_parent` is for a parent that may die without warning (a Dask worker that is
 SIGKILLed): the parent gives us a pipe as stdin and never writes to it; its end of the
@@ -19,10 +23,11 @@ It also does the lane's own git work, so lanes do it side by side rather than on
 a time in the orchestrator: before the agent it populates a new worktree (the
 orchestrator only registered it), copies the `.worktreeinclude` files and the tracker
 helper in, and runs `[worktree] setup`; after the agent it commits whatever was left
-uncommitted and records the head and the changed files in the result.
+uncommitted (`commit_left_work`, the one place that does) and records the head and
+the changed files in the result. On a Dask worker the worktree is a clone of its own.
 
-Standard library and `orchestree.git` only: it starts in ~50 ms and costs a few MB
-per lane.
+Standard library and orchestree's git-level modules only (no pydantic): it starts in
+~50 ms and costs a few MB per lane.
 """
 
 from __future__ import annotations
@@ -44,6 +49,13 @@ from typing import Any
 
 from orchestree import git, procs, sandbox, worktree_guard, worktree_share
 from orchestree.errors import GitError
+from orchestree.executors.attempt import (
+    AttemptFiles,
+    AttemptResult,
+    AttemptSpec,
+    ContractError,
+    changed_files,
+)
 
 SCAN_S = procs.SCAN_S
 
@@ -101,55 +113,53 @@ def _parent_gone(parent: int, pipe: bool) -> bool:
         return False
 
 
-def _write_result(path: str, result: dict[str, Any]) -> None:
+def _write_atomic(path: str | Path, text: str) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(result, fh)
+        fh.write(text)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
-def _run_setup(spec: dict[str, Any], log: Any, deadline: float, grace: float) -> int:
+def _run_setup(spec: AttemptSpec, log: Any, deadline: float, cwd: str = "") -> int:
     """Run `[worktree] setup` once in a new worktree, under the lane's deadline."""
     proc = procs.spawn(
-        ["sh", "-c", spec["setup"]],
-        cwd=spec["cwd"],
-        env=spec["env"],
+        ["sh", "-c", spec.setup],
+        cwd=cwd or spec.cwd,
+        env=spec.env,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
     try:
         return proc.wait(max(0.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
-        end_tree(proc.pid, grace, proc)
+        end_tree(proc.pid, spec.grace_s, proc)
         proc.wait()
         return -1
 
 
-def _setup(spec: dict[str, Any], log: Any, deadline: float, grace: float) -> int:
+def _setup(spec: AttemptSpec, log: Any, deadline: float) -> int:
     """`[worktree] setup` in the new worktree; with `[worktree] share`, once in a
     template tree whose shared folders the worktree then gets (worktree_share.py)."""
-    share = spec.get("share")
-    if not share:
-        log.write(f"orchestree: worktree setup: {spec['setup']}\n".encode())
-        return _run_setup(spec, log, deadline, grace)
-    folders = [str(f) for f in share["folders"]]
+    share = spec.share
+    if share is None:
+        log.write(f"orchestree: worktree setup: {spec.setup}\n".encode())
+        return _run_setup(spec, log, deadline)
+    folders = list(share.folders)
 
     def once(cwd: Path) -> int:
-        log.write(
-            f"orchestree: worktree setup, once for [worktree] share: {spec['setup']}\n".encode()
-        )
-        return _run_setup({**spec, "cwd": str(cwd)}, log, deadline, grace)
+        log.write(f"orchestree: worktree setup, once for [worktree] share: {spec.setup}\n".encode())
+        return _run_setup(spec, log, deadline, str(cwd))
 
     try:
         tree, code, problem = worktree_share.template(
-            Path(share["home"]), Path(spec["root"]), share["base"], spec["setup"], folders, once
+            Path(share.home), Path(spec.root), share.base, spec.setup, folders, once
         )
         if tree is None:
             log.write(f"orchestree: {problem}\n".encode() if problem else b"")
             return code
-        how = worktree_share.give(tree, Path(spec["cwd"]), folders)
+        how = worktree_share.give(tree, Path(spec.cwd), folders)
     except (OSError, GitError, subprocess.CalledProcessError) as exc:
         log.write(f"orchestree: [worktree] share: {exc}\n".encode())
         return 1
@@ -157,36 +167,33 @@ def _setup(spec: dict[str, Any], log: Any, deadline: float, grace: float) -> int
     return 0
 
 
-def _prepare_worktree(spec: dict[str, Any]) -> None:
+def _prepare_worktree(spec: AttemptSpec) -> None:
     """Register and populate a new worktree, then copy in includes and the helper."""
-    cwd = Path(spec["cwd"])
-    root = Path(spec.get("root", ""))
-    new = spec.get("register")
-    if new:
-        git.worktree_add(root, cwd, new["branch"], new["start"])
-        if spec.get("setup_snapshot"):  # an earlier worktree's setup is not this one's
-            Path(spec["setup_snapshot"]).unlink(missing_ok=True)
+    cwd, root = Path(spec.cwd), Path(spec.root)
+    new = spec.register
+    if new is not None:
+        git.worktree_add(root, cwd, new.branch, new.start)
+        if spec.setup_snapshot:  # an earlier worktree's setup is not this one's
+            Path(spec.setup_snapshot).unlink(missing_ok=True)
     if cwd.is_symlink():  # never prepare a folder the path does not own
         raise OSError(f"{cwd} is a symlink, not the lane's worktree")
-    for rel in spec.get("includes", []):
+    for rel in spec.includes:
         # Regular files only, never through or onto a symlink a lane committed.
         worktree_guard.copy_regular(root / rel, cwd, rel)
-    helper = spec.get("helper")
-    if helper:  # a tracked one (or anything the agent put there) is kept
-        worktree_guard.copy_regular(Path(helper), cwd, "access_tracker.py")
+    if spec.helper:  # a tracked one (or anything the agent put there) is kept
+        worktree_guard.copy_regular(Path(spec.helper), cwd, "access_tracker.py")
 
 
-def _snapshot_setup(spec: dict[str, Any]) -> None:
+def _snapshot_setup(spec: AttemptSpec) -> None:
     """Record what `[worktree] setup` left uncommitted (file -> blob id, "" when it
     deleted the file), so the lane's commit leaves it out: only the agent's changes
     are the lane's. A setup file the agent then changes is the agent's, and committed."""
-    where = spec.get("setup_snapshot")
-    if not where:
+    if not spec.setup_snapshot:
         return
-    cwd = Path(spec["cwd"])
+    cwd = Path(spec.cwd)
     dirty = git.dirty_files(cwd)
     blobs = git.hash_files(cwd, dirty)
-    _write_result(where, {f: blobs.get(f, "") for f in dirty})
+    _write_atomic(spec.setup_snapshot, json.dumps({f: blobs.get(f, "") for f in dirty}))
 
 
 def setup_output(where: str | None) -> dict[str, str]:
@@ -199,49 +206,50 @@ def setup_output(where: str | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in made.items()} if isinstance(made, dict) else {}
 
 
-def _commit_left_work(spec: dict[str, Any], result: dict[str, Any]) -> None:
+def commit_left_work(spec: AttemptSpec, result: AttemptResult) -> None:
     """Verify the worktree is still the lane's, then commit what the agent left
-    uncommitted; record the head and the changed files, or what the agent changed."""
-    cwd, root = Path(spec["cwd"]), Path(spec.get("root", ""))
-    if not spec.get("commit_message"):
+    uncommitted; record the head and the changed files, or what the agent changed.
+    The one place an attempt's leftovers are committed: here after the agent, or by
+    the orchestrator (`launch.commit_leftovers`) when this supervisor died first."""
+    cwd, root = Path(spec.cwd), Path(spec.root)
+    if not spec.commit_message:
         return
+    began = time.monotonic()
     try:
         left = worktree_guard.commit_left_work(
-            root, cwd, spec["branch"], spec["lane_id"], int(spec["attempt"]),
-            spec["commit_message"], spec.get("keep_out", []),
-            setup_output(spec.get("setup_snapshot")),
+            root, cwd, spec.branch, spec.lane_id, spec.attempt, spec.commit_message,
+            spec.keep_out, setup_output(spec.setup_snapshot), clone=spec.clone,
         )  # fmt: skip
         if left.problem:
-            result.update(reason=worktree_guard.UNTRUSTED, error=left.problem, head=None)
+            result.reason, result.error, result.head = worktree_guard.UNTRUSTED, left.problem, None
             return
-        result["head"] = left.head
-        start = spec.get("start_commit")
-        if left.head and start:  # here, in parallel, rather than in the orchestrator's loop
-            result["changed"] = git.changed_files(root, start, left.head)
+        result.committed, result.head = True, left.head
+        # Here, in parallel, rather than in the orchestrator's loop.
+        result.changed = changed_files(root, spec.start_commit, left.head)
     except GitError as exc:
-        result["commit_error"] = str(exc)
+        result.commit_error = str(exc)
+    finally:
+        result.timings["commit"] = round(time.monotonic() - began, 4)
 
 
-def run_lane(spec: dict[str, Any]) -> dict[str, Any]:
+def run_lane(spec: AttemptSpec, agent_file: Path | None = None) -> AttemptResult:
     """Prepare the worktree, supervise the agent, commit what it left."""
     stop = _catch_stop()
     try:
         _prepare_worktree(spec)
     except (OSError, GitError) as exc:
-        with open(spec["log"], "ab") as log:
+        with open(spec.log, "ab") as log:
             log.write(f"orchestree: cannot prepare the worktree: {exc}\n".encode())
-        return {"reason": "error", "exit_code": None, "error": f"worktree preparation: {exc}"}
-    box, root = spec.get("sandbox"), Path(spec.get("root", ""))
+        return AttemptResult("error", error=f"worktree preparation: {exc}")
+    box, root = spec.sandbox, Path(spec.root)
     try:  # inside the sandbox the refs folder is writable: see sandbox.py
         refs = sandbox.snapshot_refs(box, root)
     except GitError as exc:
-        return {"reason": "error", "exit_code": None, "error": f"sandbox: {exc}"}
-    result = supervise(spec, stop)
+        return AttemptResult("error", error=f"sandbox: {exc}")
+    result = supervise(spec, stop, agent_file)
     with contextlib.suppress(GitError):
-        restored = sandbox.restore_refs(box, root, refs)
-        if restored:
-            result["refs_restored"] = restored
-    _commit_left_work(spec, result)
+        result.refs_restored = sandbox.restore_refs(box, root, refs)
+    commit_left_work(spec, result)
     return result
 
 
@@ -257,35 +265,39 @@ def _catch_stop() -> dict[str, str]:
     return stop
 
 
-def supervise(spec: dict[str, Any], stop: dict[str, str] | None = None) -> dict[str, Any]:
+def supervise(
+    spec: AttemptSpec, stop: dict[str, str] | None = None, agent_file: Path | None = None
+) -> AttemptResult:
+    """Run the agent (after `[worktree] setup` in a new worktree) until it exits, its
+    deadline passes or it is stopped; end its whole tree; say how it ended. The
+    agent's identity goes to `agent_file`, for ending its tree should we die."""
     procs.become_subreaper()
     stop = stop if stop is not None else _catch_stop()
     parent = os.getppid()
     started = _now()
-    timeout = float(spec["timeout_s"])
-    grace = float(spec.get("grace_s", 5.0))
-    deadline = time.monotonic() + timeout
-    watch_parent = bool(spec.get("die_with_parent"))
+    grace = spec.grace_s
+    deadline = time.monotonic() + spec.timeout_s
+    watch_parent = spec.die_with_parent
     # Every process of the agent's tree inherits this token, a `setsid` daemon too: it
     # lets whoever outlives us (the orchestrator, a Dask task) find the tree if we die.
     token = secrets.token_hex(8)
-    with open(spec["log"], "ab", buffering=0) as log:
-        if spec.get("setup"):
-            code = _setup(spec, log, deadline, grace)
+    with open(spec.log, "ab", buffering=0) as log:
+        if spec.setup:
+            code = _setup(spec, log, deadline)
             if code != 0:
                 log.write(f"orchestree: worktree setup failed (exit {code})\n".encode())
-                return {"reason": "setup-failed", "exit_code": code, "started_at": started}
+                return AttemptResult("setup-failed", exit_code=code, started_at=started)
             _snapshot_setup(spec)
         try:
-            argv = sandbox.wrap(spec.get("sandbox"), spec["argv"], spec["cwd"])
+            argv = sandbox.wrap(spec.sandbox, spec.argv, spec.cwd)
         except (OSError, GitError) as exc:
             log.write(f"orchestree: cannot set up the sandbox: {exc}\n".encode())
-            return {"reason": "error", "exit_code": None, "error": f"sandbox: {exc}"}
+            return AttemptResult("error", error=f"sandbox: {exc}")
         try:
             agent = procs.spawn(
                 argv,
-                cwd=spec["cwd"],
-                env={**spec["env"], procs.TREE_ENV: token},
+                cwd=spec.cwd,
+                env={**spec.env, procs.TREE_ENV: token},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 # On a worker that may die without warning, the kernel TERMs the agent
@@ -293,11 +305,11 @@ def supervise(spec: dict[str, Any], stop: dict[str, str] | None = None) -> dict[
                 die_with_parent=watch_parent,
             )
         except OSError as exc:
-            log.write(f"orchestree: cannot start {spec['argv'][0]}: {exc}\n".encode())
-            return {"reason": "error", "exit_code": None, "error": str(exc), "started_at": started}
+            log.write(f"orchestree: cannot start {spec.argv[0]}: {exc}\n".encode())
+            return AttemptResult("error", error=str(exc), started_at=started)
         agent_id = procs.identity(agent.pid)
-        if spec.get("agent_file") and agent_id is not None:
-            _write_result(spec["agent_file"], procs.agent_record(agent_id, token))
+        if agent_file is not None and agent_id is not None:
+            _write_atomic(agent_file, json.dumps(procs.agent_record(agent_id, token)))
         reason = "exited"
         pipe = watch_parent and _stdin_is_pipe()
         while agent.poll() is None:
@@ -319,13 +331,9 @@ def supervise(spec: dict[str, Any], stop: dict[str, str] | None = None) -> dict[
         quick = reason in ("exited", "parent-died")
         end_tree(agent.pid, min(grace, 1.0) if quick else grace, agent)
         code = agent.wait()
-    return {
-        "reason": reason,
-        "exit_code": code,
-        "agent_pid": agent.pid,
-        "started_at": started,
-        "finished_at": _now(),
-    }
+    return AttemptResult(
+        reason, exit_code=code, agent_pid=agent.pid, started_at=started, finished_at=_now()
+    )
 
 
 def serve() -> int:
@@ -383,17 +391,24 @@ def _reap_forked() -> None:
 def main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[1] == "--serve":
         return serve()
-    if len(argv) != 2:
-        usage = "usage: python -m orchestree.executors.supervisor SPEC.json | --serve"
+    files = AttemptFiles.of_spec(Path(argv[1])) if len(argv) == 2 else None
+    if files is None:
+        usage = "usage: python -m orchestree.executors.supervisor <stem>spec.json | --serve"
         print(usage, file=sys.stderr)
         return 2
-    with open(argv[1], encoding="utf-8") as fh:
-        spec = json.load(fh)
     try:
-        result = run_lane(spec)
+        spec = AttemptSpec.from_json(files.spec.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ContractError) as exc:
+        # Refused before anything runs: one line, which the lane fails with.
+        problem = f"{files.spec}: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
+        print(f"orchestree supervisor: {problem}", file=sys.stderr)
+        _write_atomic(files.result, AttemptResult("error", error=problem).to_json())
+        return 2
+    try:
+        result = run_lane(spec, files.agent)
     except Exception as exc:  # the orchestrator must always get an outcome
-        result = {"reason": "error", "exit_code": None, "error": repr(exc)}
-    _write_result(spec["result"], result)
+        result = AttemptResult("error", error=repr(exc))
+    _write_atomic(files.result, result.to_json())
     return 0
 
 
