@@ -195,8 +195,9 @@ def test_each_event_arrives_once_as_json_by_webhook_and_command(
 def test_a_failing_webhook_never_slows_the_run_and_is_named_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
-    baseline_repo = notify_repo(tmp_path, monkeypatch, "none", "")
-    _, baseline = run(baseline_repo, "execute")
+    # The quicker of two runs each way: the machine's load varies more than 2 s.
+    baseline = min(run(notify_repo(tmp_path, monkeypatch, f"none{n}", ""), "execute")[1]
+                   for n in (1, 2))  # fmt: skip
     server: Hook | Hanging | None = None
     if kind == "500":
         server = Hook(500)
@@ -209,6 +210,9 @@ def test_a_failing_webhook_never_slows_the_run_and_is_named_once(
     try:
         repo = notify_repo(tmp_path, monkeypatch, kind, f'webhook = "{url}"\n')
         done, took = run(repo, "execute")
+        posted = list(server.bodies) if isinstance(server, Hook) else []  # by this run only
+        other = notify_repo(tmp_path, monkeypatch, f"{kind}2", f'webhook = "{url}"\n')
+        took = min(took, run(other, "execute")[1])
     finally:
         if server is not None:
             server.close()
@@ -229,8 +233,8 @@ def test_a_failing_webhook_never_slows_the_run_and_is_named_once(
     assert {k: v["status"] for k, v in tracker(repo)["lanes"].items()} == {
         "one": "completed", "two": "completed", "bad": "failed"
     }  # fmt: skip
-    if isinstance(server, Hook):  # asked, and asked again (a 500 may pass), never more
-        tries = [keys([b])[0] for b in server.bodies]
+    if kind == "500":  # asked, and asked again (a 500 may pass), never more
+        tries = [keys([b])[0] for b in posted]
         assert 1 < tries.count(tries[0]) <= notifiers.TRIES
 
 

@@ -104,6 +104,8 @@ def empty_tracker(root: Path, prepared: Prepared) -> dict[str, Any]:
         "created_at": now,
         "updated_at": now,
         "radar": [],
+        "limits": None,  # the run's clock, from its first execute (limits.py)
+        "notify": None,  # what notify.py sent, from its first event
         "agents": {},
         "lanes": {},
     }
