@@ -378,15 +378,12 @@ def exec_lane(
 
     Example: orchestree exec-lane db-projection
     """
-    from orchestree import execution, lane_ops
+    from orchestree import lane_ops
     from orchestree.repo import open_repo
 
     state = open_repo(repo)
     lane_ops.require_ready(state, lane_id)
-    kind = _kind(state, lane_id)
-    with _progress(state, kind) as report:
-        summary = execution.execute(state, {lane_id}, None, report, kind=kind)
-    _finish_run(summary, state)
+    _run_lane(state, lane_id)
 
 
 @app.command()
@@ -414,7 +411,7 @@ def retry(
 
     Example: orchestree retry db-projection
     """
-    from orchestree import execution, lane_ops
+    from orchestree import lane_ops
     from orchestree.repo import open_repo
 
     state = open_repo(repo)
@@ -425,10 +422,7 @@ def retry(
     )  # fmt: skip
     _out(f"{lane_id} is pending again{how}" + (f"; unblocked: {', '.join(freed)}" if freed else ""))
     if not no_run:
-        kind = _kind(state, lane_id)
-        with _progress(state, kind) as report:
-            summary = execution.execute(state, {lane_id}, None, report, kind=kind)
-        _finish_run(summary, state)
+        _run_lane(state, lane_id)
 
 
 @app.command()
@@ -473,6 +467,16 @@ def logs(
 
 def _kind(state: Any, lane_id: str) -> str:
     return str(state.store.read().lanes[lane_id].kind)
+
+
+def _run_lane(state: Any, lane_id: str) -> None:
+    """Run one lane now, with the progress line of its kind (a probe's or a lane's)."""
+    from orchestree import execution
+
+    kind = _kind(state, lane_id)
+    with _progress(state, kind) as report:
+        summary = execution.execute(state, {lane_id}, None, report, kind=kind)
+    _finish_run(summary, state)
 
 
 def _finish_run(summary: Any, state: Any) -> None:
