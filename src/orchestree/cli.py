@@ -655,17 +655,14 @@ def merge(
     from orchestree.repo import open_repo
 
     state = open_repo(repo)
+    scope = results.MergeScope(lane, check=check)
     if as_json:  # the same queue, rework included, told nothing on the way
-        report = rework.merge_until_done(
-            state, lane, check=check, rework=not no_rework, report=lambda _: None
-        )
+        report = rework.merge_until_done(state, scope, rework=not no_rework, report=lambda _: None)
         _dump_json(results.as_json(report))
         return report.exit_code
     with _steps("merge --check" if check else "merge") as say:
         watch = merger.ReportWatch(say, check=check)
-        report = rework.merge_until_done(
-            state, lane, check=check, watch=watch, rework=not no_rework, report=say
-        )
+        report = rework.merge_until_done(state, scope, watch, rework=not no_rework, report=say)
     for line in merger.describe(report, lanes=False):
         _out(line)
     return report.exit_code
