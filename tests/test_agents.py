@@ -129,6 +129,20 @@ def test_aider_model_and_extra_args_go_before_the_prompt(ctx: LaunchContext) -> 
     assert argv[-4:] == ["gpt-4o", "--no-auto-commits", "--message", PROMPT]
 
 
+def test_a_new_preset_states_its_prompt_option_and_model_as_data(ctx: LaunchContext) -> None:
+    class Tool(agents.Preset):
+        program = "tool"
+        prompt_option = ("--ask",)
+
+        def options(self, ctx: LaunchContext) -> list[str]:
+            return ["--quiet", *self.model_args()]
+
+    settings = AgentConfig(model="m1", args=["--extra"])
+    argv = Tool("tool", settings).invocation(ctx, PROMPT).argv
+    assert argv == ["tool", "--quiet", "--model", "m1", "--extra", "--ask", PROMPT]
+    assert Tool("tool").invocation(ctx, PROMPT).argv == ["tool", "--quiet", "--ask", PROMPT]
+
+
 def test_every_agent_gets_the_orchestree_environment(ctx: LaunchContext) -> None:
     env = get_agent("codex", Config()).invocation(ctx, PROMPT).env
     assert env["ORCHESTREE_TRACKER"] == str(ctx.tracker)

@@ -234,4 +234,5 @@ def test_merge_json_names_a_conflict(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert (y["id"], y["status"], y["conflicts"], y["commit"]) == ("y", "conflict", ["a.txt"], None)
     assert report["lanes"][0]["status"] == "merged"
     assert report["lanes"][0]["commit"]
-    assert results.as_json(merger.merge(open_repo(root), check=True))["lanes"][1] == y
+    predicted = merger.merge(open_repo(root), results.MergeScope(check=True))
+    assert results.as_json(predicted)["lanes"][1] == y

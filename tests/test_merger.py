@@ -23,6 +23,7 @@ from lanes_helpers import (
 from orchestree import git
 from orchestree.cli import main
 from orchestree.merge import merger
+from orchestree.merge.results import MergeScope
 from orchestree.repo import open_repo
 
 BASE = {"a.txt": "one\ntwo\nthree\n", "b.txt": "bee\n"}
@@ -490,7 +491,7 @@ def test_property_merge_explains_every_lane_and_check_predicted_it(spec: list[di
             set_status(root, lane_id, "running", "completed", head=heads[lane_id])
         repo = open_repo(root)
 
-        predicted = merger.merge(repo, check=True)
+        predicted = merger.merge(repo, MergeScope(check=True))
         done = merger.merge(repo)
 
         outcome = [(o.lane_id, o.status, o.conflicts) for o in done.outcomes]

@@ -13,6 +13,7 @@ from lanes_helpers import add_lanes, commit_on_lane, make_repo, set_status, sh, 
 from orchestree import access_tracker
 from orchestree.cli import main
 from orchestree.merge import radar
+from orchestree.merge.results import MergeScope
 from orchestree.models import RADAR_BASE
 from orchestree.repo import Repo, open_repo
 
@@ -268,7 +269,7 @@ def test_a_merged_lane_leaves_the_radar(lanes: Path) -> None:
     look(repo)
     assert [r.lanes for r in repo.store.read().radar] == [["a", "b"], ["d", "<base>"]]
 
-    assert merger.merge(repo, lane_id="a").exit_code == 0
+    assert merger.merge(repo, MergeScope("a")).exit_code == 0
 
     assert [r.lanes for r in repo.store.read().radar] == [["d", "<base>"]]
     # the next pass finds b against the base, where a's work now is

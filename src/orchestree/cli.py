@@ -389,15 +389,12 @@ def exec_lane(
 
     Example: orchestree exec-lane db-projection
     """
-    from orchestree import execution, lane_ops
+    from orchestree import lane_ops
     from orchestree.repo import open_repo
 
     state = open_repo(repo)
     lane_ops.require_ready(state, lane_id)
-    kind = _kind(state, lane_id)
-    with _progress(state, kind) as report, _notifying(state, "exec-lane", report):
-        summary = execution.execute(state, {lane_id}, None, report, kind=kind)
-    _finish_run(summary, state)
+    _run_lane(state, lane_id, "exec-lane")
 
 
 @app.command()
@@ -425,7 +422,7 @@ def retry(
 
     Example: orchestree retry db-projection
     """
-    from orchestree import execution, lane_ops
+    from orchestree import lane_ops
     from orchestree.repo import open_repo
 
     state = open_repo(repo)
@@ -436,10 +433,7 @@ def retry(
     )  # fmt: skip
     _out(f"{lane_id} is pending again{how}" + (f"; unblocked: {', '.join(freed)}" if freed else ""))
     if not no_run:
-        kind = _kind(state, lane_id)
-        with _progress(state, kind) as report, _notifying(state, "retry", report):
-            summary = execution.execute(state, {lane_id}, None, report, kind=kind)
-        _finish_run(summary, state)
+        _run_lane(state, lane_id, "retry")
 
 
 @app.command("rework")
@@ -522,6 +516,17 @@ def logs(
 
 def _kind(state: Any, lane_id: str) -> str:
     return str(state.store.read().lanes[lane_id].kind)
+
+
+def _run_lane(state: Any, lane_id: str, command: str) -> None:
+    """Run one lane now, with the progress line of its kind (a probe's or a lane's), and
+    `[notify]` told of what `command` changed."""
+    from orchestree import execution
+
+    kind = _kind(state, lane_id)
+    with _progress(state, kind) as report, _notifying(state, command, report):
+        summary = execution.execute(state, {lane_id}, None, report, kind=kind)
+    _finish_run(summary, state)
 
 
 def _finish_run(summary: Any, state: Any) -> None:
@@ -714,10 +719,11 @@ def merge(
     from orchestree.repo import open_repo
 
     state = open_repo(repo)
+    scope = results.MergeScope(lane, check=check)
     if as_json:  # the same queue, rework included, told nothing on the way
         with _notifying(state, "merge", _err) if not check else contextlib.nullcontext():
             report = rework.merge_until_done(
-                state, lane, check=check, rework=not no_rework, report=lambda _: None
+                state, scope, rework=not no_rework, report=lambda _: None
             )
         _dump_json(results.as_json(report))
         return report.exit_code
@@ -726,9 +732,7 @@ def merge(
         _notifying(state, "merge", say) if not check else contextlib.nullcontext(),
     ):
         watch = merger.ReportWatch(say, check=check)
-        report = rework.merge_until_done(
-            state, lane, check=check, watch=watch, rework=not no_rework, report=say
-        )
+        report = rework.merge_until_done(state, scope, watch, rework=not no_rework, report=say)
     for line in merger.describe(report, lanes=False):
         _out(line)
     return report.exit_code

@@ -21,11 +21,6 @@ from orchestree.config import BUILTIN_PROBE_NAMES, CONFIG_FILE, Config, load_con
 from orchestree.errors import EnvironmentRefused, OrchestreeError
 
 MIN_GIT = (2, 38)  # `git merge-tree --write-tree`
-# Words a shell runs itself: nothing to look for on PATH.
-SHELL_BUILTINS = frozenset(
-    {":", ".", "[", "true", "false", "echo", "exit", "cd", "test", "export", "set", "printf"}
-)
-_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
 
 @dataclass(frozen=True)
@@ -35,6 +30,13 @@ class Check:
     what: str
     ok: bool
     detail: str
+
+
+# Words a shell runs itself: nothing to look for on PATH.
+SHELL_BUILTINS = frozenset(
+    {":", ".", "[", "true", "false", "echo", "exit", "cd", "test", "export", "set", "printf"}
+)
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
 
 def command_program(command: str) -> str | None:

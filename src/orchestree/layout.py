@@ -23,55 +23,39 @@ EXCLUDES = ["/.orchestration", "/access_tracker.py"]
 AGENT_EXCLUDES = (".aider*",)
 
 
+class _Path:
+    """A fixed path of a `Layout`: `name` inside the repository root, or inside `parent`
+    (another of these). A descriptor, so that `Layout` lists its paths as the tree they
+    form and each is still a typed attribute (`layout.tracker`)."""
+
+    def __init__(self, name: str, parent: _Path | None = None) -> None:
+        self.name, self.parent = name, parent
+
+    def __get__(self, layout: Layout, owner: type[Layout] | None = None) -> Path:
+        base = layout.root if self.parent is None else self.parent.__get__(layout)
+        return base / self.name
+
+
 @dataclass(frozen=True)
 class Layout:
     root: Path
     worktree_root: str = ".worktrees"
 
-    @property
-    def orch(self) -> Path:
-        return self.root / ORCH_DIR
-
-    @property
-    def tracker(self) -> Path:
-        return self.orch / "tracker.json"
-
-    @property
-    def run_lock(self) -> Path:
-        return self.orch / "run.lock"
-
-    @property
-    def events(self) -> Path:
-        return self.orch / "events.jsonl"
-
-    @property
-    def logs(self) -> Path:
-        return self.orch / "logs"
-
-    @property
-    def cancel_requests(self) -> Path:
-        """`orchestree cancel` leaves `<lane>` here for the running orchestrator."""
-        return self.orch / "cancel"
-
-    @property
-    def archive(self) -> Path:
-        return self.orch / "archive"
-
-    @property
-    def helper(self) -> Path:
-        return self.orch / "access_tracker.py"
+    # The fixed paths, as the tree they form; the per-lane ones are the methods below.
+    orch = _Path(ORCH_DIR)
+    tracker = _Path("tracker.json", orch)
+    run_lock = _Path("run.lock", orch)
+    events = _Path("events.jsonl", orch)
+    logs = _Path("logs", orch)
+    cancel_requests = _Path("cancel", orch)  # `orchestree cancel` leaves `<lane>` here
+    archive = _Path("archive", orch)
+    helper = _Path("access_tracker.py", orch)
+    generated = _Path(GENERATED_DIR)
+    plan_file = _Path(PLAN_FILE)
 
     @property
     def worktrees(self) -> Path:
         return (self.root / self.worktree_root).resolve()
-
-    @property
-    def generated(self) -> Path:
-        return self.root / GENERATED_DIR
-
-    @property
-    def plan_file(self) -> Path:
-        return self.root / PLAN_FILE
 
     def worktree(self, lane_id: str) -> Path:
         return self.worktrees / f"agent-{lane_id}"

@@ -19,7 +19,7 @@ from orchestree.errors import UserError
 from orchestree.lanebook import Summary
 from orchestree.layout import GENERATED_DIR, PLAN_FILE, agent_name, branch
 from orchestree.merge import merger
-from orchestree.merge.results import MergeReport
+from orchestree.merge.results import MergeReport, MergeScope
 from orchestree.models import Plan, ProbeResult, Tracker
 from orchestree.repo import Repo, find_root, init_repo
 
@@ -160,7 +160,7 @@ def run_probes(repo: Repo, max_parallel: int | None, report: Reporter) -> Probes
               if tracker.lanes[k].status not in ("completed", "merged")}  # fmt: skip
     merged = None
     if any(tracker.lanes[k].status == "completed" for k in ids):
-        merged = merger.merge(repo, kind="probe", watch=merger.ReportWatch(report))
+        merged = merger.merge(repo, MergeScope(kind="probe"), merger.ReportWatch(report))
         for line in merger.describe(merged, lanes=False):
             report(line)
     return ProbesResult(run, merged, failed)

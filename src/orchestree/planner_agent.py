@@ -16,6 +16,7 @@ from typing import Any
 from orchestree.layout import GENERATED_DIR, PLAN_FILE
 from orchestree.models import LaneInput, Plan
 from orchestree.probes import RESULT_JSON
+from orchestree.probes.agent import example_and_schema
 
 PLANNER_LANE = "planner"
 PLANNER_TASK = f"Write {PLAN_FILE} from the probes' results"
@@ -53,8 +54,7 @@ def planner_prompt(sources: Collection[str], agents: Collection[str], default_ag
     nothing else."""
     files = "\n".join(f"- `{GENERATED_DIR}/{probe}/{RESULT_JSON}`" for probe in sources)
     example = json.dumps(_EXAMPLE, indent=2).replace("<an agent>", default_agent)
-    schema = json.dumps(Plan.model_json_schema(), indent=2)
-    return f"""You are the planner of an orchestree run. Probes have analysed this repository; \
+    rules = f"""You are the planner of an orchestree run. Probes have analysed this repository; \
 you turn what they found into lanes, each a task that one coding agent will do in its own \
 git worktree, in parallel with the others.
 
@@ -78,16 +78,8 @@ Each holds `gaps`: `id`, `title`, `tasks`, `priority` and `paths` (the files a f
   dependency. `depends_on` may not form a cycle.
 - The plan must validate against the schema below, or it is refused.
 
-## Example of {PLAN_FILE}
-```json
-{example}
-```
-
-## JSON Schema of {PLAN_FILE}
-```json
-{schema}
-```
 """
+    return rules + example_and_schema(PLAN_FILE, example, Plan)
 
 
 def planner_lane(

@@ -30,6 +30,7 @@ from orchestree import git, limits, worktree_guard
 from orchestree.agents.prompt import REWORK_TAIL_CHARS
 from orchestree.errors import GitError, UserError
 from orchestree.layout import branch
+from orchestree.merge.results import EVERY_LANE, MergeScope
 from orchestree.models import Lane, LaneMerge, LaneRework, ReworkReason, Tracker
 
 if TYPE_CHECKING:
@@ -187,26 +188,24 @@ def run(repo: Repo, lane_ids: set[str], report: Reporter) -> Summary:
 
 def merge_until_done(
     repo: Repo,
-    lane_id: str | None = None,
-    check: bool = False,
-    kind: str | None = None,
+    scope: MergeScope = EVERY_LANE,
     watch: Watch | None = None,
     rework: bool = True,
     report: Reporter = print,
 ) -> MergeReport:
     """`merge`, then rework (or rerun) what `[merge]` says to, then merge again, until
-    every lane is merged or has used its bounds. With `check`, predict which lanes
+    every lane is merged or has used its bounds. With `scope.check`, predict which lanes
     would go to rework. Ctrl-C during a rework leaves the base branch as the merges
     before it left it and the lane `cancelled`, resumed by the next `merge`."""
     from orchestree.merge import merger
 
     settings = repo.config.merge
     modes = {settings.on_conflict, settings.on_verify_fail}
-    wanted = rework and kind != "probe" and modes != {"report"}
+    wanted = rework and scope.kind != "probe" and modes != {"report"}
     # A rework acts in the lane's worktree: here, not on a remote worker.
     on = wanted and repo.config.executor.kind == "local"
-    if check:
-        result = merger.merge(repo, lane_id, check=True, kind=kind, watch=watch)
+    if scope.check:
+        result = merger.merge(repo, scope, watch)
         if on:
             result.notes += _predictions(repo, result)
         return _with_counts(repo, result)
@@ -214,10 +213,10 @@ def merge_until_done(
         report('note: rework needs [executor] kind = "local"; conflicts are reported')
     total: MergeReport | None = None
     if on:
-        _resume_interrupted(repo, lane_id, report)
+        _resume_interrupted(repo, scope.lane_id, report)
     refused: set[str] = set()  # lanes whose worktree could not be reworked: reported once
     while True:
-        result = merger.merge(repo, lane_id, kind=kind, watch=watch)
+        result = merger.merge(repo, scope, watch)
         total = result if total is None else _combine(total, result)
         todo = _choose(repo, result, refused) if on else {}
         if not todo:

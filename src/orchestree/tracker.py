@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -158,18 +159,8 @@ class TrackerStore:
         """
         record: dict[str, Any] = {"actor": "orchestree", "event": event, **detail}
         lock_path, events_path = store.paths(str(self.path))
-        try:
-            with (
-                disk.writing(self.path),  # a full disk: one line naming it, tracker intact
-                store.locked(lock_path, self.lock_timeout, _say_waiting),
-            ):
-                return self._update_locked(change, record, events_path)
-        except store.InvalidUpdateError as exc:
-            raise UserError(f"{exc}; nothing was written") from None
-        except store.LockTimeoutError as exc:
-            raise LockTimeout(str(exc)) from None
-        except store.TrackerFileError as exc:
-            raise TrackerError(str(exc)) from None
+        with self._writing(), store.locked(lock_path, self.lock_timeout, _say_waiting):
+            return self._update_locked(change, record, events_path)
 
     def _update_locked(
         self, change: Callable[[Tracker], None], record: dict[str, Any], events_path: str
@@ -261,12 +252,9 @@ class TrackerStore:
         lock_path, events_path = store.paths(str(self.path))
         data = tracker.model_dump(mode="json")
         self._snap = None
-        try:
-            with disk.writing(self.path), store.locked(lock_path, self.lock_timeout, _say_waiting):
-                store.write_owned(str(self.path), data)
-                store.append_event(events_path, {"actor": "orchestree", "event": event})
-        except store.LockTimeoutError as exc:
-            raise LockTimeout(str(exc)) from None
+        with self._writing(), store.locked(lock_path, self.lock_timeout, _say_waiting):
+            store.write_owned(str(self.path), data)
+            store.append_event(events_path, {"actor": "orchestree", "event": event})
 
     def _transact(
         self, change: Callable[[dict[str, Any]], dict[str, Any]], event: dict[str, Any]
@@ -279,18 +267,26 @@ class TrackerStore:
             written.append(_validated(new))
             return written[-1].model_dump_json().encode("utf-8")
 
+        with self._writing():
+            store.transact(
+                str(self.path),
+                change,
+                event,
+                validate=validate,
+                timeout=self.lock_timeout,
+                on_wait=_say_waiting,
+                on_ignored=self._note_edits,
+            )
+        return written[-1]
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Around every write: a full disk is one line naming it (the tracker intact),
+        and the stdlib store's errors (`access_tracker` cannot import ours) become
+        orchestree's, each with its exit code."""
         try:
-            with disk.writing(self.path):  # a full disk: one line naming it, tracker intact
-                store.transact(
-                    str(self.path),
-                    change,
-                    event,
-                    validate=validate,
-                    timeout=self.lock_timeout,
-                    on_wait=_say_waiting,
-                    on_ignored=self._note_edits,
-                )
-            return written[-1]
+            with disk.writing(self.path):
+                yield
         except store.InvalidUpdateError as exc:
             raise UserError(f"{exc}; nothing was written") from None
         except store.LockTimeoutError as exc:

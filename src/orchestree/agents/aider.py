@@ -46,15 +46,11 @@ class Aider(Preset):
     # Its analytics id, caches and the model metadata litellm fetches.
     writable = ("~/.aider", "~/.cache/aider", "~/.cache/litellm")
     memory_mb = 500
+    prompt_option = ("--message",)
 
     def options(self, ctx: LaunchContext) -> list[str]:
         opts = ["--yes-always", "--no-gitignore", "--no-check-update", "--no-analytics"]
-        if self.config.model:
-            opts += ["--model", self.config.model]
-        return opts
-
-    def prompt_args(self, prompt: str) -> list[str]:
-        return ["--message", prompt]
+        return opts + self.model_args()
 
     def classify(self, output: str, exit_code: int) -> Outcome:
         lines = output.splitlines()

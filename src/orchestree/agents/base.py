@@ -186,6 +186,9 @@ class Preset:
     writable: ClassVar[tuple[str, ...]] = ()
     # A documented guess of one running agent's resident memory, for admission.
     memory_mb: ClassVar[int] = 300
+    # The words just before the prompt (`-p`, `--message`, `--`): after them the CLI
+    # reads the prompt as the prompt, even one that starts with a dash.
+    prompt_option: ClassVar[tuple[str, ...]] = ()
 
     @property
     def writable_folders(self) -> list[str]:
@@ -215,7 +218,11 @@ class Preset:
         return []
 
     def prompt_args(self, prompt: str) -> list[str]:
-        return [prompt]
+        return [*self.prompt_option, prompt]
+
+    def model_args(self) -> list[str]:
+        """`--model M` for `[agents.NAME] model = "M"`: every CLI we drive spells it so."""
+        return ["--model", self.config.model] if self.config.model else []
 
     def arguments(self, ctx: LaunchContext, prompt: str) -> list[str]:
         return [*self.options(ctx), *self.config.args, *self.prompt_args(prompt)]

@@ -23,14 +23,15 @@ class Claude(Preset):
     login = "run `claude` once and log in with /login, or set ANTHROPIC_API_KEY"
     writable = ("~/.claude", "~/.claude.json", "~/.cache/claude", "~/.config/claude")
     memory_mb = 1500  # users report 1.5-2 GB a session (issue 17)
+    # After `--`: `--allowedTools` takes several values, and no prompt is an option.
+    prompt_option = ("--",)
 
     def options(self, ctx: LaunchContext) -> list[str]:
         mode = self.config.permission_mode or DEFAULT_PERMISSION_MODE
         opts = ["-p", "--permission-mode", mode, "--output-format", "json"]
         if ctx.lane.budget_usd is not None:
             opts += ["--max-budget-usd", f"{ctx.lane.budget_usd:g}"]
-        if self.config.model:
-            opts += ["--model", self.config.model]
+        opts += self.model_args()
         rework = ctx.lane.rework
         if rework is not None and rework.reason != "rerun" and ctx.lane.session_id:
             # A rework continues the agent's own conversation (`-r, --resume <id>`).
@@ -40,10 +41,6 @@ class Claude(Preset):
         helper = ctx.helper_command
         opts += ["--allowedTools", "Bash(git add *)", "Bash(git commit *)", f"Bash({helper} *)"]
         return opts
-
-    def prompt_args(self, prompt: str) -> list[str]:
-        # After `--`: `--allowedTools` takes several values, and no prompt is an option.
-        return ["--", prompt]
 
     def classify(self, output: str, exit_code: int) -> Outcome:
         results = [obj for obj in json_objects(output) if obj.get("type") == "result"]

@@ -56,19 +56,14 @@ class Codex(Preset):
 
     writable = ("~/.codex",)
     memory_mb = 400
+    prompt_option = ("--",)
 
     def options(self, ctx: LaunchContext) -> list[str]:
         # Codex's own sandbox is bubblewrap too; nested inside ours it cannot set up its
         # mounts, so when ours is on Codex is told not to sandbox again (README, "The sandbox").
         default = NESTED_SANDBOX if ctx.sandboxed else DEFAULT_SANDBOX
         sandbox = self.config.permission_mode or default
-        opts = ["exec", "--json", "--sandbox", sandbox]
-        if self.config.model:
-            opts += ["--model", self.config.model]
-        return opts
-
-    def prompt_args(self, prompt: str) -> list[str]:
-        return ["--", prompt]
+        return ["exec", "--json", "--sandbox", sandbox, *self.model_args()]
 
     def classify(self, output: str, exit_code: int) -> Outcome:
         events = [obj for obj in json_objects(output) if isinstance(obj.get("type"), str)]

@@ -27,17 +27,12 @@ class Gemini(Preset):
     extra_env: ClassVar[Mapping[str, str]] = {"GEMINI_CLI_TRUST_WORKSPACE": "true"}
     writable = ("~/.gemini", "~/.cache/gemini-cli")
     memory_mb = 600
+    prompt_option = ("-p",)
 
     def options(self, ctx: LaunchContext) -> list[str]:
         mode = self.config.permission_mode
         opts = ["--approval-mode", mode] if mode else ["--yolo"]
-        opts += ["--output-format", "json"]
-        if self.config.model:
-            opts += ["--model", self.config.model]
-        return opts
-
-    def prompt_args(self, prompt: str) -> list[str]:
-        return ["-p", prompt]
+        return [*opts, "--output-format", "json", *self.model_args()]
 
     def classify(self, output: str, exit_code: int) -> Outcome:
         results = [obj for obj in json_objects(output) if "session_id" in obj or "error" in obj]

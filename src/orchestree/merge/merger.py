@@ -21,7 +21,7 @@ from orchestree.merge import guard, publish
 from orchestree.merge.batch import verify_in_batches
 from orchestree.merge.queue import VerifyQueue
 from orchestree.merge.radar import still_ahead
-from orchestree.merge.results import STATUSES, MergeReport, Outcome, Watch
+from orchestree.merge.results import EVERY_LANE, STATUSES, MergeReport, MergeScope, Outcome, Watch
 from orchestree.merge.verify import verifier
 from orchestree.models import (
     MERGEABLE,
@@ -39,16 +39,11 @@ from orchestree.runlock import run_lock
 MAX_PLANS = 3  # the base moved under us this many times: give up and say so
 
 
-def merge(
-    repo: Repo,
-    lane_id: str | None = None,
-    check: bool = False,
-    kind: str | None = None,
-    watch: Watch | None = None,
-) -> MergeReport:
-    """Merge the completed lanes (or just `lane_id`, or only lanes of `kind`, e.g. the
-    probes); with `check`, only predict. `watch` hears each step as it happens."""
-    if check:
+def merge(repo: Repo, scope: MergeScope = EVERY_LANE, watch: Watch | None = None) -> MergeReport:
+    """Merge the completed lanes of `scope` (or, with `scope.check`, only predict).
+    `watch` hears each step as it happens."""
+    lane_id, kind = scope.lane_id, scope.kind
+    if scope.check:
         tracker = repo.store.read()
         notes = _preconditions(repo.root, tracker.base_branch, check=True)
         if publish.read_journal(repo.layout) is not None:

@@ -1,5 +1,6 @@
-"""What a merge decided: each lane's `Outcome`, the whole `MergeReport` (and its
-`merge --json` shape), and the `Watch` that hears a merge as it goes."""
+"""What a merge takes on (`MergeScope`) and what it decided: each lane's `Outcome`, the
+whole `MergeReport` (and its `merge --json` shape), and the `Watch` that hears a merge
+as it goes."""
 
 from __future__ import annotations
 
@@ -7,6 +8,19 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 STATUSES = ("merged", "conflict", "verify_failed", "skipped")
+
+
+@dataclass(frozen=True)
+class MergeScope:
+    """Which lanes one merge takes: every completed lane or just `lane_id`, of any kind
+    or only of `kind` (the probes); with `check`, a prediction that changes nothing."""
+
+    lane_id: str | None = None
+    check: bool = False
+    kind: str | None = None
+
+
+EVERY_LANE = MergeScope()
 
 
 @dataclass

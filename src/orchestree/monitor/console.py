@@ -128,15 +128,21 @@ def render(snap: Snapshot, notice: str | None = None, height: int | None = None)
     return Group(*parts)
 
 
-def _agents_table(snap: Snapshot, rows: int | None) -> Table:
-    table = Table(
-        title="Agents  ✓ completed  ✗ failed  → running  ○ created",
+def _table(title: str, expand: bool) -> Table:
+    """A table of the monitor: titled on the left, a rule under the header, no frame,
+    so both tables line up with the lines above them."""
+    return Table(
+        title=title,
         title_justify="left",
         box=box.SIMPLE_HEAD,
         show_edge=False,
         pad_edge=False,
-        expand=False,
+        expand=expand,
     )
+
+
+def _agents_table(snap: Snapshot, rows: int | None) -> Table:
+    table = _table("Agents  ✓ completed  ✗ failed  → running  ○ created", expand=False)
     for col in ("", "agent", "lane", "pid", "host", "time", "exit"):
         table.add_column(col, no_wrap=True)
     order = {"running": 0, "failed": 1, "created": 2, "completed": 3}
@@ -169,14 +175,7 @@ class _LanesTable:
         with_cost = width >= 100 and any(lane.cost_usd is not None for lane in lanes)
         with_host = width >= 100 and any(lane.host for lane in lanes)
         with_results = width >= 130
-        table = Table(
-            title="Lanes",
-            title_justify="left",
-            box=box.SIMPLE_HEAD,
-            show_edge=False,
-            pad_edge=False,
-            expand=True,
-        )
+        table = _table("Lanes", expand=True)
         table.add_column("status", no_wrap=True, min_width=13)
         table.add_column("lane", no_wrap=True, max_width=30 if width >= 100 else 20)
         table.add_column("prio", no_wrap=True, min_width=6)

@@ -1,9 +1,12 @@
-"""The prompt for an agent probe: the user's question, and exactly what to write where."""
+"""The prompt for an agent probe: the user's question, and exactly what to write where;
+its closing example and schema serve the planner agent's prompt too."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+from pydantic import BaseModel
 
 from orchestree.models import ProbeResult
 from orchestree.probes.output import RESULT_JSON, RESULT_MD
@@ -31,8 +34,7 @@ def agent_probe_prompt(probe_id: str, user_prompt: str, out_dir: str | Path) -> 
     """What an agent probe is told: analyse, change nothing, report gaps as JSON."""
     out = Path(out_dir).as_posix().rstrip("/")
     example = json.dumps({**_EXAMPLE, "probe": probe_id}, indent=2)
-    schema = json.dumps(ProbeResult.model_json_schema(), indent=2)
-    return f"""You are the probe `{probe_id}` of an orchestree run: you analyse this repository \
+    rules = f"""You are the probe `{probe_id}` of an orchestree run: you analyse this repository \
 and report what needs doing. Other agents will later fix each gap you report, one lane each.
 
 ## Your question
@@ -53,12 +55,20 @@ and report what needs doing. Other agents will later fix each gap you report, on
 - Also write `{out}/{RESULT_MD}`: a short human-readable summary of your findings.
 - The JSON must validate against the schema below, or your probe is marked failed.
 
-## Example of {RESULT_JSON}
+"""
+    return rules + example_and_schema(RESULT_JSON, example, ProbeResult)
+
+
+def example_and_schema(file_name: str, example: str, model: type[BaseModel]) -> str:
+    """How an agent's prompt ends (the probes' and the planner's): an example of the
+    JSON file it writes, then the JSON Schema that file is validated against."""
+    schema = json.dumps(model.model_json_schema(), indent=2)
+    return f"""## Example of {file_name}
 ```json
 {example}
 ```
 
-## JSON Schema of {RESULT_JSON}
+## JSON Schema of {file_name}
 ```json
 {schema}
 ```
