@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestree import agents, git, procs, sandbox, worktree_guard
+from orchestree import agents, git, procs, sandbox, worktree_guard, worktree_pool
 from orchestree.agents.prompt import rework_env, rework_section
 from orchestree.config import Config
 from orchestree.errors import UserError
@@ -214,6 +214,8 @@ def launch(
         "keep_out": keep_out(repo, tracked, includes),
         "sandbox": sandbox_plan(repo, lane, agent.writable_folders),
         "share": share_plan(repo, base or start) if new and config.worktree.setup else None,
+        # A spare worktree of `[worktree] pool` to claim instead of making one.
+        "pool": worktree_pool.plan(layout.worktrees, base or start, config.worktree) if new else None,
     }
     spec_file = runs / f"{lane_id}.{attempt}.spec.json"
     spec_file.write_text(json.dumps(spec), encoding="utf-8")

@@ -42,7 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestree import git, procs, sandbox, worktree_guard, worktree_share
+from orchestree import git, procs, sandbox, worktree_guard, worktree_pool, worktree_share
 from orchestree.errors import GitError
 
 SCAN_S = procs.SCAN_S
@@ -162,8 +162,11 @@ def _prepare_worktree(spec: dict[str, Any]) -> None:
     cwd = Path(spec["cwd"])
     root = Path(spec.get("root", ""))
     new = spec.get("register")
+    pooled = None
     if new:
-        git.worktree_add(root, cwd, new["branch"], new["start"])
+        pooled = worktree_pool.claim(spec.get("pool"), root, cwd, new["branch"], new["start"])
+        if pooled is None:
+            git.worktree_add(root, cwd, new["branch"], new["start"])
         if spec.get("setup_snapshot"):  # an earlier worktree's setup is not this one's
             Path(spec["setup_snapshot"]).unlink(missing_ok=True)
     if cwd.is_symlink():  # never prepare a folder the path does not own
@@ -174,6 +177,17 @@ def _prepare_worktree(spec: dict[str, Any]) -> None:
     helper = spec.get("helper")
     if helper:  # a tracked one (or anything the agent put there) is kept
         worktree_guard.copy_regular(Path(helper), cwd, "access_tracker.py")
+    if pooled is not None:
+        _pooled(spec, pooled)
+
+
+def _pooled(spec: dict[str, Any], name: str) -> None:
+    """The worktree came from `[worktree] pool` with its setup done: record what that
+    setup left, as `supervise` does after a setup, and run none."""
+    with open(spec["log"], "ab") as log:
+        log.write(f"orchestree: worktree from the pool ({name}), set up ahead of time\n".encode())
+    _snapshot_setup(spec)
+    spec["setup"] = ""
 
 
 def _snapshot_setup(spec: dict[str, Any]) -> None:
