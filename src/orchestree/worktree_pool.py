@@ -129,7 +129,9 @@ def _discard(root: Path, folder: Path, name: str) -> None:
     (folder / f"{name}{LOCK}").unlink(missing_ok=True)
 
 
-def claim(pool: dict[str, str] | None, root: Path, path: Path, branch: str, start: str) -> str | None:
+def claim(
+    pool: dict[str, str] | None, root: Path, path: Path, branch: str, start: str
+) -> str | None:
     """Make `path` the lane's worktree on a new `branch` at `start` from a spare of
     the pool; the entry's name, or None when there is none to take (the caller then
     makes the worktree as usual)."""
@@ -314,18 +316,23 @@ class Filler:
         if not self.setup or self._closed.is_set():
             return None
         with open(self.log, "ab") as log:
+            log.write(f"orchestree: pool {entry.name}: worktree setup: {self.setup}\n".encode())
             if not self.share:
-                log.write(f"orchestree: pool {entry.name}: worktree setup: {self.setup}\n".encode())
                 code = self._run_setup(entry, entry.name, held, log)
-                return None if code == 0 else f"worktree setup failed (exit {code}); see {self.log}"
+                return None if code == 0 else self._failed(code)
             tree, code, problem = worktree_share.template(
                 self.share_home, self.root, self.base, self.setup, self.share,
                 lambda cwd: self._run_setup(cwd, entry.name, held, log),
             )  # fmt: skip
             if tree is None:
-                return problem or f"worktree setup failed (exit {code}); see {self.log}"
-            worktree_share.give(tree, entry, self.share)
+                return problem or self._failed(code)
+            how = worktree_share.give(tree, entry, self.share)
+            log.write(f"orchestree: pool {entry.name}: worktree share: "
+                      f"{', '.join(self.share)} ({how})\n".encode())  # fmt: skip
         return None
+
+    def _failed(self, code: int) -> str:
+        return f"worktree setup failed (exit {code}); see {os.path.relpath(self.log, self.root)}"
 
     def _run_setup(self, cwd: Path, name: str, held: IO[bytes], log: IO[bytes]) -> int:
         """`[worktree] setup` in `cwd` for the entry `name`. Its processes inherit the
@@ -365,4 +372,3 @@ def filling(filler: Filler | None) -> Iterator[Filler | None]:
         yield filler
     finally:
         filler.close()
-

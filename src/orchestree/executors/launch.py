@@ -190,6 +190,8 @@ def launch(
     for stale in (result, agent_file):
         with contextlib.suppress(FileNotFoundError):
             stale.unlink()
+    # A spare worktree of `[worktree] pool` to claim instead of making one.
+    pool = worktree_pool.plan(layout.worktrees, base or start, config.worktree) if new else None
     spec: dict[str, Any] = {
         "argv": call.argv,
         "env": env,
@@ -214,8 +216,7 @@ def launch(
         "keep_out": keep_out(repo, tracked, includes),
         "sandbox": sandbox_plan(repo, lane, agent.writable_folders),
         "share": share_plan(repo, base or start) if new and config.worktree.setup else None,
-        # A spare worktree of `[worktree] pool` to claim instead of making one.
-        "pool": worktree_pool.plan(layout.worktrees, base or start, config.worktree) if new else None,
+        "pool": pool,
     }
     spec_file = runs / f"{lane_id}.{attempt}.spec.json"
     spec_file.write_text(json.dumps(spec), encoding="utf-8")
