@@ -7,14 +7,26 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from exec_helpers import PYTHON, add_lanes, cli, git, make_repo, tracker, write_script
+from exec_helpers import (
+    PYTHON,
+    add_lanes,
+    cli,
+    git,
+    make_repo,
+    spawn,
+    tracker,
+    wait_for,
+    write_script,
+)
 from orchestree import sandbox
 
 DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
@@ -216,12 +228,65 @@ def test_an_agent_folder_that_is_not_a_place_is_refused(
     assert "must be an absolute path or start with ~/" in result.err
 
 
-def test_programs_under_tmp_stay_visible_behind_the_private_tmp() -> None:
+def test_programs_under_tmp_stay_visible_behind_the_private_tmp(tmp_path: Path) -> None:
     """A repository cloned under /tmp runs its venv's python from there: the private
     /tmp would hide it (found when the suite ran from a clone in /tmp)."""
     from orchestree.sandbox import _programs_under_tmp
 
+    venv = tmp_path / "ci" / ".venv"  # real folders: the function asks which are folders
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python3").touch()
+    assert str(venv).startswith("/tmp/")
     shown = _programs_under_tmp(
-        ["/tmp/ci/.venv/bin/python3", "/tmp/ci/.venv/bin", "/usr/bin", "python3", ""]
+        [str(venv / "bin" / "python3"), str(venv / "bin"), "/usr/bin", "python3", ""]
     )
-    assert shown == ["/tmp/ci/.venv"]
+    assert shown == [str(venv)]
+
+
+MOVER = """
+subprocess.run(["git", "update-ref", "refs/heads/keep", "HEAD"], check=True)
+Path("moved.flag").write_text("moved")  # in its worktree, the one place it may write
+time.sleep(60)  # the test SIGKILLs our orchestrator and supervisor meanwhile
+"""
+
+
+def test_refs_an_agent_moved_are_restored_even_after_its_supervisor_is_killed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    script = write_script(home / "mover.py", MOVER)
+    config = (
+        '[defaults]\nagent = "shell"\nkill_grace_s = 0.5\n'
+        f'[agents.mover]\ncommand = ["{PYTHON}", "{script}", "{{lane}}"]\n'
+        '[sandbox]\nkind = "bwrap"\n'
+    )
+    repo = make_repo(tmp_path, monkeypatch, config)
+    git(repo, "branch", "keep", "main")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "later")  # main moves past keep
+    git(repo, "branch", "-f", "keep", "main~1")
+    kept = git(repo, "rev-parse", "keep")
+    add_lanes(repo, {"mover": {"agent": "mover", "max_attempts": 1}})
+    proc = spawn(repo, "execute")
+    flag = repo / ".worktrees" / "agent-mover" / "moved.flag"
+    wait_for(flag.exists, 60, "the agent to move refs/heads/keep")
+    assert git(repo, "rev-parse", "keep") != kept  # moved: the refs folder is writable
+    supervisor_pid = tracker(repo)["agents"]["agent-mover"]["pid"]
+    # The orchestrator, then the supervisor, die before the supervisor restores it.
+    proc.kill()
+    proc.communicate()
+    os.kill(supervisor_pid, signal.SIGKILL)
+    assert git(repo, "rev-parse", "keep") != kept
+    saved = repo / ".orchestration" / "runs" / "mover.1.refs.json"
+    assert "refs/heads/keep" in json.loads(saved.read_text(encoding="utf-8"))
+    result = cli(repo, "execute")
+    assert git(repo, "rev-parse", "keep") == kept
+    assert (
+        "! mover: its agent moved refs/heads/keep; restored by orchestree "
+        "(its supervisor died before it could)" in result.out
+    ), result.out
+    lane = tracker(repo)["lanes"]["mover"]
+    assert lane["refs_restored"] == ["refs/heads/keep"]
+    assert lane["status"] == "failed"  # interrupted, not completed by the killed attempt
+    assert not saved.exists()

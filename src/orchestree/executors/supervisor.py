@@ -248,15 +248,29 @@ def run_lane(spec: dict[str, Any]) -> dict[str, Any]:
     box, root = spec.get("sandbox"), Path(spec.get("root", ""))
     try:  # inside the sandbox the refs folder is writable: see sandbox.py
         refs = sandbox.snapshot_refs(box, root)
-    except GitError as exc:
+        saved = _save_refs(spec, refs)
+    except (GitError, OSError) as exc:
         return {"reason": "error", "exit_code": None, "error": f"sandbox: {exc}"}
     result = supervise(spec, stop)
     with contextlib.suppress(GitError):
         restored = sandbox.restore_refs(box, root, refs)
         if restored:
             result["refs_restored"] = restored
+        if saved is not None:
+            saved.unlink(missing_ok=True)
     _commit_left_work(spec, result)
     return result
+
+
+def _save_refs(spec: dict[str, Any], refs: dict[str, str]) -> Path | None:
+    """Keep the guarded refs where the orchestrator restores them from if we are killed
+    while the agent runs (sandbox.restore_saved); where, or None when none are guarded."""
+    if not refs:
+        return None
+    runs = Path(spec["result"]).parent
+    saved = sandbox.saved_refs_file(runs, spec["lane_id"], int(spec["attempt"]))
+    sandbox.save_refs(saved, refs)
+    return saved
 
 
 def _catch_stop() -> dict[str, str]:
