@@ -272,3 +272,14 @@ def test_an_orchestrator_killed_while_the_pool_fills_leaves_nothing_behind(
     assert cleaned.code == 0, cleaned.out + cleaned.err
     assert not (repo / ".worktrees" / ".pool").exists()
     assert "/.pool/" not in git(repo, "worktree", "list")
+
+
+def test_doctor_says_the_dask_executor_ignores_the_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = BASE_CONFIG + '[executor]\nkind = "dask"\n[worktree]\npool = 2\n'
+    repo = make_repo(tmp_path, monkeypatch, config)
+    result = cli(repo, "doctor")
+    rows = [line for line in result.out.splitlines() if "[worktree] pool" in line]
+    assert len(rows) == 1, result.out
+    assert "ignored by [executor] dask" in rows[0]
