@@ -283,3 +283,21 @@ def test_doctor_says_the_dask_executor_ignores_the_pool(
     rows = [line for line in result.out.splitlines() if "[worktree] pool" in line]
     assert len(rows) == 1, result.out
     assert "ignored by [executor] dask" in rows[0]
+
+
+def test_a_claim_that_cannot_move_its_spare_leaves_no_branch_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestree.worktree_pool import claim
+
+    repo = make_repo(tmp_path, monkeypatch, BASE_CONFIG)
+    want = _fill(repo, 1)
+    taken = repo / ".worktrees" / "agent-x"
+    taken.mkdir()
+    (taken / "mine.txt").write_text("not git's\n", encoding="utf-8")  # git refuses the move
+    pool = {"folder": str(repo / ".worktrees" / ".pool"), "key": want}
+    base = git(repo, "rev-parse", "main")
+    assert claim(pool, repo, taken, "lane-x", base) is None
+    assert git(repo, "branch", "--list", "lane-x") == ""  # the lane can make its own
+    assert (taken / "mine.txt").read_text(encoding="utf-8") == "not git's\n"
+    assert "/.pool/" not in git(repo, "worktree", "list")

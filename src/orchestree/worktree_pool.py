@@ -175,8 +175,15 @@ def _take(root: Path, entry: Path, path: Path, branch: str, start: str) -> None:
     # git refuses (keeping setup's changes) rather than overwrite one.
     git.run("checkout", "-q", "--detach", start, cwd=entry)
     with git.admin_lock(root):
+        if os.path.lexists(path):  # `worktree move` would put the spare inside it
+            raise GitError(("worktree", "move", str(entry), str(path)), 128, f"{path} exists")
         git.run("checkout", "-q", "--no-track", "-b", branch, cwd=entry)
-        git.run("worktree", "move", str(entry), str(path), cwd=root)
+        try:
+            git.run("worktree", "move", str(entry), str(path), cwd=root)
+        except GitError:  # the branch goes too (nothing is on it): the lane makes its own
+            git.run("checkout", "-q", "--detach", cwd=entry, check=False)
+            git.run("branch", "-D", branch, cwd=root, check=False)
+            raise
 
 
 # --- the sweep -------------------------------------------------------------------------
