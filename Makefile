@@ -59,7 +59,7 @@ test-agents: $(STAMP)
 # clock steps, a full or read-only .orchestration/), then the invariants. Needs root
 # (a mount namespace per run). Replay one seed: `CHAOS_SEED=17 make chaos`.
 # pytest's exit 5 (nothing collected, e.g. a CHAOS_FAULTS typo) is a failure here.
-SEEDS ?= 52
+SEEDS ?= 56
 
 chaos: $(STAMP)
 	@ORCHESTREE_CHAOS_TESTS=1 CHAOS_SEEDS="$(SEEDS)" $(BIN)/pytest -q -p no:cacheprovider tests/chaos; \

@@ -1,12 +1,15 @@
-"""What `[worktree] share` saves: 12 lanes whose setup installs a dependency folder of
-5 000 files, time from `orchestree execute` to the last lane's agent start.
+"""What `[worktree] share` and `[worktree] pool` save: 12 lanes whose setup installs a
+dependency folder of 5 000 files, time from `orchestree execute` to the last lane's
+agent start.
 
-Four runs in one go: no setup at all (the baseline), the setup in every worktree,
-and the setup once with `share = ["deps"]`: cold (the first run on this base commit
+Six runs in one go: no setup at all (the baseline), the setup in every worktree,
+the setup once with `share = ["deps"]`: cold (the first run on this base commit
 builds the template, while the lanes wait for it) and warm (an earlier run on the
-same base built it; `share`'s template is kept per base commit and setup). Target:
-with `share`, warm, at most 1.3x the time with no setup. Median of `--repeat` runs;
-prints a markdown table.
+same base built it; `share`'s template is kept per base commit and setup), and
+`pool = 12`, alone and with `share`, its spares made ahead (an earlier run on this
+base left them: a pool's spares are made while earlier lanes run, which one wave of
+12 lanes starting at once does not have). Target: with `share`, warm, at most 1.3x the
+time with no setup. Median of `--repeat` runs; prints a markdown table.
 
     python bench/setup_share.py [--lanes 12] [--files 5000] [--repeat 3]
 """
@@ -14,6 +17,7 @@ prints a markdown table.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -54,6 +58,8 @@ def make_repo(folder: Path, lanes: int, files: int, mode: str) -> Path:
         config += f'[worktree]\nsetup = "{sys.executable} install.py {files}"\n'
     if mode.startswith("share"):
         config += 'share = ["deps"]\n'
+    if mode.endswith("pool"):
+        config += f"pool = {lanes}\n"
     (repo / "orchestree.toml").write_text(config, encoding="utf-8")
     _git(repo, "init", "-q", "-b", "main")
     _git(repo, "add", "-A")
@@ -66,9 +72,12 @@ def make_repo(folder: Path, lanes: int, files: int, mode: str) -> Path:
     spec = folder / "lanes.json"
     spec.write_text("{" + lane_json + "}", encoding="utf-8")
     warm = folder / "warm.json"
-    warm.write_text('{"warm": {"tasks": ["true"]}}', encoding="utf-8")
+    # With a pool, the earlier run lasts until its spares are all made (they stay).
+    wait = f"until [ $(ls ../.pool/*.ready | wc -l) -ge {lanes} ]; do sleep 0.1; done"
+    task = wait if mode.endswith("pool") else "true"
+    warm.write_text(json.dumps({"warm": {"tasks": [task]}}), encoding="utf-8")
     steps = [["init"]]
-    if mode == "share-warm":  # an earlier run on this base commit made the template
+    if mode in ("share-warm", "pool", "share-pool"):  # an earlier run on this base commit
         steps += [["add-lane", "--from", str(warm)], ["execute"]]
     steps.append(["add-lane", "--from", str(spec)])
     env = {**os.environ, **IDENTITY}
@@ -101,17 +110,20 @@ def main() -> int:
     parser.add_argument("--files", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    times: dict[str, list[float]] = {"none": [], "every": [], "share": [], "share-warm": []}
+    modes = ("none", "every", "share", "share-warm", "pool", "share-pool")
+    times: dict[str, list[float]] = {mode: [] for mode in modes}
     for _ in range(args.repeat):  # interleaved, so load drifts hit every mode alike
         for mode, values in times.items():
             values.append(last_start(args.lanes, args.files, mode))
     med = {mode: statistics.median(values) for mode, values in times.items()}
-    print(f"| {args.lanes} lanes, setup of {args.files} files | to last agent start |")
-    print("|---|---:|")
+    print(f"| {args.lanes} lanes, setup of {args.files} files | to last agent start | ratio |")
+    print("|---|---:|---:|")
     for mode, label in (("none", "no setup"), ("every", "setup in every worktree"),
                         ("share", "`share`, template made in this run"),
-                        ("share-warm", "`share`, template made by an earlier run")):  # fmt: skip
-        print(f"| {label} | {med[mode]:.2f} s |")
+                        ("share-warm", "`share`, template made by an earlier run"),
+                        ("pool", "`pool`, spares made ahead"),
+                        ("share-pool", "`share` + `pool`, spares made ahead")):  # fmt: skip
+        print(f"| {label} | {med[mode]:.2f} s | {med[mode] / med['none']:.2f}x |")
     what = f"{args.lanes} lanes, setup of {args.files} files: to the last agent start"
     base = f"{med['none']:.2f} s (no setup)"
     ratio = med["share-warm"] / med["none"]
@@ -121,6 +133,10 @@ def main() -> int:
          f"{med['share']:.2f} s", base, med["share"] / med["none"], "", None)  # fmt: skip
     emit("setup_share.py", f"{what}, setup in every worktree", f"{med['every']:.2f} s", base,
          med["every"] / med["none"], "", None)  # fmt: skip
+    for mode, label in (("pool", "`pool` (spares made ahead)"),
+                        ("share-pool", "`share` + `pool` (spares made ahead)")):  # fmt: skip
+        emit("setup_share.py", f"{what}, {label}", f"{med[mode]:.2f} s", base,
+             med[mode] / med["none"], "", None)  # fmt: skip
     return 0
 
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orchestree import git, restart, worktree_guard
+from orchestree import git, restart, worktree_guard, worktree_pool
 from orchestree.layout import branch
 from orchestree.models import Tracker
 from orchestree.runlock import run_lock
@@ -145,6 +145,9 @@ def _cleanup(
     report = CleanupReport(tell=tell)
     step("sweeping scratch worktrees")
     sweep_scratch(repo)
+    for name in worktree_pool.sweep(root, layout.worktrees):  # spares of `[worktree] pool`
+        shown = layout.rel(worktree_pool.folder_of(layout.worktrees) / name)
+        report.add(report.removed, shown, f"removed spare worktree {shown}")
     every = git.worktree_list(root)
     trees = [t for t in every
              if t.path.parent == layout.worktrees and t.path.name.startswith("agent-")]  # fmt: skip

@@ -108,6 +108,8 @@ class WorktreeConfig(_Section):
     # Folders `setup` makes that every worktree gets as a copy-on-write or hard-linked
     # copy of one prepared tree, instead of running `setup` again (worktree_share.py).
     share: list[str] = Field(default_factory=list)
+    # Spare worktrees made ahead of time, set up and ready to claim (worktree_pool.py).
+    pool: int = 0
 
     @field_validator("ports", mode="before")
     @classmethod
@@ -122,6 +124,13 @@ class WorktreeConfig(_Section):
             parts = Path(folder).parts
             if not parts or Path(folder).is_absolute() or ".." in parts or parts[0] == ".git":
                 raise ValueError(f"{folder!r} must be a folder inside the worktree")
+        return value
+
+    @field_validator("pool")
+    @classmethod
+    def _pool_size(cls, value: int) -> int:
+        if not 0 <= value <= 64:
+            raise ValueError("must be a number of spare worktrees from 0 (off) to 64")
         return value
 
     @field_validator("ports")

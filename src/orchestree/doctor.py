@@ -220,6 +220,10 @@ def diagnose(path: Path) -> list[Check]:
     lanes = _lanes_to_run(root, config)
     rows += program_checks(config, root, "doctor", lanes) + tests_probe_checks(config, root)
     rows += executor_checks(config, root) + sandbox_checks(config)
+    if config.executor.kind != "local" and config.worktree.pool:
+        from orchestree.worktree_pool import NOT_REMOTE
+
+        rows.append(Check("[worktree] pool", True, NOT_REMOTE))
     rows.append(Check("python (orchestree's)", True, sys.executable))
     return rows
 

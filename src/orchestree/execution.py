@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from orchestree import agents, disk, doctor, executors, git, limits, scheduler
+from orchestree import agents, disk, doctor, executors, git, limits, scheduler, worktree_pool
 from orchestree.errors import EnvironmentRefused, OrchestreeError, UserError
 from orchestree.executors import launch
 from orchestree.executors.attempt import LaneExecutor, LaneSpec, LaneUpdate, run_id
@@ -83,6 +83,7 @@ class Execution:
         self._named: set[str] = set()  # edits of tracker.json already named (`_say_ignored`)
         self._waiting: set[str] = set()  # lanes the tracker shows waiting for memory
         self._limit: str | None = None  # the budget or deadline reached, once recorded
+        self._pool: worktree_pool.Filler | None = None  # `[worktree] pool`, while it fills
         every = repo.config.radar.every_s if kind == "lane" else 0.0  # probes never clash
         self.radar = radar.Background(repo.layout, repo.store, every, report)
 
@@ -99,7 +100,8 @@ class Execution:
                 self._recover(tracker)
                 previous = signal.signal(signal.SIGINT, self._on_sigint)
                 try:
-                    self._loop()
+                    with worktree_pool.filling(self._pool_filler()) as self._pool:
+                        self._loop()
                 finally:
                     signal.signal(signal.SIGINT, previous)
                     self.radar.close()
@@ -117,6 +119,17 @@ class Execution:
         if self._executor is None:
             self._executor = executors.open_executor(self.repo, self._run_id, self._base)
         return self._executor
+
+    def _pool_filler(self) -> worktree_pool.Filler | None:
+        """`[worktree] pool`'s filler for this run's lanes (the local executor's only)."""
+        config, layout = self.repo.config, self.repo.layout
+        if config.worktree.pool <= 0 or config.executor.kind != "local" or self.kind != "lane":
+            return None
+        includes = launch.include_files(self.repo.root, layout.worktrees)
+        return worktree_pool.Filler(
+            self.repo.root, layout.worktrees, self._base, config.worktree,
+            layout.orch / "share", includes, layout.orch / "logs" / "pool.log", self.report,
+        )  # fmt: skip
 
     def _in_scope(self, lane_id: str, kind: str) -> bool:
         return kind == self.kind and (self.only is None or lane_id in self.only)
@@ -299,6 +312,8 @@ class Execution:
         executor = self.executor()  # refuses (exit 3) before the lane is marked running
         port = self._free_port(tracker)
         attempt = lane.attempts + 1
+        if attempt > 1 and self._pool is not None:
+            self._pool.sweep()  # a claim its supervisor's death cut short holds the branch
 
         tracker = self.book.claim(lane_id, attempt, start, port)
         lane = tracker.lanes[lane_id]
@@ -407,6 +422,8 @@ class Execution:
                 raise UserError(f"lane {lane_id!r}: {problem}")
         for warning in agents.agent_warnings(names, self.repo.config) if local else []:
             self.report(f"! warning: {warning}")
+        if not local and config.worktree.pool:
+            self.report(f"! warning: {worktree_pool.NOT_REMOTE}")
 
     def _on_sigint(self, _signum: int, _frame: object) -> None:
         self._stop = True

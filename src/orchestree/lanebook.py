@@ -14,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestree import agents, costs, git, outcome
+from orchestree import agents, costs, git, outcome, sandbox
 from orchestree.access_tracker import PROGRESS_MAX_CHARS, agent_field_problem, now_iso
+from orchestree.errors import GitError
 from orchestree.executors.attempt import LaneUpdate, changed_files
 from orchestree.layout import PLAN_FILE, agent_name, branch, results_dir
 from orchestree.models import UNSUCCESSFUL, Agent, Lane, Tracker
@@ -142,6 +143,11 @@ class LaneBook:
         if update.refs_restored:  # the sandboxed agent moved them; they are back
             fields["refs_restored"] = update.refs_restored
             self.report(f"! {lane_id}: its agent moved {', '.join(update.refs_restored)}; restored")
+        late = self._restore_left_refs(lane_id, attempt)
+        if late:  # its supervisor was killed before it could put them back
+            fields["refs_restored"] = sorted({*update.refs_restored, *late})
+            self.report(f"! {lane_id}: its agent moved {', '.join(late)}; restored by orchestree "
+                        "(its supervisor died before it could)")  # fmt: skip
         if update.host:  # its started event may not have arrived (a quick remote lane)
             fields.update(host=update.host, worker=update.worker)
         if got.ok:
@@ -169,6 +175,16 @@ class LaneBook:
             "cost_usd": costs.add(lane.cost_usd, cost.usd),
             "cost_estimated": lane.cost_estimated or cost.estimated,
         }
+
+    def _restore_left_refs(self, lane_id: str, attempt: int) -> list[str]:
+        """The refs a sandboxed agent moved and its supervisor, killed, did not restore:
+        it saved them before the agent started (sandbox.saved_refs_file)."""
+        saved = sandbox.saved_refs_file(self.repo.layout.orch / "runs", lane_id, attempt)
+        try:
+            return sandbox.restore_saved(self.repo.root, saved)
+        except (GitError, OSError) as exc:
+            self.report(f"! {lane_id}: could not restore the refs its agent may have moved: {exc}")
+            return []
 
     def settle(
         self,

@@ -27,6 +27,7 @@ Standard library and `orchestree.git` only: the supervisor imports it.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -176,6 +177,47 @@ def restore_refs(box: dict[str, Any] | None, root: Path, before: dict[str, str])
     """Put back every guarded ref the agent moved, made or deleted; their names."""
     if not box:
         return []
+    return _put_back(root, before)
+
+
+def saved_refs_file(runs: Path, lane_id: str, attempt: int) -> Path:
+    """Where the supervisor keeps the guarded refs while its agent runs (read-only in
+    the sandbox): if it dies before it restores them, the orchestrator does."""
+    return runs / f"{lane_id}.{attempt}.refs.json"
+
+
+def save_refs(path: Path, before: dict[str, str]) -> None:
+    """Keep `before` at `path` (atomically: a kill leaves the old file or the new)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(before, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def restore_saved(root: Path, path: Path) -> list[str]:
+    """Put back the refs a supervisor saved at `path` and could not restore itself (it
+    was killed while its agent ran), then forget them; their names."""
+    try:
+        before = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except ValueError:  # written atomically: never torn, but never trusted blindly
+        before = None
+    restored = _put_back(root, before) if _is_refs(before) else []
+    path.unlink(missing_ok=True)
+    return restored
+
+
+def _is_refs(value: object) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and k.startswith("refs/") and isinstance(v, str) and len(v) >= 40
+        for k, v in value.items()
+    )
+
+
+def _put_back(root: Path, before: dict[str, str]) -> list[str]:
     now = {ref: sha for ref, sha in git.all_refs(root).items() if not ref.startswith(UNGUARDED)}
     restored: list[str] = []
     for ref in sorted(set(before) | set(now)):

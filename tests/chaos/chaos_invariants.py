@@ -186,6 +186,14 @@ def hostile_acted(seen: Observed) -> list[str]:
     return [] if acted else ["no hostile agent recorded its action"]
 
 
+def pool_swept(seen: Observed) -> list[str]:
+    """After the resume and a `cleanup`, nothing of `[worktree] pool` is left."""
+    left = seen.extra.get("pool_left")
+    if left is None:
+        return ["the run never looked at what the pool left"]
+    return [f"left by the pool after cleanup: {item}" for item in left]
+
+
 INVARIANTS: dict[str, Check] = {
     "tracker-parses": tracker_parses,
     "no-overlap": no_overlap,
@@ -199,6 +207,7 @@ INVARIANTS: dict[str, Check] = {
     "harmless": harmless,
     "adopted": adopted,
     "hostile-acted": hostile_acted,
+    "pool-swept": pool_swept,
     **HOSTILE_SET_INVARIANTS,
 }
 

@@ -45,7 +45,7 @@ from chaos_namespace import (
     parent_of,
     step_btime,
 )
-from chaos_scenarios import AT_MERGE, CLOCK_STEPS, KILL_THEN_CLOCK, FaultPlan, Plan
+from chaos_scenarios import AT_MERGE, CLOCK_STEPS, KILL_POOL, KILL_THEN_CLOCK, FaultPlan, Plan
 
 HERE = Path(__file__).parent
 ORCHESTREE = str(Path(sys.executable).with_name("orchestree"))
@@ -53,6 +53,11 @@ ROUNDS = 3  # resume rounds (execute, then merge) after the faulted one
 COMMAND_TIMEOUT_S = 120.0  # a command still running after this is a hang: a violation
 SAMPLE_S = 0.03
 TMPFS_SIZE = "8m"
+# `kill-pool` runs: two spares, and a setup that takes a moment (so the filler is busy
+# when the kill strikes) and makes a folder the lanes' worktrees then have.
+POOL_CONFIG = (
+    '\n[worktree]\npool = 2\nsetup = "mkdir -p deps && echo dep > deps/dep.txt && sleep 0.3"\n'
+)
 IDENTITY = {
     "GIT_AUTHOR_NAME": "chaos",
     "GIT_AUTHOR_EMAIL": "chaos@orchestree.invalid",
@@ -144,6 +149,9 @@ class ChaosRun:
                 canceller.start()
             self._faulted_round()
             self._resume()
+            if self._pooled:  # what a user does next; the spares must go, nothing else left
+                self._command("cleanup")
+                self.seen.extra["pool_left"] = self._pool_left()
             if self.hostile:
                 canceller.join()
                 self._hostile_finish()
@@ -217,7 +225,11 @@ class ChaosRun:
             # Every fault also strikes the notify watcher's tracker writes and sends.
             "[notify]\n"
             f'command = "{sys.executable} {notify} {notified}"\n'
-        )
+        ) + (POOL_CONFIG if self._pooled else "")
+
+    @property
+    def _pooled(self) -> bool:
+        return any(f.kind == KILL_POOL for f in self.plan.faults)
 
     def _faulted_round(self) -> None:
         faults = self.plan.faults
@@ -275,6 +287,13 @@ class ChaosRun:
         assert self.hostile.decoy is not None
         extra["decoy_pid"] = self.hostile.decoy.pid
         extra["decoy_alive"] = self.hostile.end_decoy()
+
+    def _pool_left(self) -> list[str]:
+        """What of `[worktree] pool` is left: its folder's entries, registered worktrees."""
+        folder = self.repo / ".worktrees" / ".pool"
+        left = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+        listed = self._git("worktree", "list", "--porcelain").splitlines()
+        return left + [line for line in listed if "/.pool/" in line]
 
     def _statuses(self) -> dict[str, str]:
         return {k: str(v.get("status")) for k, v in self._tracker().get("lanes", {}).items()}
@@ -384,7 +403,7 @@ class ChaosRun:
         # A verify run lasts `verify_s`: strike within its first 40 %, not after it.
         time.sleep(fault.delay * self.plan.verify_s if verify else fault.delay)
         hit: dict[str, Any] | None
-        if fault.kind in ("kill-orchestrator", "kill-merge", KILL_THEN_CLOCK):
+        if fault.kind in ("kill-orchestrator", "kill-merge", KILL_THEN_CLOCK, KILL_POOL):
             running = [e["pid"] for e in self._running(verify=False)]
             hit = {"pid": proc.pid, "running": running} if kill(proc.pid) else None
             cmd.killed = hit is not None

@@ -3,7 +3,7 @@
 A `Scenario` is declarative: which faults it draws from, what its agents do (a
 hostile action for one lane, or none) and which invariants must hold afterwards. The
 seeded runs take the fault kinds in turn (seed N gets `FAULTS[N % len(FAULTS)]`, so 52
-seeds give each of the 13 kinds four times), and everything else — lanes, their
+seeds give each of the 14 kinds four times), and everything else — lanes, their
 dependencies, how long each agent sleeps, which steps it commits, `max_parallel`,
 `max_attempts`, the moment of the fault — from `random.Random(seed)`. A seed therefore
 replays the same run (`CHAOS_SEED=1234`); only the machine's timing varies.
@@ -33,7 +33,11 @@ AT_MERGE = ("kill-verify", "kill-merge")  # faults that strike `merge`, not `exe
 # The orchestrator SIGKILLed, then the clock steps (±1 s or ±1 h, seeded) before the
 # resume: the supervisors it left must be adopted, not killed (issue 13, must-show 2).
 KILL_THEN_CLOCK = "kill-orchestrator+clock"
-FAULTS = (*KILLS, *CLOCK_STEPS, KILL_THEN_CLOCK, "disk-full", "read-only")
+# The orchestrator SIGKILLed while `[worktree] pool` fills and lanes claim its spares
+# (the run has `pool = 2` and a setup that takes a moment): the resume and the final
+# cleanup must trip on nothing the filler or a claim left half-done.
+KILL_POOL = "kill-pool"
+FAULTS = (*KILLS, *CLOCK_STEPS, KILL_THEN_CLOCK, "disk-full", "read-only", KILL_POOL)
 
 # Every run: the invariants the issue lists, plus "every command ends cleanly".
 BASE_INVARIANTS = (
@@ -74,6 +78,8 @@ def fault_scenario(kind: str) -> Scenario:
         return Scenario(kind, (kind,), HARMLESS)
     if kind in ("kill-orchestrator", KILL_THEN_CLOCK):
         return Scenario(kind, (kind,), ADOPTING)
+    if kind == KILL_POOL:
+        return Scenario(kind, (kind,), (*ADOPTING, "pool-swept"))
     return Scenario(kind, (kind,), BASE_INVARIANTS)
 
 
@@ -233,11 +239,11 @@ def chosen_faults() -> tuple[str, ...]:
 
 def seeds() -> list[int]:
     """`CHAOS_SEED=1234` replays one seed; `CHAOS_SEEDS=52` runs seeds 1..52, `=A-B` a
-    range, `=3,17` a list. Default: 52 (each of the 13 fault kinds four times)."""
+    range, `=3,17` a list. Default: 56 (each of the 14 fault kinds four times)."""
     one = os.environ.get("CHAOS_SEED", "").strip()
     if one:
         return [int(one)]
-    spec = os.environ.get("CHAOS_SEEDS", "").strip() or "52"
+    spec = os.environ.get("CHAOS_SEEDS", "").strip() or "56"
     if "," in spec:
         return [int(s) for s in spec.split(",") if s.strip()]
     if "-" in spec:

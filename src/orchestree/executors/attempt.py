@@ -215,6 +215,7 @@ class AttemptSpec:
     helper: str = ""  # the tracker helper to copy in, unless the repository tracks one
     setup_snapshot: str = ""  # where what setup left is recorded (never committed)
     share: Share | None = None
+    pool: dict[str, str] | None = None  # a `[worktree] pool` spare to claim (worktree_pool.plan)
     sandbox: dict[str, Any] | None = None  # `sandbox.plan`'s description; None: none
     branch: str = ""
     start_commit: str = ""  # the changed files are counted from here

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestree import agents, git, procs, sandbox, worktree_guard
+from orchestree import agents, git, procs, sandbox, worktree_guard, worktree_pool
 from orchestree.agents.prompt import rework_env, rework_section
 from orchestree.config import Config
 from orchestree.errors import UserError
@@ -238,6 +238,10 @@ def launch(
         # What setup left, kept for every attempt in this worktree: never committed.
         setup_snapshot=str(files.folder / f"{lane_id}.setup.json"),
         share=share_plan(repo, base or start_commit) if new and config.worktree.setup else None,
+        # A spare worktree of `[worktree] pool` to claim instead of making one.
+        pool=worktree_pool.plan(layout.worktrees, base or start_commit, config.worktree)
+        if new
+        else None,
         sandbox=sandbox_plan(repo, settings.sandbox, agent.writable_folders),
         start_commit=start_commit,
         keep_out=keep_out(repo, tracked, includes),

@@ -33,6 +33,7 @@ Standard library and orchestree's git-level modules only (no pydantic): it start
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -47,7 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from orchestree import git, procs, sandbox, worktree_guard, worktree_share
+from orchestree import git, procs, sandbox, worktree_guard, worktree_pool, worktree_share
 from orchestree.errors import GitError
 from orchestree.executors.attempt import (
     AttemptFiles,
@@ -167,12 +168,16 @@ def _setup(spec: AttemptSpec, log: Any, deadline: float) -> int:
     return 0
 
 
-def _prepare_worktree(spec: AttemptSpec) -> None:
-    """Register and populate a new worktree, then copy in includes and the helper."""
+def _prepare_worktree(spec: AttemptSpec) -> AttemptSpec:
+    """Register and populate a new worktree (or claim a `[worktree] pool` spare), then
+    copy in includes and the helper. The spec to go on with: a spare's setup is done."""
     cwd, root = Path(spec.cwd), Path(spec.root)
     new = spec.register
+    pooled = None
     if new is not None:
-        git.worktree_add(root, cwd, new.branch, new.start)
+        pooled = worktree_pool.claim(spec.pool, root, cwd, new.branch, new.start)
+        if pooled is None:
+            git.worktree_add(root, cwd, new.branch, new.start)
         if spec.setup_snapshot:  # an earlier worktree's setup is not this one's
             Path(spec.setup_snapshot).unlink(missing_ok=True)
     if cwd.is_symlink():  # never prepare a folder the path does not own
@@ -182,6 +187,16 @@ def _prepare_worktree(spec: AttemptSpec) -> None:
         worktree_guard.copy_regular(root / rel, cwd, rel)
     if spec.helper:  # a tracked one (or anything the agent put there) is kept
         worktree_guard.copy_regular(Path(spec.helper), cwd, "access_tracker.py")
+    return spec if pooled is None else _pooled(spec, pooled)
+
+
+def _pooled(spec: AttemptSpec, name: str) -> AttemptSpec:
+    """The worktree came from `[worktree] pool` with its setup done: record what that
+    setup left, as `supervise` does after a setup, and run none."""
+    with open(spec.log, "ab") as log:
+        log.write(f"orchestree: worktree from the pool ({name}), set up ahead of time\n".encode())
+    _snapshot_setup(spec)
+    return dataclasses.replace(spec, setup="")
 
 
 def _snapshot_setup(spec: AttemptSpec) -> None:
@@ -236,7 +251,7 @@ def run_lane(spec: AttemptSpec, agent_file: Path | None = None) -> AttemptResult
     """Prepare the worktree, supervise the agent, commit what it left."""
     stop = _catch_stop()
     try:
-        _prepare_worktree(spec)
+        spec = _prepare_worktree(spec)
     except (OSError, GitError) as exc:
         with open(spec.log, "ab") as log:
             log.write(f"orchestree: cannot prepare the worktree: {exc}\n".encode())
@@ -244,13 +259,27 @@ def run_lane(spec: AttemptSpec, agent_file: Path | None = None) -> AttemptResult
     box, root = spec.sandbox, Path(spec.root)
     try:  # inside the sandbox the refs folder is writable: see sandbox.py
         refs = sandbox.snapshot_refs(box, root)
-    except GitError as exc:
+        saved = _save_refs(spec, refs, agent_file)
+    except (GitError, OSError) as exc:
         return AttemptResult("error", error=f"sandbox: {exc}")
     result = supervise(spec, stop, agent_file)
     with contextlib.suppress(GitError):
         result.refs_restored = sandbox.restore_refs(box, root, refs)
+        if saved is not None:
+            saved.unlink(missing_ok=True)
     commit_left_work(spec, result)
     return result
+
+
+def _save_refs(spec: AttemptSpec, refs: dict[str, str], beside: Path | None) -> Path | None:
+    """Keep the guarded refs where the orchestrator restores them from if we are killed
+    while the agent runs (sandbox.restore_saved), beside the attempt's other files;
+    where, or None when none are guarded."""
+    if not refs or beside is None:
+        return None
+    saved = sandbox.saved_refs_file(beside.parent, spec.lane_id, spec.attempt)
+    sandbox.save_refs(saved, refs)
+    return saved
 
 
 def _catch_stop() -> dict[str, str]:
