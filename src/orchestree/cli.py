@@ -52,6 +52,13 @@ RepoOpt = Annotated[
     Path,
     typer.Option("--repo", help="The repository (any folder inside it).", show_default=False),
 ]
+# The flags several commands share, declared once: each command's docstring says what
+# its JSON holds, and which lanes a screen holds.
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print it as JSON.")]
+AllOpt = Annotated[bool, typer.Option("--all", help="Every lane, even beyond one screen.")]
+ForceOpt = Annotated[
+    bool, typer.Option("--force", help="Also remove unmerged branches and uncommitted changes.")
+]
 _DEBUG = {"on": False}
 ADDED_SHOWN = 8  # lane ids `add-lane --from` names; the rest it counts
 
@@ -138,11 +145,8 @@ def init(repo: RepoOpt = Path(".")) -> None:
 
 @app.command()
 def status(
-    as_json: Annotated[bool, typer.Option("--json", help="Print the tracker as JSON.")] = False,
-    show_all: Annotated[
-        bool,
-        typer.Option("--all", help="List every lane, even when they do not fit one screen."),
-    ] = False,
+    as_json: JsonOpt = False,
+    show_all: AllOpt = False,
     repo: RepoOpt = Path("."),
 ) -> None:
     """Show the tracker: phase, lanes and agents.
@@ -256,10 +260,7 @@ def add_lane(
 @app.command()
 def reset(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    force: Annotated[
-        bool,
-        typer.Option("--force", help="Clean up unmerged branches and uncommitted changes too."),
-    ] = False,
+    force: ForceOpt = False,
     repo: RepoOpt = Path("."),
 ) -> None:
     """Clean up (as `cleanup`), archive the tracker to .orchestration/archive/, start afresh.
@@ -597,17 +598,10 @@ def plan(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show the plan; register nothing.")
     ] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the plan as JSON instead of a list.")
-    ] = False,
+    as_json: JsonOpt = False,
     group_by: GroupBy = None,
     from_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--from",
-            help="Register this plan file (e.g. one edited by hand), or an object of "
-            "id -> lane as add-lane --from takes.",
-        ),
+        Path | None, typer.Option("--from", help="Register this plan file, or add-lane's JSON.")
     ] = None,
     repo: RepoOpt = Path("."),
 ) -> None:
@@ -616,6 +610,8 @@ def plan(
     One lane per gap; lanes whose paths overlap are ordered (higher priority first),
     lanes that share no path are independent. With [plan] agent in orchestree.toml, that
     agent writes the plan instead (run as a probe lane); it is validated the same way.
+    --from registers a plan file (e.g. one edited by hand), or an object of id -> lane
+    as add-lane --from takes, instead of planning.
 
     Example: orchestree plan --dry-run
     """
@@ -679,17 +675,9 @@ def merge(
         bool,
         typer.Option("--check", help="Predict each lane's outcome; change nothing."),
     ] = False,
-    as_json: Annotated[
-        bool,
-        typer.Option("--json", help="Print the outcome as one JSON object (README: merge --json)."),
-    ] = False,
+    as_json: JsonOpt = False,
     no_rework: Annotated[
-        bool,
-        typer.Option(
-            "--no-rework",
-            help="Only report conflicts and verify failures, "
-            "whatever [merge] on_conflict and on_verify_fail say.",
-        ),
+        bool, typer.Option("--no-rework", help="Only report conflicts and verify failures.")
     ] = False,
     repo: RepoOpt = Path("."),
 ) -> int:
@@ -710,7 +698,8 @@ def merge(
     With [merge] on_conflict = "rework" (or "rerun") and on_verify_fail = "rework", a
     lane that conflicts or fails verify goes back to its agent, and merge goes on,
     merging and reworking, until every lane is merged or has used [merge] max_rework;
-    --check then also names the lanes that would go to rework.
+    --check then also names the lanes that would go to rework. --no-rework only
+    reports, whatever [merge] on_conflict and on_verify_fail say.
 
     Example: orchestree merge --check && orchestree merge
     """
@@ -740,7 +729,7 @@ def merge(
 
 @app.command("radar")
 def radar_(
-    as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
+    as_json: JsonOpt = False,
     repo: RepoOpt = Path("."),
 ) -> int:
     """Predict which lanes' work would conflict: every pair, and each with the base branch.
@@ -779,9 +768,7 @@ def diff_(
     name_only: Annotated[
         bool, typer.Option("--name-only", help="Only the names of the changed files.")
     ] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print it as JSON (the dashboard's shape).")
-    ] = False,
+    as_json: JsonOpt = False,
     repo: RepoOpt = Path("."),
 ) -> int:
     """Show what a lane changed, from where it started, its uncommitted work included.
@@ -818,10 +805,7 @@ def diff_(
 
 @app.command()
 def cleanup(
-    force: Annotated[
-        bool,
-        typer.Option("--force", help="Also remove unmerged branches and uncommitted changes."),
-    ] = False,
+    force: ForceOpt = False,
     repo: RepoOpt = Path("."),
 ) -> None:
     """Remove lane worktrees and merged lane branches; keep unmerged work unless --force.
@@ -846,10 +830,7 @@ def cleanup(
 @app.command()
 def monitor(
     once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
-    show_all: Annotated[
-        bool,
-        typer.Option("--all", help="With --once: every lane, even beyond one screen."),
-    ] = False,
+    show_all: AllOpt = False,
     web: Annotated[bool, typer.Option("--web", help="Serve the web dashboard instead.")] = False,
     host: Annotated[
         str | None,
@@ -868,7 +849,8 @@ def monitor(
 
     Both only read the tracker. The console quits on q or Ctrl-C; without a TTY it
     prints plain text. The dashboard binds 127.0.0.1:5555 unless told otherwise and
-    has a JSON twin at /api/status.
+    has a JSON twin at /api/status. --once prints one frame that fits one screen, the
+    lanes that need a look first; --once --all prints every lane.
 
     Example: orchestree monitor --web --port 5555
     """

@@ -201,15 +201,21 @@ def make_app(
         )
         return Response(body + b',"notice":' + notice + b"}", media_type="application/json")
 
-    async def log(request: Request) -> Response:
-        lane_id = request.path_params["lane_id"]
+    def refused(lane_id: str, tracker: dict[str, Any] | None) -> Response | None:
+        """Why a lane's route answers no: an id that is no lane id, or no such lane."""
         try:
             check_lane_id(lane_id)
         except UserError as exc:
             return _Json({"error": str(exc)}, status_code=400)
-        tracker = reader.read().tracker or {}
-        if lane_id not in (tracker.get("lanes") or {}):
+        if lane_id not in ((tracker or {}).get("lanes") or {}):
             return _Json({"error": f"no lane {lane_id!r} in the tracker"}, status_code=404)
+        return None
+
+    async def log(request: Request) -> Response:
+        lane_id = request.path_params["lane_id"]
+        no = refused(lane_id, reader.read().tracker)
+        if no is not None:
+            return no
         try:
             limit = min(int(request.query_params.get("bytes", LOG_TAIL_DEFAULT)), LOG_TAIL_MAX)
         except ValueError:
@@ -227,13 +233,10 @@ def make_app(
 
     async def diff(request: Request) -> Response:
         lane_id = request.path_params["lane_id"]
-        try:
-            check_lane_id(lane_id)
-        except UserError as exc:
-            return _Json({"error": str(exc)}, status_code=400)
         data = reader.read().tracker
-        if lane_id not in ((data or {}).get("lanes") or {}):
-            return _Json({"error": f"no lane {lane_id!r} in the tracker"}, status_code=404)
+        no = refused(lane_id, data)
+        if no is not None:
+            return no
         try:
             tracker = Tracker.model_validate(data)
             # git reads the lane's files: off the event loop, so /api/status never waits
