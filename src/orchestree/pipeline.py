@@ -1,6 +1,6 @@
 """Phases 1 and 2, and the whole pipeline: probes → plan → execute → merge.
 
-Probes are lanes of kind `probe`, run by the same scheduler and runner as any lane;
+Probes are lanes of kind `probe`, run by the same scheduler and launcher as any lane;
 their branches are then merged into the base branch so their results land in
 `docs/_generated/`. `plan` turns the gaps found there into lanes.
 """

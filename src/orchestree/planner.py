@@ -42,7 +42,7 @@ def load_results(generated_dir: Path) -> tuple[list[ProbeResult], list[str]]:
     """Every `<generated_dir>/<probe>/state_probe.json`, by folder name; and one line per
     file that could not be used. Folders without that file (lane results) are skipped.
 
-    The folder's name is the probe's id (the runner chose it), whatever the file says.
+    The folder's name is the probe's id (the pipeline chose it), whatever the file says.
     """
     results: list[ProbeResult] = []
     problems: list[str] = []

@@ -3,7 +3,7 @@ built-in planner; its plan is validated the same way.
 
 It runs as a lane of kind `probe` named `planner`, from the base commit (so it sees
 every probe's results), and is asked for `docs/_generated/execution_plan.json`. That
-lane declares the plan as its result, so the runner validates the file as a plan: a
+lane declares the plan as its result, so the execute phase validates the file as a plan: a
 missing or invalid one fails the lane with the reason.
 """
 

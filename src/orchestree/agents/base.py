@@ -1,6 +1,6 @@
-"""What every agent preset is: the contract the runner calls, and a base that fills it.
+"""What every agent preset is: the contract the launcher calls, and a base that fills it.
 
-A preset answers two questions for the runner: "which argv and environment for this
+A preset answers two questions for the launcher: "which argv and environment for this
 lane?" (`invocation`) and, after the agent exits, "did it really succeed, and what did
 it say?" (`classify`). Presets are data (a program, its options, hints) plus the few
 lines that read their CLI's own output; see DESIGN.md §5.
@@ -61,7 +61,7 @@ class LaunchContext:
 @dataclass(frozen=True)
 class Invocation:
     """The argv to run (never through a shell) and the variables to add to the
-    environment. The runner merges `env` over its own with `git.git_env(env)`."""
+    environment. The launcher merges `env` over its own with `git.git_env(env)`."""
 
     argv: list[str]
     env: dict[str, str]
@@ -87,7 +87,7 @@ class Outcome:
 
 
 class AgentPreset(Protocol):
-    """The contract the runner and orchestrator use; `Preset` below implements it."""
+    """The contract the launcher and the execute phase use; `Preset` below implements it."""
 
     name: str
 
@@ -245,7 +245,7 @@ class Preset:
 
     def fatal_from_line(self, line: str) -> str | None:
         """A line after which waiting is pointless (the agent waits for a person):
-        the runner should end the agent now, then `classify` its output."""
+        the supervisor should end the agent now, then `classify` its output."""
         return None
 
     def warnings(self, path: str | None = None) -> list[str]:

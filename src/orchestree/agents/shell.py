@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from orchestree.agents.base import LaunchContext, Preset
 
-# `exit "$code"` keeps the failed task's own exit code for the runner.
+# `exit "$code"` keeps the failed task's own exit code for the supervisor.
 _LOOP = (
     'for task do printf "+ %s\\n" "$task"; sh -c "$task" || { code=$?; '
     'printf "task failed with exit code %s: %s\\n" "$code" "$task"; exit "$code"; }; done'
