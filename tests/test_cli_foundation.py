@@ -494,7 +494,7 @@ def test_reset_without_an_answer_changes_nothing(repo: Path) -> None:
 
 def drop_ledger(root: Path) -> None:
     for name in ("ledger.json", "ledger.key"):
-        (orch(root) / name).unlink()
+        (orch(root) / "ledger" / name).unlink()
 
 
 TORN = b'{"version": "1.0.0", "phase": 0, "lanes": {"api": {"sta'

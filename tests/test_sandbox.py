@@ -36,7 +36,7 @@ moved = subprocess.run(["git", "update-ref", "refs/heads/main", "HEAD~0"], captu
 made = subprocess.run(["git", "branch", "evil"], capture_output=True)
 seen["move-main"] = moved.returncode
 seen["make-branch"] = made.returncode
-key = Path(os.environ["ORCHESTREE_TRACKER"]).parent / "ledger.key"
+key = Path(os.environ["ORCHESTREE_TRACKER"]).parent / "ledger" / "ledger.key"
 seen["ledger-key"] = key.read_bytes().decode()
 update = json.dumps({"lanes": {lane: {"progress": "tried everything"}}})
 helper = subprocess.run(
@@ -86,7 +86,7 @@ def test_a_hostile_agent_writes_nothing_outside_its_lane(
         "other-lane": str(repo / ".worktrees" / "agent-other" / "other.txt"),
         "bashrc": str(home / ".bashrc"),
         "outside-repo": str(outside / "note.txt"),
-        "ledger": str(repo / ".orchestration" / "ledger.json"),
+        "ledger": str(repo / ".orchestration" / "ledger" / "ledger.json"),
         "helper-file": str(repo / ".orchestration" / "access_tracker.py"),
         "tmp-outside": str(tmp_path / "outside.txt"),
     }
@@ -116,7 +116,7 @@ def test_a_hostile_agent_writes_nothing_outside_its_lane(
     assert seen["ledger-key"] == ""
     assert seen["helper"] == 0
     assert lanes["hostile"]["progress"] == "tried everything"
-    assert (repo / ".orchestration" / "ledger.key").read_bytes() != b""
+    assert (repo / ".orchestration" / "ledger" / "ledger.key").read_bytes() != b""
     # Nothing it wrote outside its folders survives: not the private /tmp either.
     assert seen["tmp"] == "mine\n"
     assert not (tmp_path / "outside.txt").exists()

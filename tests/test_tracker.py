@@ -279,4 +279,23 @@ def test_a_dependency_cycle_on_disk_is_an_invalid_tracker(store: TrackerStore, o
 
 def drop_ledger(orch: Path) -> None:
     for name in ("ledger.json", "ledger.key"):
-        (orch / name).unlink()
+        (orch / "ledger" / name).unlink()
+
+
+def test_a_ledger_beside_the_tracker_moves_into_its_folder(store: TrackerStore, orch: Path) -> None:
+    """Trackers from before the `ledger/` folder keep their ledger: it moves, once, and
+    a move cut short between its two files is finished by the next call."""
+    from orchestree import access_tracker
+
+    folder = orch / "ledger"
+    for name in ("ledger.json", "ledger.key"):  # the layout of the previous release
+        (folder / name).rename(orch / name)
+    folder.rmdir()
+    before = store.read_raw()
+    assert store.read().lanes.keys() == before["lanes"].keys()
+    assert sorted(p.name for p in folder.iterdir()) == ["ledger.json", "ledger.key"]
+    assert not (orch / "ledger.json").exists()
+    # Cut short: the key moved, the ledger not yet.
+    (folder / "ledger.json").rename(orch / "ledger.json")
+    assert access_tracker.read_ledger(str(store.path)) is not None
+    assert not (orch / "ledger.json").exists()

@@ -127,7 +127,7 @@ def test_what_a_reader_holds_does_not_change_under_it(path: Path) -> None:
 def test_a_ledger_changed_outside_is_refused_even_with_a_warm_snapshot(path: Path) -> None:
     store = TrackerStore(path)
     store.read()
-    ledger = path.parent / "ledger.json"
+    ledger = path.parent / "ledger" / "ledger.json"
     mac, _, payload = ledger.read_bytes().partition(b"\n")
     ledger.write_bytes(mac + b"\n" + payload.replace(b'"pending"', b'"merged"', 1))
     with pytest.raises(Exception, match="does not match its key"):

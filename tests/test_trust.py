@@ -551,7 +551,7 @@ def test_a_ledger_changed_outside_orchestree_stops_every_command(
 ) -> None:
     repo = make_repo(tmp_path, monkeypatch)
     add_lanes(repo, {"work": {"tasks": ["true"]}})
-    ledger = repo / ".orchestration" / "ledger.json"
+    ledger = repo / ".orchestration" / "ledger" / "ledger.json"
     ledger.write_bytes(tamper(ledger.read_bytes()))
     before = (repo / ".orchestration" / "tracker.json").read_bytes()
     for args in (["status"], ["execute"], ["tracker", "update", "{}"], ["cancel", "work"]):
@@ -568,7 +568,7 @@ def test_the_ledger_key_is_readable_by_its_owner_only(
 ) -> None:
     repo = make_repo(tmp_path, monkeypatch)
     for name in ("ledger.key", "ledger.json"):
-        assert (repo / ".orchestration" / name).stat().st_mode & 0o777 == 0o600
+        assert (repo / ".orchestration" / "ledger" / name).stat().st_mode & 0o777 == 0o600
 
 
 @pytest.mark.parametrize(

@@ -83,6 +83,9 @@ RESULT_PATH_MAX_BYTES = 1024
 LANE_ID_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 LEDGER_NAME = "ledger.json"
 KEY_NAME = "ledger.key"
+# The ledger's folder: a folder, never a file, is what a sandbox binds read-only, as a
+# file replaced by a rename while bwrap binds it fails the bind (sandbox.py).
+LEDGER_DIR = "ledger"
 
 
 class TrackerFileError(Exception):
@@ -627,9 +630,22 @@ def bound_lane_name(named: str | None) -> str | None:
 
 
 def ledger_paths(tracker: str) -> tuple[str, str]:
-    """The ledger and its HMAC key, beside `tracker`."""
-    folder = os.path.dirname(os.path.abspath(tracker))
+    """The ledger and its HMAC key, in the `ledger/` folder beside `tracker`."""
+    beside = os.path.dirname(os.path.abspath(tracker))
+    folder = os.path.join(beside, LEDGER_DIR)
+    if any(os.path.exists(os.path.join(beside, name)) for name in (KEY_NAME, LEDGER_NAME)):
+        _move_beside_ledger(beside, folder)
     return os.path.join(folder, LEDGER_NAME), os.path.join(folder, KEY_NAME)
+
+
+def _move_beside_ledger(beside: str, folder: str) -> None:
+    """A ledger written beside the tracker (before the `ledger/` folder) moves into it:
+    the key first; a kill between the two leaves the ledger, which the next call moves."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(folder, 0o700)
+    for name in (KEY_NAME, LEDGER_NAME):
+        with contextlib.suppress(FileNotFoundError):  # another process moved it already
+            os.rename(os.path.join(beside, name), os.path.join(folder, name))
 
 
 def _read_bytes(path: str) -> bytes | None:
@@ -656,6 +672,8 @@ def _mac(key: bytes, payload: bytes) -> bytes:
 def write_ledger(tracker: str, payload: bytes) -> None:
     """Record `payload` (the tracker as orchestree just wrote it) in the ledger."""
     ledger, key_path = ledger_paths(tracker)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(os.path.dirname(ledger), 0o700)
     key = _ledger_key(key_path, create=True)
     if key is None:
         raise TrackerFileError(f"{key_path} is empty; remove it and {ledger} to start over")

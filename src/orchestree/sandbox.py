@@ -10,7 +10,7 @@ read-only except:
   own admin folder (`.git/worktrees/<name>`), the refs and their logs;
 - a private `/tmp`, and the agent's own config and cache folders (`writable`);
 - of `.orchestration/`, only what the tracker helper writes: tracker.json (and its
-  `.bak`), its lock and the events. `ledger.key` reads as an empty file there.
+  `.bak`), its lock and the events. `ledger/ledger.key` reads as an empty file there.
 
 Refs are the one thing a bind mount cannot draw: git moves a branch by writing a lock
 file in the shared refs folder, so a writable refs folder lets the agent move `main`
@@ -43,7 +43,7 @@ TURN_OFF = 'set [sandbox] kind = "none" in orchestree.toml'
 # What the tracker helper writes in `.orchestration/` (access_tracker.py): the rest
 # of that folder is bound read-only over itself, and the ledger's key is hidden.
 HELPER_WRITES = frozenset({"tracker.json", "tracker.json.bak", "tracker.lock", "events.jsonl"})
-HIDDEN = ("ledger.key",)
+HIDDEN = ("ledger/ledger.key",)
 # What a hidden file shows inside: an empty file (a device such as /dev/null cannot be
 # opened there, bwrap's binds are `nodev`).
 EMPTY = "sandbox-empty"
@@ -154,12 +154,14 @@ def bwrap_args(box: dict[str, Any], worktree: Path, admin: Path) -> list[str]:
         args += ["--bind-try", entry, entry]
     args += ["--bind", str(orch), str(orch)]
     for item in sorted(os.listdir(orch)):
-        inside = str(orch / item)
-        if item in HIDDEN:
-            args += ["--ro-bind", str(orch / "runs" / EMPTY), inside]
-        elif item not in HELPER_WRITES:
+        if item not in HELPER_WRITES:
             # -try: a writer's temp file may be renamed away meanwhile.
-            args += ["--ro-bind-try", inside, inside]
+            args += ["--ro-bind-try", str(orch / item), str(orch / item)]
+    # Files bound one by one are never replaced by a rename while bwrap binds them: the
+    # key is written once (the ledger, rewritten on every change, is seen as its folder).
+    for hidden in HIDDEN:
+        if (orch / hidden).exists():
+            args += ["--ro-bind", str(orch / "runs" / EMPTY), str(orch / hidden)]
     # The agent's temporary files go to its private /tmp, wherever TMPDIR pointed.
     args += ["--setenv", "TMPDIR", "/tmp", "--chdir", str(worktree)]
     return args

@@ -151,7 +151,8 @@ def test_three_claude_lanes_not_logged_in_fail_once_and_hold_the_rest() -> None:
     assert entries["claude-1"]["error"] == said
     for other in ("claude-2", "claude-3"):
         assert (entries[other]["status"], entries[other]["attempts"]) == ("blocked", 0)
-        assert entries[other]["error"] == why
+        assert entries[other]["held"] == "claude"  # a field, not a prefix of the error
+        assert f"held: {entries[other]['error']}" == why
     # The two never started: no agent, no log; the first ran once.
     assert sorted(run.tracker["agents"]) == ["agent-claude-1"]
     assert logs == ["agent-claude-1.log"]
