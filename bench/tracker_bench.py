@@ -168,12 +168,15 @@ def raw_durable_writes(folder: Path, payload: bytes, count: int) -> float:
     return count / (time.perf_counter() - began)
 
 
-def in_process(update: Callable[[dict[str, Any]], Any], count: int) -> tuple[float, list[float]]:
+def in_process(
+    update: Callable[[dict[str, Any]], Any], count: int, width: int = 2
+) -> tuple[float, list[float]]:
+    """`count` updates of 24 lanes' data; `width`: the digits of the store's lane ids."""
     took = []
     began = time.perf_counter()
     for i in range(count):
         t0 = time.perf_counter()
-        update({"lanes": {f"lane-{i % 24:02d}": {"data": {f"k{i}": i}}}})
+        update({"lanes": {f"lane-{i % 24:0{width}d}": {"data": {f"k{i}": i}}}})
         took.append(time.perf_counter() - t0)
     return count / (time.perf_counter() - began), took
 
@@ -306,7 +309,7 @@ def main() -> None:
                 "< 1 MiB",
             )
         )
-        rate, took = in_process(big.merge, 30 if quick else 100)
+        rate, took = in_process(big.merge, 30 if quick else 100, width=3)
         rows.append(
             (
                 "1 in-process writer on the 500-lane tracker",
