@@ -12,14 +12,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
-from helpers import GIT_IDENTITY, make_repo
+from helpers import GIT_IDENTITY, holding, make_repo
 from helpers import git as sh
 from orchestree import git
 from orchestree.errors import EnvironmentRefused, GitError
@@ -78,21 +77,8 @@ def admin_of(root: Path, path: Path) -> Path:
 @pytest.fixture
 def holder(root: Path) -> Iterator[subprocess.Popen[str]]:
     """A second process holding the admin lock of `root`, until its stdin closes."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(root)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline() == "held\n"
-    yield proc
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait()
-    for stream in (proc.stdin, proc.stdout):
-        if stream is not None:
-            stream.close()
+    with holding(HOLDER, str(root)) as proc:
+        yield proc
 
 
 def in_thread(call: Callable[[], object]) -> threading.Thread:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from helpers import holding
 from orchestree.errors import EnvironmentRefused
 from orchestree.layout import Layout
 from orchestree.runlock import run_lock
@@ -30,21 +30,8 @@ HOLDER = (
 @pytest.fixture
 def holder(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
     """Another process holding the run lock of `tmp_path`."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(tmp_path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline() == "held\n"
-    yield proc
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait()
-    for stream in (proc.stdin, proc.stdout):
-        if stream is not None:
-            stream.close()
+    with holding(HOLDER, str(tmp_path)) as proc:
+        yield proc
 
 
 def test_the_lock_is_taken_and_released(tmp_path: Path) -> None:
