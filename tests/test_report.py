@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from orchestree import report
+from orchestree import report, statusview
 from orchestree.layout import Layout
 from orchestree.models import Agent, Lane, LaneInput, LaneMerge, Plan, Tracker
 
@@ -35,8 +35,9 @@ def wide(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def status_text(tracker: Tracker, capsys: pytest.CaptureFixture[str], **kw: Any) -> str:
+    """The status screen of `tracker` as written to tracker.json (statusview.py)."""
     capsys.readouterr()
-    report.render_status(tracker, Layout(Path("/srv/demo")), **kw)
+    statusview.render(tracker.model_dump(mode="json"), "/srv/demo", **kw)
     return capsys.readouterr().out
 
 

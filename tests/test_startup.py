@@ -128,3 +128,35 @@ def test_fresh_init_writes_what_the_model_writes(tmp_path: Path) -> None:
     assert init_fresh(repo) is None  # the second time, the full path checks the tracker
     fresh = empty_tracker(repo, prepare(Layout(repo), None))
     assert fresh["base_commit"] == written["base_commit"]
+
+
+def test_status_reads_and_progress_updates_start_without_pydantic(tmp_path: Path) -> None:
+    """With a config file too: its two location keys are read without validating the
+    rest; an update of orchestree's own fields and a broken config take the full path."""
+    repo = make_repo(tmp_path / "repo")
+    config = repo / "orchestree.toml"
+    config.write_text('[defaults]\nagent = "shell"\n[worktree]\nroot = ".lanes"\n', "utf-8")
+    assert loaded(repo, "init")[0] == 0
+    lanes = json.dumps({"a": {"tasks": ["t"]}})
+    assert loaded(repo, "add-lane", "--from", "-", stdin=lanes)[0] == 0
+    update = '{"lanes": {"a": {"progress": "1%", "data": {"k": 1}}}}'
+    for argv in (["status"], ["status", "--json"], ["tracker", "get", "lanes.a"],
+                 ["tracker", "update", update]):  # fmt: skip
+        assert loaded(repo, *argv) == (0, set()), argv
+    shown = subprocess.run(
+        [sys.executable, "-m", "orchestree", "status"], cwd=repo, env=env(),
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    row = next(line.split() for line in shown.splitlines() if line.startswith("a "))
+    assert row[:4] == ["a", "pending", "medium", "shell"]
+    assert row[-1] == "1%"
+    store = TrackerStore(repo / ".orchestration" / "tracker.json")
+    assert (store.read().lanes["a"].progress, store.read().lanes["a"].data) == ("1%", {"k": 1})
+    code, heavy = loaded(repo, "tracker", "update", '{"lanes": {"a": {"priority": "high"}}}')
+    assert (code, "pydantic" in heavy) == (0, True)
+    assert store.read().lanes["a"].priority == "high"
+    code, heavy = loaded(repo, "tracker", "update", '{"lanes": {"b": {"progress": "x"}}}')
+    assert (code, "pydantic" in heavy) == (2, True)  # no lane b: the full path says so
+    config.write_text("[defaults\n", "utf-8")
+    code, heavy = loaded(repo, "status")
+    assert (code, "pydantic" in heavy) == (2, True)

@@ -714,11 +714,21 @@ def read_ledger(tracker: str) -> bytes | None:
 class View:
     """The tracker orchestree acts on (see `trusted_view`)."""
 
-    def __init__(self, data: dict[str, Any], text: str, as_written: bool, ignored: list[str]):
+    def __init__(
+        self,
+        data: dict[str, Any],
+        text: str,
+        as_written: bool,
+        ignored: list[str],
+        signed: bool = True,
+    ):
         self.data = data
         self.text = text  # `data` as JSON text
         self.as_written = as_written  # tracker.json is exactly what orchestree wrote
         self.ignored = ignored  # what in tracker.json orchestree did not take, and why
+        # From the ledger: orchestree validated it when it wrote it. False for a tracker
+        # from before ledgers, which only tracker.json holds.
+        self.signed = signed
 
 
 def read_trusted(path: str) -> dict[str, Any]:
@@ -735,7 +745,7 @@ def trusted_view(path: str) -> View:
     raw = _read_bytes(path)
     if payload is None:
         text = read_text(path)
-        return View(parse(text, path), text, True, [])
+        return View(parse(text, path), text, True, [], signed=False)
     text = payload.decode("utf-8")
     trusted = parse(text, path)
     if raw == payload:

@@ -156,25 +156,21 @@ def status(
 
     Example: orchestree status --json | jq '.lanes | map_values(.status)'
     """
+    from orchestree import fastpath, statusview
+
+    where = fastpath.locate(repo)
+    data = None if where is None else fastpath.read(where.layout)
+    if where is None or data is None:  # a config or a tracker to validate: the full path
+        from orchestree.repo import open_repo
+
+        state = open_repo(repo)
+        where = fastpath.Where(state.layout, state.config.defaults.agent)
+        state.store.read()  # refuses an invalid tracker, naming the field
+        data = state.store.read_raw()
     if as_json:
-        from orchestree import access_tracker, git
-        from orchestree.errors import TrackerError, UserError
-        from orchestree.layout import Layout
-
-        root = git.repo_root(repo.resolve())
-        path = Layout(root).tracker
-        if not path.exists():
-            raise UserError(f"{root} is not initialised; run `orchestree init` there first")
-        try:
-            _dump_json(access_tracker.read_trusted(str(path)))
-        except access_tracker.TrackerFileError as exc:
-            raise TrackerError(str(exc)) from None
+        _dump_json(data)
         return
-    from orchestree.repo import open_repo
-    from orchestree.report import render_status
-
-    state = open_repo(repo)
-    render_status(state.store.read(), state.layout, state.config.defaults.agent, show_all)
+    statusview.render(data, str(where.layout.root), where.agent, show_all)
 
 
 @app.command()
@@ -232,7 +228,7 @@ def add_lane(
     Example: orchestree add-lane docs '{"name": "Docs", "tasks": ["Write the README"],
     "priority": "high", "depends_on": ["api"]}'
     """
-    from orchestree import lane_ops, planner
+    from orchestree import fastpath, lane_ops, planner
     from orchestree.errors import UserError
     from orchestree.repo import open_repo
 
@@ -243,13 +239,13 @@ def add_lane(
             text = sys.stdin.read() if from_file == "-" else Path(from_file).read_text("utf-8")
         except OSError as exc:
             raise UserError(f"cannot read {from_file}: {exc.strerror}") from None
-        lanes = lane_ops.parse_lane_json(text, f"--from {from_file}")
+        lanes = fastpath.parse_lane_json(text, f"--from {from_file}")
         if planner.is_plan_shape(lanes):  # a plan file (`plan --from`'s shape) works too
             lanes = lanes["lanes"]
     else:
         if lane_id is None or lane_json is None:
             raise UserError("add-lane needs <id> and <json> (or --from FILE); see --help")
-        lanes = {lane_id: lane_ops.parse_lane_json(lane_json, f"lane {lane_id!r} JSON")}
+        lanes = {lane_id: fastpath.parse_lane_json(lane_json, f"lane {lane_id!r} JSON")}
     added = lane_ops.add_lanes(open_repo(repo), lanes, replace=replace)
     # Hundreds of ids on one line tell nothing: the count, and the first few.
     more = f" and {len(added) - ADDED_SHOWN} more" if len(added) > ADDED_SHOWN else ""
@@ -295,9 +291,14 @@ def tracker_get(
 
     Example: orchestree tracker get lanes.docs.progress
     """
-    from orchestree.repo import open_run_repo
+    from orchestree import fastpath
 
-    _dump_json(open_run_repo(repo)[0].store.get(key_path))
+    done, value = fastpath.tracker_get(repo, key_path)
+    if not done:  # an orchestree.toml to validate first
+        from orchestree.repo import open_run_repo
+
+        value = open_run_repo(repo)[0].store.get(key_path)
+    _dump_json(value)
 
 
 @tracker_app.command("update")
@@ -312,10 +313,14 @@ def tracker_update(
 
     Example: orchestree tracker update '{"lanes": {"docs": {"progress": "50% complete"}}}'
     """
-    from orchestree import lane_ops
+    from orchestree import fastpath
+
+    changes = fastpath.parse_lane_json(update_json, "the update")
+    if fastpath.tracker_update(repo, changes):  # lanes' progress, data, results: no models
+        _out("tracker updated")
+        return
     from orchestree.repo import open_run_repo
 
-    changes = lane_ops.parse_lane_json(update_json, "the update")
     state, lane = open_run_repo(repo)
     state.store.merge(changes, actor="cli" if lane is None else f"agent-{lane}", lane=lane)
     _out("tracker updated")

@@ -32,7 +32,7 @@ class _Section(BaseModel):
 
 
 class Defaults(_Section):
-    agent: str = "claude"
+    agent: str = layout.DEFAULT_AGENT
     max_parallel: int = Field(default=4, ge=1, le=256)
     timeout_s: float = Field(default=3600, gt=0)
     max_attempts: int = Field(default=1, ge=1)

@@ -7,7 +7,6 @@ Typer objects.
 from __future__ import annotations
 
 import codecs
-import json
 import signal
 import time
 from collections.abc import Collection
@@ -16,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from orchestree import access_tracker, git, procs, restart
+from orchestree import git, procs, restart
 from orchestree.errors import UserError
 from orchestree.layout import agent_name
 from orchestree.models import (
@@ -31,18 +30,6 @@ from orchestree.models import (
 )
 from orchestree.repo import Repo
 from orchestree.visible import visible
-
-
-def parse_lane_json(text: str, what: str) -> dict[str, Any]:
-    try:
-        data = access_tracker.loads_strict(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{what} is not valid JSON ({exc.msg} at column {exc.colno})") from None
-    except ValueError as exc:  # NaN, Infinity, 1e400
-        raise UserError(f"{what} is not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise UserError(f'{what} must be a JSON object, e.g. \'{{"tasks": ["..."]}}\'')
-    return data
 
 
 def add_lanes(repo: Repo, lanes: dict[str, dict[str, Any]], replace: bool = False) -> list[str]:

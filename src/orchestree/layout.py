@@ -10,6 +10,7 @@ from pathlib import Path
 
 ORCH_DIR = ".orchestration"
 CONFIG_FILE = "orchestree.toml"
+DEFAULT_AGENT = "claude"  # `[defaults] agent`: the agent of a lane that names none
 GENERATED_DIR = "docs/_generated"
 PLAN_FILE = f"{GENERATED_DIR}/execution_plan.json"
 

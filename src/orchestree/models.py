@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import graphlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import (
@@ -34,6 +34,7 @@ from orchestree.access_tracker import (
     now_iso,
 )
 from orchestree.errors import UserError
+from orchestree.statusview import RADAR_BASE, describe_finding
 
 __all__ = [
     "AGENT_STATUSES",
@@ -44,6 +45,7 @@ __all__ = [
     "MERGE_DECIDED",
     "PHASES",
     "PRIORITY_RANK",
+    "RADAR_BASE",
     "SUCCEEDED",
     "TRACKER_VERSION",
     "UNSUCCESSFUL",
@@ -54,6 +56,7 @@ __all__ = [
     "Tracker",
     "check_graph",
     "check_lane_id",
+    "describe_finding",
     "describe_validation_error",
 ]
 
@@ -235,16 +238,6 @@ class Agent(_Strict):
     log: str | None = None
     host: str | None = None
     handle: str | None = None  # the executor's handle of the attempt (see executors/)
-
-
-RADAR_BASE = "<base>"  # the base branch's side of a radar finding (never a lane id)
-
-
-def describe_finding(lanes: Sequence[str], files: Sequence[str], base_branch: str) -> str:
-    """One line for a radar finding: who meets whom, in which files."""
-    a, b = lanes
-    other = f"the base branch {base_branch}" if b == RADAR_BASE else f"lane {b}"
-    return f"lane {a} would conflict with {other} in {', '.join(files) or '(no file named)'}"
 
 
 class RadarFinding(_Strict):

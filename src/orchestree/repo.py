@@ -6,13 +6,12 @@ commands inside a lane); `init_repo` creates the tracker of a new run.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestree import access_tracker, git
+from orchestree import git
 from orchestree.config import Config, load_config
-from orchestree.errors import UserError
+from orchestree.fastpath import not_initialised, run_lane, run_location
 from orchestree.initrepo import check_worktree_root, prepare
 from orchestree.layout import Layout
 from orchestree.models import Tracker
@@ -43,7 +42,7 @@ def open_repo(path: Path, must_exist: bool = True) -> Repo:
     layout = Layout(root, config.worktree.root)
     store = TrackerStore(layout.tracker)
     if must_exist and not store.exists():
-        raise UserError(f"{root} is not initialised; run `orchestree init` there first")
+        raise not_initialised(root)
     return Repo(layout, config, store)
 
 
@@ -76,25 +75,6 @@ def open_run_repo(path: Path) -> tuple[Repo, str | None]:
     common dir), never the worktree itself: a tracker there would be nobody's. The lane
     is `ORCHESTREE_LANE`, else the worktree's (`agent-<lane>`); None outside lanes.
     """
-
-    named = os.environ.get("ORCHESTREE_TRACKER")
-    here = find_root(path)
-    if named:
-        tracker = Path(named)
-        if tracker.name != "tracker.json" or not tracker.is_file():
-            raise UserError(
-                f"ORCHESTREE_TRACKER is {named!r}, which is no tracker; unset it or point it "
-                "at a repository's .orchestration/tracker.json"
-            )
-        repo = open_repo(tracker.resolve().parent.parent)
-    else:
-        common = git.common_dir(here)
-        main = common.parent if common.name == ".git" else here
-        repo = open_repo(main)
-    try:
-        lane = access_tracker.bound_lane_name(os.environ.get("ORCHESTREE_LANE"))
-    except access_tracker.InvalidUpdateError as exc:
-        raise UserError(f"{exc}; nothing was read or written") from None
-    if lane is None and here.parent == repo.layout.worktrees and here.name.startswith("agent-"):
-        lane = here.name[len("agent-") :]
-    return repo, lane
+    here, main = run_location(path)
+    repo = open_repo(main)
+    return repo, run_lane(here, repo.layout)

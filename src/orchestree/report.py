@@ -1,5 +1,6 @@
-"""What the CLI shows: the `status` table, a run's summary, the plan as a list, and the
-live progress lines of execute, merge, cleanup and probes. Agent text is shown as text."""
+"""What the CLI shows besides `status` (`statusview.py`): a run's summary, the plan as
+a list, and the live progress lines of execute, merge, cleanup and probes. Agent text
+is shown as text."""
 
 from __future__ import annotations
 
@@ -7,180 +8,14 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from orchestree.fold import FOLD_LINES, FOLD_MIN
 from orchestree.layout import Layout
-from orchestree.models import ENDED, PHASES, Lane, Plan, Tracker, describe_finding
+from orchestree.models import ENDED, Lane, Plan, Tracker
 from orchestree.visible import visible
 
 if TYPE_CHECKING:
     from rich.text import Text
-
-PROGRESS_MIN = 20  # columns the status table keeps for an agent's progress
-MARKS = {"completed": "✓", "failed": "✗", "running": "→", "created": "○"}
-
-
-def render_status(
-    tracker: Tracker, layout: Layout, default_agent: str | None = None, show_all: bool = False
-) -> None:
-    """The tracker as a table. Agent text (progress, errors) is shown as text: Rich
-    markup in it is not interpreted and control characters are shown as escapes.
-
-    When there are more lanes than fit one screen (and not `show_all`), it says the
-    counts by status, lists the lanes that need a look first and folds the rest into
-    one line with their counts (`fold.py`)."""
-    from rich.console import Console
-    from rich.text import Text
-
-    from orchestree import fold
-
-    console = Console(highlight=False, soft_wrap=False)
-    phase = PHASES[tracker.phase] if tracker.phase < len(PHASES) else str(tracker.phase)
-    console.print(
-        Text.assemble(
-            (str(layout.root), "bold"),
-            f"  phase {tracker.phase} ({phase}), {tracker.status}; "
-            f"base {tracker.base_branch} @ {tracker.base_commit[:10]}",
-        )
-    )
-    if not tracker.lanes:
-        console.print("no lanes yet: add one with `orchestree add-lane <id> '<json>'`")
-        return
-    ordered = sorted(tracker.lanes.items(), key=lambda item: item[1].order)
-    room = max(FOLD_MIN, console.size.height - FOLD_LINES)
-    folded = None
-    if not show_all and len(ordered) > room:
-        statuses = {k: lane.status for k, lane in ordered}
-        folded = fold.fold(statuses, {k: lane.order for k, lane in ordered}, room)
-        console.print(f"{len(ordered)} lanes: {fold.counts(statuses.values())}")
-        ordered = [(k, tracker.lanes[k]) for k in folded.shown]
-    remote = any(lane.host for lane in tracker.lanes.values())  # lanes ran on Dask workers
-    with_cost = any(lane.cost_usd is not None for lane in tracker.lanes.values())
-    header = ["lane", "status", "prio", "agent", "tries"] + (["host"] if remote else [])
-    header += ["cost"] if with_cost else []
-    rows, notes = [], []
-    for lane_id, lane in ordered:
-        tries = f"{lane.attempts}/{lane.max_attempts}" if lane.max_attempts else str(lane.attempts)
-        cells = [lane_id, lane.status, lane.priority, lane.agent or default_agent or "-", tries]
-        if remote:
-            cells.append(lane.host or "")  # the worker's address is in `status --json`
-        if with_cost:
-            cells.append("-" if lane.cost_usd is None else f"${lane.cost_usd:.4f}")
-        rows.append([visible(cell) for cell in cells])
-        notes.append((visible(", ".join(lane.depends_on)), visible(_note(lane))))
-    if _table_width(header, rows, notes) <= console.width:
-        console.print(_status_table(header, rows, notes))
-    else:  # too narrow for a table whose text keeps its words: one line a lane, text below
-        _print_rows(console, header, rows, notes)
-    if folded is not None:
-        more = fold.more_line(folded)
-        console.print(Text(f"{more}; `orchestree status --all` lists every lane", style="dim"))
-    # Lanes held for one agent's missing login share one reason: say it once, unwrapped.
-    held: dict[str, list[str]] = {}
-    for lane_id, lane in ordered:
-        if lane.status == "blocked" and lane.held and lane.error:
-            held.setdefault(lane.error, []).append(lane_id)
-    for why, lane_ids in held.items():
-        console.print(Text(visible(f"{', '.join(lane_ids)} held: {why}")), soft_wrap=True)
-    if tracker.radar:
-        for finding in tracker.radar:
-            line = visible(
-                f"radar: {describe_finding(finding.lanes, finding.files, tracker.base_branch)} "
-                f"(since {finding.since})"
-            )
-            console.print(Text(line), soft_wrap=True)
-    if tracker.agents and folded is not None:  # one line, not hundreds of names
-        console.print(f"agents: {fold.counts(a.status for a in tracker.agents.values())}")
-    elif tracker.agents:
-        agents = ", ".join(
-            f"{MARKS.get(a.status, '?')} {name}" for name, a in sorted(tracker.agents.items())
-        )
-        console.print(Text(visible(f"agents: {agents}")))
-    costs = [lane.cost_usd for lane in tracker.lanes.values() if lane.cost_usd is not None]
-    if costs:
-        estimated = any(lane.cost_estimated for lane in tracker.lanes.values())
-        note = " (in part estimated from token counts and [prices])" if estimated else ""
-        console.print(Text(f"cost: ${sum(costs):.4f} over {len(costs)} lane(s){note}"))
-    for line in run_notes(tracker):
-        console.print(Text(visible(line)), soft_wrap=True)
-
-
-def run_notes(tracker: Tracker) -> list[str]:
-    """Why lanes do not start (a budget or deadline reached), notifiers that failed."""
-    lines = []
-    if tracker.limits is not None and tracker.limits.stop_message:
-        lines.append(f"stopped starting lanes: {tracker.limits.stop_message}")
-    for failure in tracker.notify.errors if tracker.notify else []:
-        lines.append(f"notify failed: {failure}")
-    return lines
-
-
-def _table_width(header: list[str], rows: list[list[str]], notes: list[tuple[str, str]]) -> int:
-    """The least width of `_status_table`: whole fields, the longest dependency id, 20
-    columns of progress, two spaces between columns."""
-    fields = sum(max(len(cell) for cell in column) for column in zip(header, *rows, strict=True))
-    after = max([len("after")] + [len(word) for deps, _ in notes for word in deps.split()])
-    return fields + after + PROGRESS_MIN + 2 * (len(header) + 1)
-
-
-def _status_table(header: list[str], rows: list[list[str]], notes: list[tuple[str, str]]) -> Any:
-    """A light frame (no borders to pay for): ids, statuses and amounts stay whole, the
-    dependencies and the progress fold between words, the progress keeps 20 columns."""
-    from rich import box
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(show_lines=False, expand=False, box=box.SIMPLE_HEAD, pad_edge=False,
-                  show_edge=False, collapse_padding=True)  # fmt: skip
-    for column in [*header[:5], "after", "progress", *header[5:]]:
-        table.add_column(
-            column,
-            no_wrap=column not in ("host", "after", "progress"),
-            justify="right" if column == "cost" else "left",
-            min_width=PROGRESS_MIN if column == "progress" else None,
-            ratio=1 if column == "progress" else None,
-        )
-    for cells, (after, note) in zip(rows, notes, strict=True):
-        table.add_row(*(Text(cell) for cell in [*cells[:5], after, note, *cells[5:]]))
-    return table
-
-
-def _print_rows(
-    console: Any, header: list[str], rows: list[list[str]], notes: list[tuple[str, str]]
-) -> None:
-    """The status as lines: a lane's fields on one line, its progress wrapped below."""
-    import textwrap
-
-    from rich.text import Text
-
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
-
-    console.print(Text(line(header), style="bold"), soft_wrap=True)
-    for cells, (after, note) in zip(rows, notes, strict=True):
-        console.print(Text(line(cells)), soft_wrap=True)
-        text = f"after {after}" + (f"; {note}" if note else "") if after else note
-        for part in textwrap.wrap(text, width=max(20, console.width - 4)):
-            console.print(Text(f"    {part}"), soft_wrap=True)
-
-
-def _note(lane: Lane) -> str:
-    """The lane's progress column: its conflict, its error, or the agent's progress."""
-    if lane.merge.conflicts:
-        return f"conflicts: {', '.join(lane.merge.conflicts)}"
-    note = lane.error or ("" if lane.progress is None else str(lane.progress))
-    if lane.status == "blocked" and lane.held:
-        return "held: its agent is not logged in (see below)"
-    if lane.status in ("completed", "merged") and lane.no_changes and not note:
-        return "changed nothing"
-    if lane.status == "pending" and lane.waiting_for and not note:
-        return f"waiting for {lane.waiting_for}" + (
-            " (see below)" if lane.waiting_for in ("budget", "deadline") else ""
-        )
-    return note
 
 
 class StepProgress:

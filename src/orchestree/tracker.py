@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from orchestree import access_tracker as store
-from orchestree import disk, snapshot
+from orchestree import fastpath, snapshot
 from orchestree.errors import LockTimeout, TrackerError, UserError
 from orchestree.models import Tracker, describe_validation_error
 
@@ -64,17 +64,7 @@ class TrackerStore:
 
     def get(self, key_path: str | None) -> Any:
         """The tracker as JSON data, or the value at a dotted path (`lanes.docs.status`)."""
-        data: Any = self.read_raw()
-        if not key_path:
-            return data
-        for part in key_path.split("."):
-            if isinstance(data, dict) and part in data:
-                data = data[part]
-            elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
-                data = data[int(part)]
-            else:
-                raise UserError(f"the tracker has no {key_path!r} (stopped at {part!r})")
-        return data
+        return fastpath.lookup(self.read_raw(), key_path)
 
     def _note_edits(self, ignored: list[str]) -> None:
         self._edits.extend(i for i in ignored if i not in self._edits)
@@ -284,12 +274,5 @@ class TrackerStore:
         """Around every write: a full disk is one line naming it (the tracker intact),
         and the stdlib store's errors (`access_tracker` cannot import ours) become
         orchestree's, each with its exit code."""
-        try:
-            with disk.writing(self.path):
-                yield
-        except store.InvalidUpdateError as exc:
-            raise UserError(f"{exc}; nothing was written") from None
-        except store.LockTimeoutError as exc:
-            raise LockTimeout(str(exc)) from None
-        except store.TrackerFileError as exc:
-            raise TrackerError(str(exc)) from None
+        with fastpath.store_errors(self.path):
+            yield

@@ -1,0 +1,206 @@
+"""The commands a user or a script types most, without pydantic: `status`, `tracker
+get`, and a `tracker update` of lanes' progress, data and results.
+
+Each starts within the start-up budget (issue 18: 1.5x a bare `import typer`) because
+it needs only git, the two location keys of `orchestree.toml` and the stdlib tracker
+store that agents run (`access_tracker.py`), which refuses torn, newer and tampered
+files as the full path does. Whatever these cannot do lightly returns None, and the
+command takes the full path (`repo.open_repo`, the models), which validates everything
+and names what is wrong: an `orchestree.toml` that is not plain TOML or whose keys
+have the wrong type, an update of orchestree's own fields.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestree import access_tracker as store
+from orchestree import disk, git
+from orchestree.errors import LockTimeout, TrackerError, UserError
+from orchestree.initrepo import check_worktree_root
+from orchestree.layout import CONFIG_FILE, DEFAULT_AGENT, Layout
+
+
+@dataclass(frozen=True)
+class Where:
+    """An initialised repository as the light commands see it."""
+
+    layout: Layout
+    agent: str  # [defaults] agent: the agent of lanes that name none
+
+
+def not_initialised(root: Path) -> UserError:
+    return UserError(f"{root} is not initialised; run `orchestree init` there first")
+
+
+def locate(path: Path) -> Where | None:
+    """The initialised repository `path` is in; None when its config needs the full
+    path. A repository without a tracker is refused as `open_repo` refuses it."""
+    root = git.repo_root(path.resolve())
+    settings = _settings(root)
+    if settings is None:
+        return None
+    worktree_root, agent = settings
+    check_worktree_root(root, worktree_root, ask_git=False)
+    layout = Layout(root, worktree_root)
+    if not layout.tracker.exists():
+        raise not_initialised(root)
+    return Where(layout, agent)
+
+
+def _settings(root: Path) -> tuple[str, str] | None:
+    """`[worktree] root` and `[defaults] agent`, read without validating the rest."""
+    try:
+        text = (root / CONFIG_FILE).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Layout.worktree_root, DEFAULT_AGENT
+    except (OSError, UnicodeDecodeError):
+        return None
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return None
+    worktree, defaults = doc.get("worktree", {}), doc.get("defaults", {})
+    if not isinstance(worktree, dict) or not isinstance(defaults, dict):
+        return None
+    found = worktree.get("root", Layout.worktree_root), defaults.get("agent", DEFAULT_AGENT)
+    return found if all(isinstance(value, str) for value in found) else None
+
+
+def run_location(path: Path) -> tuple[Path, Path]:
+    """(where the caller is, the run's repository root) for `tracker get/update`.
+
+    `ORCHESTREE_TRACKER` (in every agent's environment) names the run's tracker. Inside
+    a lane's worktree the repository is the one that worktree belongs to (its git
+    common dir), never the worktree itself: a tracker there would be nobody's.
+    """
+    named = os.environ.get("ORCHESTREE_TRACKER")
+    here = git.repo_root(path.resolve())
+    if named:
+        tracker = Path(named)
+        if tracker.name != "tracker.json" or not tracker.is_file():
+            raise UserError(
+                f"ORCHESTREE_TRACKER is {named!r}, which is no tracker; unset it or point it "
+                "at a repository's .orchestration/tracker.json"
+            )
+        return here, tracker.resolve().parent.parent
+    common = git.common_dir(here)
+    return here, common.parent if common.name == ".git" else here
+
+
+def run_lane(here: Path, layout: Layout) -> str | None:
+    """The lane the caller speaks for: `ORCHESTREE_LANE`, else the lane whose worktree
+    (`agent-<lane>`) it is in; None outside lanes."""
+    try:
+        lane = store.bound_lane_name(os.environ.get("ORCHESTREE_LANE"))
+    except store.InvalidUpdateError as exc:
+        raise UserError(f"{exc}; nothing was read or written") from None
+    if lane is None and here.parent == layout.worktrees and here.name.startswith("agent-"):
+        lane = here.name[len("agent-") :]
+    return lane
+
+
+def parse_lane_json(text: str, what: str) -> dict[str, Any]:
+    """A JSON object from the command line or a file; one line naming what is wrong."""
+    try:
+        data = store.loads_strict(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{what} is not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except ValueError as exc:  # NaN, Infinity, 1e400
+        raise UserError(f"{what} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise UserError(f'{what} must be a JSON object, e.g. \'{{"tasks": ["..."]}}\'')
+    return data
+
+
+def lookup(data: Any, key_path: str | None) -> Any:
+    """The tracker data, or the value at a dotted path (`lanes.docs.status`)."""
+    if not key_path:
+        return data
+    for part in key_path.split("."):
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
+            data = data[int(part)]
+        else:
+            raise UserError(f"the tracker has no {key_path!r} (stopped at {part!r})")
+    return data
+
+
+def read(layout: Layout) -> dict[str, Any] | None:
+    """The tracker orchestree acts on (`access_tracker.trusted_view`), as its ledger
+    records it: orchestree validated that when it wrote it, and the helper's checks
+    passed the agent fields taken from tracker.json. None for a tracker without a
+    ledger (from before them), which only the full path validates."""
+    with store_errors(layout.tracker):
+        view = store.trusted_view(str(layout.tracker))
+    return view.data if view.signed else None
+
+
+def tracker_get(path: Path, key_path: str | None) -> tuple[bool, Any]:
+    """(True, the value) of `tracker get`; (False, None) when it needs the full path."""
+    here, main = run_location(path)
+    where = locate(main)
+    if where is None:
+        return False, None
+    run_lane(here, where.layout)  # a bad ORCHESTREE_LANE is refused here too
+    data = read(where.layout)
+    return (False, None) if data is None else (True, lookup(data, key_path))
+
+
+def tracker_update(path: Path, changes: Any) -> bool:
+    """`tracker update` of only existing lanes' progress, data and results, as the
+    agents' helper writes it; False (nothing written) for anything else, which the full
+    path validates and writes, or refuses with its reason."""
+    if not _agent_fields_only(changes):
+        return False
+    here, main = run_location(path)
+    where = locate(main)
+    if where is None:
+        return False
+    lane = run_lane(here, where.layout)
+    actor = "cli" if lane is None else f"agent-{lane}"
+    try:
+        with store_errors(where.layout.tracker):
+            store.update(str(where.layout.tracker), changes, actor, lane)
+    except UserError:
+        return False  # the full path says why, in its words
+    return True
+
+
+def _agent_fields_only(changes: Any) -> bool:
+    """Only `lanes.<id>.<progress|data|results>`: what the helper may write."""
+    if not isinstance(changes, dict) or set(changes) != {"lanes"}:
+        return False
+    lanes = changes["lanes"]
+    return (
+        isinstance(lanes, dict)
+        and bool(lanes)
+        and all(
+            isinstance(fields, dict) and set(fields) <= set(store.AGENT_FIELDS)
+            for fields in lanes.values()
+        )
+    )
+
+
+@contextlib.contextmanager
+def store_errors(path: Path) -> Iterator[None]:
+    """Around a use of the stdlib store: a full disk is one line naming it (the tracker
+    intact), and the store's errors (`access_tracker` cannot import ours) become
+    orchestree's, each with its exit code."""
+    try:
+        with disk.writing(path):
+            yield
+    except store.InvalidUpdateError as exc:
+        raise UserError(f"{exc}; nothing was written") from None
+    except store.LockTimeoutError as exc:
+        raise LockTimeout(str(exc)) from None
+    except store.TrackerFileError as exc:
+        raise TrackerError(str(exc)) from None
