@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo bench test-agents chaos clean
+.PHONY: test lint typecheck pytest demo bench test-agents chaos clean bytecode
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,13 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
+
+# An editable install holds no bytecode, and with PYTHONDONTWRITEBYTECODE set Python
+# never writes any: every orchestree process (each CLI call, each lane's supervisor)
+# would compile the package from source first. Compiled here, as pip compiles an
+# installed package; a source file changed since is compiled again (by its mtime).
+bytecode: $(STAMP)
+	@$(BIN)/python -m compileall -q src >/dev/null
 
 # Says how long it took at the end, passed or not, so a slow suite is noticed.
 test: $(STAMP)
@@ -30,13 +37,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) bytecode
 	$(BIN)/pytest -q
 
-demo: $(STAMP)
+demo: $(STAMP) bytecode
 	$(BIN)/python examples/demo/run_demo.py
 
-bench: $(STAMP)
+bench: $(STAMP) bytecode
 	$(BIN)/python bench/run_all.py
 
 clean:
@@ -48,7 +55,7 @@ clean:
 # `$(BIN)/python scripts/record-agents.py`.
 AGENTS_CACHE ?= $(HOME)/.cache/orchestree-agents
 
-test-agents: $(STAMP)
+test-agents: $(STAMP) bytecode
 	ORCHESTREE_AGENTS_CACHE="$(AGENTS_CACHE)" sh scripts/install-agents.sh >/dev/null
 	home=$$(mktemp -d) && trap 'rm -rf "$$home"' EXIT && \
 	env -i HOME="$$home" LANG=C.UTF-8 PATH="$(AGENTS_CACHE)/bin:/usr/local/bin:/usr/bin:/bin" \
@@ -61,7 +68,7 @@ test-agents: $(STAMP)
 # pytest's exit 5 (nothing collected, e.g. a CHAOS_FAULTS typo) is a failure here.
 SEEDS ?= 56
 
-chaos: $(STAMP)
+chaos: $(STAMP) bytecode
 	@ORCHESTREE_CHAOS_TESTS=1 CHAOS_SEEDS="$(SEEDS)" $(BIN)/pytest -q -p no:cacheprovider tests/chaos; \
 	code=$$?; if [ $$code -eq 5 ]; then \
 		echo "make chaos: no chaos run was collected (SEEDS=$(SEEDS)); check CHAOS_SEED, CHAOS_FAULTS" >&2; \

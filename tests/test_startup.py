@@ -160,3 +160,22 @@ def test_status_reads_and_progress_updates_start_without_pydantic(tmp_path: Path
     config.write_text("[defaults\n", "utf-8")
     code, heavy = loaded(repo, "status")
     assert (code, "pydantic" in heavy) == (2, True)
+
+
+def test_a_config_changed_since_it_was_checked_is_validated_again(tmp_path: Path) -> None:
+    """status reads orchestree.toml lightly only as the full path last found it valid
+    (the digest in .orchestration/config.checked): an edit is validated once, then
+    read lightly again."""
+    repo = make_repo(tmp_path / "repo")
+    config = repo / "orchestree.toml"
+    config.write_text('[defaults]\nagent = "shell"\n', "utf-8")
+    assert loaded(repo, "init")[0] == 0
+    assert loaded(repo, "status") == (0, set())
+    config.write_text('[defaults]\nagent = "codex"\n', "utf-8")
+    code, heavy = loaded(repo, "status")
+    assert (code, "pydantic" in heavy) == (0, True)
+    assert loaded(repo, "status") == (0, set())
+    config.write_text('[defaults]\nagent = "codex"\nmax_parallel = "4"\n', "utf-8")
+    for _ in range(2):  # refused each time: an invalid config is never remembered
+        code, heavy = loaded(repo, "status")
+        assert (code, "pydantic" in heavy) == (2, True)

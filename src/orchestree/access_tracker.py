@@ -37,7 +37,6 @@ import json
 import math
 import os
 import re
-import secrets
 import sys
 import threading
 import time
@@ -660,6 +659,8 @@ def _ledger_key(path: str, create: bool) -> bytes | None:
     key = _read_bytes(path)
     if key is None and create:
         # Under the tracker lock, so no two writers race to create it.
+        import secrets  # only here: a read need not load `random`
+
         _write_file(path, secrets.token_hex(32).encode("ascii"), 0o600)
         key = _read_bytes(path)
     return key or None

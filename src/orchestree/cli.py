@@ -2,9 +2,10 @@
 
 Heavy modules (pydantic, rich, starlette, the phases) are imported inside the
 commands that need them, so `orchestree status --json` starts about as fast as Typer.
+Unlike the rest of the package, no `from __future__ import annotations`: Typer reads
+every command's annotations at each start, and as strings it would compile and
+evaluate each of them (some 190 compiles, a fifth of a bare `import typer`).
 """
-
-from __future__ import annotations
 
 import contextlib
 import json
@@ -58,6 +59,22 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print it as JSON.")]
 AllOpt = Annotated[bool, typer.Option("--all", help="Every lane, even beyond one screen.")]
 ForceOpt = Annotated[
     bool, typer.Option("--force", help="Also remove unmerged branches and uncommitted changes.")
+]
+GroupBy = Annotated[
+    str | None,
+    typer.Option("--group-by", help="One lane per gap (default), per file, or per probe."),
+]
+MaxParallel = Annotated[
+    int | None,
+    typer.Option("--max-parallel", min=1, help="Lanes running at once (default: config)."),
+]
+Hard = Annotated[
+    bool,
+    typer.Option(
+        "--hard",
+        help="When [defaults] budget_usd or deadline is reached, also cancel the running "
+        "lanes (their work is kept), not only stop starting new ones.",
+    ),
 ]
 _DEBUG = {"on": False}
 ADDED_SHOWN = 8  # lane ids `add-lane --from` names; the rest it counts
@@ -550,24 +567,6 @@ def _finish_run(summary: Any, state: Any) -> None:
         _out(tally(outcomes))  # e.g. "3 lanes: 1 completed, 2 changed nothing"
     if summary.exit_code:
         raise typer.Exit(summary.exit_code)
-
-
-GroupBy = Annotated[
-    str | None,
-    typer.Option("--group-by", help="One lane per gap (default), per file, or per probe."),
-]
-MaxParallel = Annotated[
-    int | None,
-    typer.Option("--max-parallel", min=1, help="Lanes running at once (default: config)."),
-]
-Hard = Annotated[
-    bool,
-    typer.Option(
-        "--hard",
-        help="When [defaults] budget_usd or deadline is reached, also cancel the running "
-        "lanes (their work is kept), not only stop starting new ones.",
-    ),
-]
 
 
 @app.command()

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from orchestree import layout
 from orchestree.errors import UserError
+from orchestree.fastpath import remember_valid_config
 
 if TYPE_CHECKING:
     from orchestree.models import LaneInput
@@ -288,8 +289,9 @@ def load_config(repo_root: Path) -> Config:
     path = repo_root / CONFIG_FILE
     if not path.exists():
         return Config()
+    text = path.read_bytes()
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(text.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not valid TOML ({exc}); fix the file") from None
     try:
@@ -316,6 +318,7 @@ def load_config(repo_root: Path) -> Config:
         config.check_agent(config.plan.agent, f"{path}: [plan]")
     for name in config.plan.allow_agents:
         config.check_agent(name, f"{path}: [plan] allow_agents")
+    remember_valid_config(repo_root, text)
     return config
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,22 +55,51 @@ def locate(path: Path) -> Where | None:
 
 
 def _settings(root: Path) -> tuple[str, str] | None:
-    """`[worktree] root` and `[defaults] agent`, read without validating the rest."""
+    """`[worktree] root` and `[defaults] agent` of a config the full path found valid
+    as it is now (`remember_valid_config`); None for any other."""
     try:
-        text = (root / CONFIG_FILE).read_text(encoding="utf-8")
+        raw = (root / CONFIG_FILE).read_bytes()
     except FileNotFoundError:
         return Layout.worktree_root, DEFAULT_AGENT
-    except (OSError, UnicodeDecodeError):
+    except OSError:
         return None
     try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
+        if Layout(root).config_checked.read_text("utf-8") != _config_digest(raw):
+            return None
+        import tomllib  # only here: most repositories have no config file
+
+        doc = tomllib.loads(raw.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
         return None
     worktree, defaults = doc.get("worktree", {}), doc.get("defaults", {})
     if not isinstance(worktree, dict) or not isinstance(defaults, dict):
         return None
     found = worktree.get("root", Layout.worktree_root), defaults.get("agent", DEFAULT_AGENT)
     return found if all(isinstance(value, str) for value in found) else None
+
+
+def _config_digest(raw: bytes) -> str:
+    import hashlib
+
+    from orchestree import __version__
+
+    return f"orchestree {__version__} sha256 {hashlib.sha256(raw).hexdigest()}\n"
+
+
+def remember_valid_config(root: Path, raw: bytes) -> None:
+    """After `config.load_config` found `raw` (orchestree.toml's bytes) valid: its
+    digest, so that the light commands read that config without validating it again,
+    and a config changed since takes the full path, which names what is wrong. A cache,
+    not state: written only into an initialised repository, and a failure is ignored."""
+    checked = Layout(root).config_checked
+    digest = _config_digest(raw)
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        if not checked.parent.is_dir() or checked.read_text("utf-8") == digest:
+            return
+    with contextlib.suppress(OSError):
+        temp = checked.with_name(f".{checked.name}.{os.getpid()}.tmp")
+        temp.write_text(digest, encoding="utf-8")
+        os.replace(temp, checked)
 
 
 def run_location(path: Path) -> tuple[Path, Path]:

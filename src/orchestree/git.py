@@ -13,7 +13,6 @@ import functools
 import os
 import shutil
 import subprocess
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -593,6 +592,8 @@ def all_refs(root: Path) -> dict[str, str]:
 def export_tree(root: Path, commit: str, dest: Path) -> None:
     """The files of `commit` written into the new folder `dest`: no .git, no index,
     nothing registered (a scratch tree to run a setup in)."""
+    import tarfile  # here, not at the top: every command imports this module
+
     dest.mkdir(parents=True)
     archive = dest.with_name(dest.name + ".tar")
     try:

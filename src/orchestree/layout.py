@@ -51,6 +51,7 @@ class Layout:
     cancel_requests = _Path("cancel", orch)  # `orchestree cancel` leaves `<lane>` here
     archive = _Path("archive", orch)
     helper = _Path("access_tracker.py", orch)
+    config_checked = _Path("config.checked", orch)  # the digest of a config found valid
     generated = _Path(GENERATED_DIR)
     plan_file = _Path(PLAN_FILE)
 
