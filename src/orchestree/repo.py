@@ -59,6 +59,7 @@ def init_repo(path: Path) -> InitResult:
     if repo.store.exists():
         repo.store.read()  # refuses a torn or newer tracker before anything changes
     done = prepare(repo.layout, repo.config.defaults.base_branch)
+    load_config(repo.root)  # again, now that .orchestration/ is there to remember it in
     if repo.store.exists():
         return InitResult(repo, created=False, excludes_added=done.excludes_added)
     repo.store.create(
