@@ -24,8 +24,16 @@ from orchestree.errors import (
     OrchestreeError,
 )
 
-app = typer.Typer(
+_APP_SETTINGS: dict[str, Any] = dict(
     name="orchestree",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app = typer.Typer(
+    **_APP_SETTINGS,
     help=(
         "Run many coding agents on one git repository: each lane gets its own worktree "
         "and branch, one tracker records everything, finished lanes merge back in "
@@ -33,11 +41,6 @@ app = typer.Typer(
         'Example: orchestree init && orchestree add-lane docs \'{"tasks": ["Write docs"]}\''
         " && orchestree execute && orchestree merge"
     ),
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
 )
 tracker_app = typer.Typer(
     help=(
@@ -890,11 +893,28 @@ def _usage_error(exc: Exception, no_args: type[Exception]) -> int:
     return EXIT_USAGE
 
 
+def _app_for(args: list[str]) -> typer.Typer:
+    """The app with only the command `args` names. Typer builds the parameters of every
+    command it holds at each start, and a call needs one. With no command first (the
+    program's own help, an option), or a name that is no command: the whole app, which
+    lists the commands or suggests the near ones."""
+    name = args[0] if args else "-"
+    one = typer.Typer(**_APP_SETTINGS)
+    one.registered_callback = app.registered_callback
+    one.registered_commands = [
+        info
+        for info in app.registered_commands
+        if (info.name or typer.main.get_command_name(info.callback.__name__)) == name  # type: ignore[union-attr]
+    ]
+    one.registered_groups = [group for group in app.registered_groups if group.name == name]
+    return one if one.registered_commands or one.registered_groups else app
+
+
 def main(argv: list[str] | None = None) -> int:
     click_error, no_args = _parser_errors()
     args = sys.argv[1:] if argv is None else argv
     try:
-        result = app(args=args, prog_name="orchestree", standalone_mode=False)
+        result = _app_for(args)(args=args, prog_name="orchestree", standalone_mode=False)
     except OrchestreeError as exc:
         if _DEBUG["on"]:
             raise
