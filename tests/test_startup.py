@@ -179,3 +179,24 @@ def test_a_config_changed_since_it_was_checked_is_validated_again(tmp_path: Path
     for _ in range(2):  # refused each time: an invalid config is never remembered
         code, heavy = loaded(repo, "status")
         assert (code, "pydantic" in heavy) == (2, True)
+
+
+def test_the_light_commands_find_the_repository_as_git_does(tmp_path: Path) -> None:
+    """From a subfolder, the main worktree is found without starting git; when the
+    environment bounds git's search, git decides (and here refuses)."""
+    repo = make_repo(tmp_path / "repo")
+    assert loaded(repo, "init")[0] == 0
+    deep = repo / "src" / "pkg"
+    deep.mkdir(parents=True)
+    shown = subprocess.run(
+        [sys.executable, "-m", "orchestree", "tracker", "get", "repo"], cwd=deep, env=env(),
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert json.loads(shown) == str(repo)
+    bounded = {**env(), "GIT_CEILING_DIRECTORIES": str(repo)}
+    refused = subprocess.run(
+        [sys.executable, "-m", "orchestree", "status"], cwd=deep, env=bounded,
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert refused.returncode == 3
+    assert "not inside a git repository" in refused.stderr
