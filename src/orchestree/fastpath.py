@@ -42,7 +42,7 @@ def not_initialised(root: Path) -> UserError:
 def locate(path: Path) -> Where | None:
     """The initialised repository `path` is in; None when its config needs the full
     path. A repository without a tracker is refused as `open_repo` refuses it."""
-    root = _plain_root(path.resolve()) or git.repo_root(path.resolve())
+    root = git.repo_root(path.resolve())
     settings = _settings(root)
     if settings is None:
         return None
@@ -52,22 +52,6 @@ def locate(path: Path) -> Where | None:
     if not layout.tracker.exists():
         raise not_initialised(root)
     return Where(layout, agent)
-
-
-def _plain_root(path: Path) -> Path | None:
-    """The nearest folder holding `path` with a `.git` folder: a repository's main
-    worktree, found without starting git. None for anything git must judge: a `.git`
-    file (a linked worktree, a submodule), a variable that bounds git's search (`git.py`
-    drops GIT_DIR and GIT_WORK_TREE), no `.git` at all (then git names the problem)."""
-    if os.environ.keys() & {"GIT_CEILING_DIRECTORIES", "GIT_DISCOVERY_ACROSS_FILESYSTEM"}:
-        return None
-    for folder in (path, *path.parents):
-        dot = folder / ".git"
-        if dot.is_dir():
-            return folder
-        if dot.exists():
-            return None
-    return None
 
 
 def _settings(root: Path) -> tuple[str, str] | None:
@@ -126,10 +110,7 @@ def run_location(path: Path) -> tuple[Path, Path]:
     common dir), never the worktree itself: a tracker there would be nobody's.
     """
     named = os.environ.get("ORCHESTREE_TRACKER")
-    plain = _plain_root(path.resolve())
-    if plain is not None and not named:
-        return plain, plain  # its own git common dir: the main worktree
-    here = plain or git.repo_root(path.resolve())
+    here = git.repo_root(path.resolve())
     if named:
         tracker = Path(named)
         if tracker.name != "tracker.json" or not tracker.is_file():

@@ -69,10 +69,29 @@ def out(*args: str, cwd: Path) -> str:
     return run(*args, cwd=cwd).stdout.strip()
 
 
+def _main_worktree(path: Path) -> Path | None:
+    """The nearest folder holding `path` (resolved) with a `.git` folder: a repository's
+    main worktree, as git finds it, without starting git. None for what git must judge:
+    a `.git` file (a linked worktree, a submodule), a variable that bounds git's search
+    (`run` drops GIT_DIR and GIT_WORK_TREE), no `.git` at all (git names the problem)."""
+    if os.environ.keys() & {"GIT_CEILING_DIRECTORIES", "GIT_DISCOVERY_ACROSS_FILESYSTEM"}:
+        return None
+    for folder in (path, *path.parents):
+        dot = folder / ".git"
+        if dot.is_dir():
+            return folder
+        if dot.exists():
+            return None
+    return None
+
+
 def repo_root(path: Path) -> Path:
     """The top of the working tree that holds `path`; exit 3 outside a repository."""
     if not path.exists():
         raise EnvironmentRefused(f"{path} does not exist; pass an existing repository folder")
+    found = _main_worktree(path.resolve())
+    if found is not None:
+        return found
     proc = run("rev-parse", "--show-toplevel", cwd=path, check=False)
     if proc.returncode != 0 or not proc.stdout.strip():
         raise EnvironmentRefused(
@@ -84,7 +103,9 @@ def repo_root(path: Path) -> Path:
 @functools.lru_cache(maxsize=64)
 def common_dir(root: Path) -> Path:
     """The `.git` folder shared by every worktree of this repository (it never moves
-    while we run, so it is asked once per root)."""
+    while we run, so it is asked once per root): a main worktree's own `.git` folder."""
+    if _main_worktree(root.resolve()) == root.resolve():
+        return root.resolve() / ".git"
     return Path(out("rev-parse", "--path-format=absolute", "--git-common-dir", cwd=root))
 
 
