@@ -272,3 +272,19 @@ def test_the_live_line_survives_a_tracker_it_cannot_read() -> None:
 
     live = report.LiveProgress(unreadable)
     assert live.live.get_renderable().plain == "…"  # type: ignore[union-attr]
+
+
+def test_a_long_word_in_a_narrow_progress_column_starts_its_own_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An escape shown as text (`\\x1b[2J`) stays whole when its word must be cut."""
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("LINES", "50")
+    lanes = {
+        "commits-orch-paths": {"status": "completed", "agent": "chaos"},
+        "markup": {"status": "completed", "progress": "[b]click[/b] \x1b[2J\x1b]0;owned\x07 x"},
+    }
+    out = status_text(make_tracker(lanes), capsys)
+    assert "\\x1b[2J" in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert any(line.rstrip().endswith("[b]click[/b]") for line in out.splitlines())

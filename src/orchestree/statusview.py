@@ -182,20 +182,42 @@ def _table(
     after, progress = names.index("after"), names.index("progress")
     fixed = sum(w for i, w in enumerate(widths) if i not in (after, progress))
     room = width - fixed - 2 * (len(names) - 1)
-    if widths[after] + widths[progress] > room:  # fold: the progress keeps its 20 columns
+    if widths[after] + widths[progress] > room:
         least = max([len("after")] + [len(w) for deps, _ in notes for w in deps.split()])
-        widths[after] = min(widths[after], max(least, room - PROGRESS_MIN))
-        widths[progress] = max(PROGRESS_MIN, room - widths[after])
+        widths[after], widths[progress] = _share(widths[after], widths[progress], room, least)
     rule = "─" * (sum(widths) + 2 * (len(names) - 1))
     lines = [(_join(names, widths, names), _BOLD), (rule, "")]
     for cells in table:
         parts = [
-            textwrap.wrap(cell, w) or [""] if i in (after, progress) else [cell]
+            _wrap(cell, w) if i in (after, progress) else [cell]
             for i, (cell, w) in enumerate(zip(cells, widths, strict=True))
         ]
         for n in range(max(len(p) for p in parts)):
             lines.append((_join([p[n] if n < len(p) else "" for p in parts], widths, names), ""))
     return lines
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """`text` in lines of `width`, broken between words; a longer word starts a line of
+    its own and is cut there, so that a short token in it (an escape shown as text)
+    stays whole where it can."""
+    lines = textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False)
+    return [line[at : at + width] for line in lines for at in range(0, len(line), width)] or [""]
+
+
+def _share(after: int, progress: int, room: int, least: int) -> tuple[int, int]:
+    """The widths of the two folding columns in `room`: the wider gives way first, the
+    dependencies never below their longest id (`least`), the progress never below 20
+    columns (`_table_width` leaves room for both)."""
+    half = room // 2
+    if after <= half:
+        after_now = after
+    elif progress <= room - half:
+        after_now = room - progress
+    else:
+        after_now = max(least, half)
+    progress_now = max(PROGRESS_MIN, room - after_now)
+    return room - progress_now, progress_now
 
 
 def _join(cells: list[str], widths: list[int], names: list[str]) -> str:
@@ -220,7 +242,7 @@ def _rows(
     for cells, (after, note) in zip(rows, notes, strict=True):
         lines.append((line(cells), ""))
         text = f"after {after}" + (f"; {note}" if note else "") if after else note
-        lines.extend((f"    {part}", "") for part in textwrap.wrap(text, max(20, width - 4)))
+        lines.extend((f"    {part}", "") for part in _wrap(text, max(20, width - 4)))
     return lines
 
 
