@@ -37,7 +37,7 @@ from orchestree.merge.startpoint import start_point
 from orchestree.models import Lane, Tracker
 from orchestree.repo import Repo
 from orchestree.runlock import run_lock
-from orchestree.worktree_share import Stock, made_for, stocking
+from orchestree.worktree_share import STOCK_MAX, Stock, made_for, stocking
 
 WAIT_S = 0.5
 Reporter = Callable[[str], None]
@@ -142,7 +142,7 @@ class Execution:
         if not (setup and folders) or config.executor.kind != "local" or self.kind != "lane":
             return None
         made = made_for(layout.orch / "share", self._base, setup, folders)
-        return Stock(made, folders, self.max_parallel)
+        return Stock(made, folders, min(self.max_parallel, STOCK_MAX))
 
     def _in_scope(self, lane_id: str, kind: str) -> bool:
         return kind == self.kind and (self.only is None or lane_id in self.only)

@@ -11,9 +11,9 @@ could corrupt for all. `setup` does not run again in the worktree.
 A hard-link farm of a large folder still costs a link per file (about 40 ms for 5 000
 files here, all of it in the kernel), and twelve lanes starting at once pay it twelve
 times on the same cores that start them. So while `execute` runs, a `Stock` (a thread
-beside the orchestrator's loop) keeps copies made ahead, `max_parallel` of each folder,
-under `<key>/copies/<n>/` (n: the folder's place in the list), made at a low priority
-and only once lanes have stopped taking them for a second. A lane takes one with a
+beside the orchestrator's loop) keeps copies made ahead, `max_parallel` of each folder
+(at most `STOCK_MAX`), under `<key>/copies/<n>/` (n: the folder's place in the list),
+made at a low priority and only once lanes have stopped taking them for a second. A lane takes one with a
 single `rename` into its worktree (two lanes never get the same copy; where none is
 left, or the rename cannot cross filesystems, the lane links its own as before). A
 copy is made under a `.making-` name and renamed complete, so a kill leaves either a
@@ -53,6 +53,9 @@ POLL_S = 0.1  # how often the stock looks for copies lanes took
 # Copies are made once lanes have stopped taking them for this long: a copy made beside
 # a burst of lane starts slows them (the same rule as the pool's refill).
 REFILL_AFTER_S = 1.0
+# A copy's folders are its own (a large node_modules has thousands, each a disk block):
+# the stock never holds more copies of a folder than this, whatever max_parallel says.
+STOCK_MAX = 16
 
 
 def key(base: str, setup: str, folders: list[str]) -> str:
