@@ -13,12 +13,12 @@ files here, all of it in the kernel), and twelve lanes starting at once pay it t
 times on the same cores that start them. So while `execute` runs, a `Stock` (a thread
 beside the orchestrator's loop) keeps copies made ahead, `max_parallel` of each folder
 (at most `STOCK_MAX`), under `<key>/copies/<n>/` (n: the folder's place in the list),
-made at a low priority and only once lanes have stopped taking them for a second. A lane takes one with a
-single `rename` into its worktree (two lanes never get the same copy; where none is
-left, or the rename cannot cross filesystems, the lane links its own as before). A
-copy is made under a `.making-` name and renamed complete, so a kill leaves either a
-complete copy or one the next `Stock` removes; only the orchestrator makes copies, and
-one orchestrator runs at a time.
+made at a low priority and only once lanes have stopped taking them for a second. A
+lane takes one with a single `rename` into its worktree (two lanes never get the same
+copy; where none is left, or the rename cannot cross filesystems, the lane links its
+own as before). A copy is made under a `.making-` name and renamed complete, so a
+kill leaves either a complete copy or one the next `Stock` removes; only the
+orchestrator makes copies, and one orchestrator runs at a time.
 
 A hard-link farm shares the files' inodes: a file rewritten in place (not replaced)
 changes for every lane. Package managers replace files, and the template's files are
