@@ -3,11 +3,13 @@ copy of the shared folders (a reflink clone or a hard-link farm, never a symlink
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from exec_helpers import BASE_CONFIG, add_lanes, cli, git, make_repo, tracker
+from exec_helpers import BASE_CONFIG, add_lanes, cli, git, make_repo, tracker, wait_for
+from orchestree import worktree_share
 
 SETUP = (
     "echo setup-ran >> {runs} && mkdir -p deps/pkg && "
@@ -82,3 +84,92 @@ def test_a_shared_folder_outside_the_worktree_is_refused(
     assert result.code == 2
     assert "worktree.share" in result.err
     assert "must be a folder inside the worktree" in result.err
+
+
+def _copies(repo: Path) -> list[Path]:
+    """The complete copies of `deps` made ahead, across templates."""
+    return sorted((repo / ".orchestration" / "share").glob("*/copies/0/c-*"))
+
+
+def _inode(path: Path) -> int:
+    return path.stat().st_ino
+
+
+def test_lanes_take_copies_made_ahead_each_its_own_and_read_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = tmp_path / "setup.runs"
+    repo = share_repo(tmp_path, monkeypatch, SETUP.format(runs=runs))
+    # A first run lasts until the stock holds max_parallel (3) copies made ahead.
+    copies = "../../.orchestration/share/*/copies/0/c-*"
+    wait = f"until [ $(ls -d {copies} | wc -l) -ge 3 ]; do sleep 0.1; done"
+    add_lanes(repo, {"first": {"tasks": [wait], "timeout_s": 60}})
+    assert cli(repo, "execute", "--max-parallel", "3").code == 0
+    ahead = _copies(repo)
+    assert len(ahead) == 3
+    template = next((repo / ".orchestration" / "share").glob("*/tree/deps"))
+    made = {_inode(p) for p in ahead}
+    lanes = {f"l{n}": {"tasks": ["cat deps/pkg/f1.txt > seen.txt"]} for n in range(3)}
+    lanes["l0"]["tasks"] = [  # replaces a shared file, as package managers do
+        "rm deps/pkg/f1.txt && echo mine > deps/pkg/f1.txt && cp deps/pkg/f1.txt seen.txt"
+    ]
+    add_lanes(repo, lanes)
+    result = cli(repo, "execute", "--max-parallel", "3")
+    assert result.code == 0, result.out + result.err
+    assert runs.read_text().splitlines() == ["setup-ran"]
+    folders = [repo / ".worktrees" / f"agent-l{n}" / "deps" for n in range(3)]
+    for n, deps in enumerate(folders):
+        log = (repo / ".orchestration" / "logs" / f"agent-l{n}.log").read_text()
+        assert "worktree share: deps (hardlink, made ahead)" in log
+        assert not deps.is_symlink()
+        assert _inode(deps) in made  # one of the copies, moved in whole
+        seen = git(repo, "show", f"lane-l{n}:seen.txt")
+        assert seen == ("mine" if n == 0 else "dep 1")
+        kept = deps / "pkg" / "f2.txt"  # still the template's file, and read-only
+        assert _inode(kept) == _inode(template / "pkg" / "f2.txt")
+        assert kept.stat().st_mode & 0o222 == 0
+    assert len({_inode(d) for d in folders}) == 3  # never one copy for two lanes
+    assert (template / "pkg" / "f1.txt").read_text() == "dep 1\n"
+    assert not any(p.exists() for p in ahead)  # taken, not copied again
+    assert not list((repo / ".orchestration" / "share").glob("*/copies/0/.making-*"))
+
+
+def test_the_stock_fills_to_its_size_and_sweeps_what_a_kill_cut_short(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = share_repo(tmp_path, monkeypatch, SETUP.format(runs=tmp_path / "runs"))
+    base = git(repo, "rev-parse", "HEAD")
+    home = repo / ".orchestration" / "share"
+    setup = SETUP.format(runs=tmp_path / "runs")
+
+    def run_setup(cwd: Path) -> int:
+        return subprocess.run(["sh", "-c", setup], cwd=cwd, check=False).returncode
+
+    tree, code, _ = worktree_share.template(home, repo, base, setup, ["deps"], run_setup)
+    assert code == 0
+    assert tree is not None
+    made = worktree_share.made_for(home, base, setup, ["deps"])
+    # No copy made ahead yet: the lane links its own farm of the template's files.
+    own = tmp_path / "own" / "deps"
+    assert worktree_share.give(tree, tmp_path / "own", ["deps"]) == "hardlink"
+    assert _inode(own / "pkg" / "f1.txt") == _inode(tree / "deps" / "pkg" / "f1.txt")
+    assert (own / "pkg" / "f1.txt").stat().st_mode & 0o222 == 0
+    cut = made / "copies" / "0" / ".making-dead"  # a copy whose maker was SIGKILLed
+    (cut / "pkg").mkdir(parents=True)
+    stock = worktree_share.Stock(made, ["deps"], 2)
+    with worktree_share.stocking(stock):
+        assert not cut.exists()
+        wait_for(lambda: stock.counts() == [2], 30, "two copies made ahead")
+        dest = tmp_path / "wt" / "deps"
+        dest.parent.mkdir()
+        # Two takers, one copy each: the second finds the first's gone and takes another.
+        assert worktree_share._take(made, 0, dest)
+        assert worktree_share._take(made, 0, tmp_path / "wt" / "other")
+        assert _inode(dest) != _inode(tmp_path / "wt" / "other")
+        assert sorted(p.name for p in (dest / "pkg").iterdir()) == [
+            f"f{i}.txt" for i in range(1, 6)
+        ]
+        wait_for(lambda: stock.counts() == [2], 30, "the stock made up for them")
+    assert stock.counts() == [2]  # complete copies stay for the next run
+    assert not list((made / "copies" / "0").glob(".making-*"))
+    assert not worktree_share._take(made, 1, tmp_path / "wt" / "none")  # no such stock

@@ -37,6 +37,7 @@ from orchestree.merge.startpoint import start_point
 from orchestree.models import Lane, Tracker
 from orchestree.repo import Repo
 from orchestree.runlock import run_lock
+from orchestree.worktree_share import STOCK_MAX, Stock, made_for, stocking
 
 WAIT_S = 0.5
 Reporter = Callable[[str], None]
@@ -100,7 +101,10 @@ class Execution:
                 self._recover(tracker)
                 previous = signal.signal(signal.SIGINT, self._on_sigint)
                 try:
-                    with worktree_pool.filling(self._pool_filler()) as self._pool:
+                    with (
+                        stocking(self._share_stock()),
+                        worktree_pool.filling(self._pool_filler()) as self._pool,
+                    ):
                         self._loop()
                 finally:
                     signal.signal(signal.SIGINT, previous)
@@ -130,6 +134,15 @@ class Execution:
             self.repo.root, layout.worktrees, self._base, config.worktree,
             layout.orch / "share", includes, layout.orch / "logs" / "pool.log", self.report,
         )  # fmt: skip
+
+    def _share_stock(self) -> Stock | None:
+        """`[worktree] share`'s copies made ahead for this run's lanes (local executor)."""
+        config, layout = self.repo.config, self.repo.layout
+        setup, folders = config.worktree.setup, list(config.worktree.share)
+        if not (setup and folders) or config.executor.kind != "local" or self.kind != "lane":
+            return None
+        made = made_for(layout.orch / "share", self._base, setup, folders)
+        return Stock(made, folders, min(self.max_parallel, STOCK_MAX))
 
     def _in_scope(self, lane_id: str, kind: str) -> bool:
         return kind == self.kind and (self.only is None or lane_id in self.only)

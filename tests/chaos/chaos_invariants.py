@@ -187,7 +187,8 @@ def hostile_acted(seen: Observed) -> list[str]:
 
 
 def pool_swept(seen: Observed) -> list[str]:
-    """After the resume and a `cleanup`, nothing of `[worktree] pool` is left."""
+    """After the resume and a `cleanup`, nothing of `[worktree] pool` is left, nor a
+    copy `[worktree] share`'s stock was making."""
     left = seen.extra.get("pool_left")
     if left is None:
         return ["the run never looked at what the pool left"]

@@ -54,9 +54,11 @@ COMMAND_TIMEOUT_S = 120.0  # a command still running after this is a hang: a vio
 SAMPLE_S = 0.03
 TMPFS_SIZE = "8m"
 # `kill-pool` runs: two spares, and a setup that takes a moment (so the filler is busy
-# when the kill strikes) and makes a folder the lanes' worktrees then have.
+# when the kill strikes) and makes a folder the lanes' worktrees then have, shared:
+# share's stock makes copies of it ahead while lanes and spares take them.
 POOL_CONFIG = (
-    '\n[worktree]\npool = 2\nsetup = "mkdir -p deps && echo dep > deps/dep.txt && sleep 0.3"\n'
+    '\n[worktree]\npool = 2\nshare = ["deps"]\n'
+    'setup = "mkdir -p deps && echo dep > deps/dep.txt && sleep 0.3"\n'
 )
 IDENTITY = {
     "GIT_AUTHOR_NAME": "chaos",
@@ -289,11 +291,13 @@ class ChaosRun:
         extra["decoy_alive"] = self.hostile.end_decoy()
 
     def _pool_left(self) -> list[str]:
-        """What of `[worktree] pool` is left: its folder's entries, registered worktrees."""
+        """What of `[worktree] pool` is left: its folder's entries, registered worktrees;
+        and copies share's stock had not finished (complete ones stay, by design)."""
         folder = self.repo / ".worktrees" / ".pool"
         left = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
         listed = self._git("worktree", "list", "--porcelain").splitlines()
-        return left + [line for line in listed if "/.pool/" in line]
+        cut = self.repo.glob(".orchestration/share/*/copies/*/.making-*")
+        return left + [line for line in listed if "/.pool/" in line] + sorted(map(str, cut))
 
     def _statuses(self) -> dict[str, str]:
         return {k: str(v.get("status")) for k, v in self._tracker().get("lanes", {}).items()}

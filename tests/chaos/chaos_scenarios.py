@@ -34,8 +34,8 @@ AT_MERGE = ("kill-verify", "kill-merge")  # faults that strike `merge`, not `exe
 # resume: the supervisors it left must be adopted, not killed (issue 13, must-show 2).
 KILL_THEN_CLOCK = "kill-orchestrator+clock"
 # The orchestrator SIGKILLed while `[worktree] pool` fills and lanes claim its spares
-# (the run has `pool = 2` and a setup that takes a moment): the resume and the final
-# cleanup must trip on nothing the filler or a claim left half-done.
+# (the run has `pool = 2`, `share` and a setup that takes a moment): the resume and the
+# final cleanup must trip on nothing the filler, share's stock or a claim left half-done.
 KILL_POOL = "kill-pool"
 FAULTS = (*KILLS, *CLOCK_STEPS, KILL_THEN_CLOCK, "disk-full", "read-only", KILL_POOL)
 
