@@ -372,6 +372,21 @@ def changed_files(root: Path, old: str, new: str) -> list[str]:
     return [p for p in raw.split("\0") if p]
 
 
+def changed_blobs(root: Path, old: str, new: str) -> dict[str, str]:
+    """Each file changed from `old` to `new` -> what `new` has there ("<mode> <blob>";
+    a deleted file's is all zeros): two sides that changed a file to the same
+    content cannot conflict on it."""
+    raw = run("diff", "--raw", "-z", "--no-renames", "--no-abbrev", old, new, cwd=root).stdout
+    # -z: ":<old mode> <new mode> <old blob> <new blob> <status>\0<path>\0", per file.
+    items = raw.split("\0")
+    found: dict[str, str] = {}
+    for info, path in zip(items[0::2], items[1::2], strict=False):
+        fields = info.split()
+        if path and len(fields) >= 4:
+            found[path] = f"{fields[1]} {fields[3]}"
+    return found
+
+
 # --- Merges computed without a working tree (DESIGN.md §8) -------------------------
 
 
