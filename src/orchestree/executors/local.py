@@ -61,6 +61,7 @@ class LocalExecutor:
         self.cancelled: set[str] = set()
         self.includes: list[str] | None = None  # .worktreeinclude matches, found once
         self.spawner = launch.Spawner()
+        self.spawner.warm()  # an executor is opened to launch lanes: be ready for the first
         self.heads: dict[str, str] = {}  # lane -> head its last finished attempt left
 
     def submit(self, spec: LaneSpec) -> str:
