@@ -164,7 +164,8 @@ class TrackerStore:
     def update_many(self, changes: list[Change]) -> Tracker:
         """`update` for several changes (change, event, detail) at once: applied in
         order and written in one transaction (one set of fsyncs), each with its event;
-        if one fails, none is written."""
+        if one fails, none is written. The state machine judges each lane's status from
+        before the first change to after the last: one status change a lane."""
         lock_path, events_path = store.paths(str(self.path))
         with self._writing(), store.locked(lock_path, self.lock_timeout, _say_waiting):
             return self._update_locked(changes, events_path)
