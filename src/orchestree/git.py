@@ -354,6 +354,20 @@ def tracked_under(root: Path, rev: str, paths: list[str]) -> list[str]:
     return [p for p in raw.split("\0") if p]
 
 
+def revs_holding(root: Path, revs: list[str], paths: list[str]) -> set[str]:
+    """The commits of `revs` whose tree holds something at any of `paths` (names
+    without a newline): one `cat-file --batch-check` for them all, where `tracked_under`
+    is a call per commit."""
+    asked = [(rev, path) for rev in dict.fromkeys(revs) for path in paths]
+    if not asked:
+        return set()
+    said = run("cat-file", "--batch-check=%(objectname)", cwd=root,
+               input="".join(f"{rev}:{path}\n" for rev, path in asked)).stdout  # fmt: skip
+    # One line an object: its id, or "<what was asked> missing".
+    return {rev for (rev, _), line in zip(asked, said.splitlines(), strict=True)
+            if not line.endswith(" missing")}  # fmt: skip
+
+
 def is_tracked(root: Path, rel: str) -> bool:
     """Does the index of the worktree at `root` hold `rel` or anything under it?"""
     raw = literal("ls-files", "-z", "--", rel, cwd=root).stdout
