@@ -594,3 +594,25 @@ def test_a_lane_costs_two_tracker_writes_its_outcome_riding_with_the_next_claim(
     assert [f"{e['event']} {e['lane']}" for e in said if "lane" in e] == [
         event for write in lanes for event in write
     ]
+
+
+def test_a_branch_made_by_someone_else_mid_run_fails_its_lane_and_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repo(tmp_path, monkeypatch)
+    # While lane a runs (after the executor read the lane branches once), someone makes
+    # lane b's branch: b's supervisor must not take it over.
+    theirs = "git commit -q --allow-empty -m 'not orchestree' && git branch lane-b HEAD"
+    add_lanes(
+        repo, {"a": {"tasks": [theirs]}, "b": {"tasks": ["echo b > b.txt"], "depends_on": ["a"]}}
+    )
+
+    result = cli(repo, "execute", "--max-parallel", "1")
+
+    made = git(repo, "rev-parse", "lane-b")
+    assert result.code == 1
+    lane = tracker(repo)["lanes"]["b"]
+    assert lane["status"] == "failed"
+    assert "lane-b" in lane["error"] and "already exists" in lane["error"]
+    assert git(repo, "log", "-1", "--format=%s", made) == "not orchestree"
+    assert made == git(repo, "rev-parse", "lane-a")  # its commit, untouched
