@@ -613,6 +613,7 @@ def test_a_branch_made_by_someone_else_mid_run_fails_its_lane_and_is_kept(
     assert result.code == 1
     lane = tracker(repo)["lanes"]["b"]
     assert lane["status"] == "failed"
-    assert "lane-b" in lane["error"] and "already exists" in lane["error"]
+    assert "lane-b" in lane["error"]
+    assert "already exists" in lane["error"]
     assert git(repo, "log", "-1", "--format=%s", made) == "not orchestree"
     assert made == git(repo, "rev-parse", "lane-a")  # its commit, untouched

@@ -130,7 +130,8 @@ def test_update_many_is_one_write_with_each_event_in_order(store: TrackerStore, 
         [(run, "lane-start", {"lane": "work"}), (phase, "phase", {}), (done, "progress", {})]
     )
 
-    assert written.lanes["work"].status == "running" and written.phase == 3
+    assert written.lanes["work"].status == "running"
+    assert written.phase == 3
     assert written.lanes["work"].progress == "done"
     # One write: the copy it kept is the tracker from before all three, not between them.
     assert (orch / "tracker.json.bak").read_bytes() == before
