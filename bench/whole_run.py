@@ -9,18 +9,26 @@ the cost per lane at N = 24 (growth stays linear).
 
     python bench/whole_run.py [--lanes 8 24 96] [--repeat 5]
 
-What a lane costs beyond the raw loop (cProfile of `execute` at 24 lanes), and what
-each buys:
-- four tracker transactions in the orchestrator (claim, submitted, started, settle),
-  each four fsyncs (tracker, folder, ledger, folder): durability, a SIGKILL at any
-  line leaves the old or the new state, and the ledger's HMAC (trust). Measured:
-  98 transactions, 3.0 s of a 5.2 s profiled `execute`, 1.5 s of it in fsync.
-- pydantic validation of the whole tracker on every transaction: safety, an invalid
-  state is never written.
-- a supervisor per lane (forked from one server) that checks the worktree is still
-  ours before committing: supervision and trust.
-- the worktree administration under one lock per repository: git's own races
-  (DESIGN.md §6); the populate step runs outside it, lanes overlapping.
+What a lane costs beyond the raw loop (cProfile and strace of `execute` at 24 lanes),
+and what each buys:
+- two tracker transactions in the orchestrator (the claim, which also carries the
+  outcome of the lane that finished before it; the handle with the start), each three
+  fsyncs (tracker, ledger, folder): durability, a SIGKILL or a power loss at any line
+  leaves the old or the new state, and the ledger's HMAC (trust). They were four a
+  lane (98 transactions at 24 lanes, 1.3 s of fsync); now 61.
+- pydantic validation of what each transaction changed: safety, an invalid state or
+  an illegal transition is never written.
+- a supervisor per lane, forked from one warm server (no interpreter start a lane),
+  that makes itself a subreaper, ends the agent's whole tree, checks the worktree is
+  still ours before committing and writes its result with an fsync: supervision,
+  trust and no lost work. Its git: `worktree add --no-checkout` under the one admin
+  lock (git's own races, DESIGN.md §6), the populate outside it, then `add -A`, the
+  reset of orchestree's own paths, `commit`, `rev-parse` and the changed files.
+- merge: `merge-tree` + `commit-tree` a lane, the base moved once at the end (never a
+  half-applied merge); one `cat-file` for every lane's check of orchestree's paths.
+- the conflict radar: one diff per committed head a run, a `merge-tree` only for pairs
+  that changed a file to different contents (the bench's lanes all write the same
+  file with the same text: no pair), at most one nudged pass a second.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -555,3 +556,64 @@ def test_ctrl_c_stops_the_agents_marks_lanes_cancelled_and_keeps_worktrees(
         assert (repo / ".worktrees" / f"agent-{lane_id}").is_dir()
         assert "worktree kept" in tracker(repo)["lanes"][lane_id]["error"]
     assert "a: cancelled" in out
+
+
+def test_a_lane_costs_two_tracker_writes_its_outcome_riding_with_the_next_claim(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestree.tracker import TrackerStore
+
+    repo = make_repo(tmp_path, monkeypatch)
+    add_lanes(repo, {f"w{i}": {"tasks": [f"echo {i} > w{i}.txt"]} for i in (1, 2, 3)})
+    writes: list[list[str]] = []
+    real = TrackerStore.update_many
+
+    def recorded(store: TrackerStore, changes: list[Any]) -> Any:
+        writes.append([f"{event} {detail.get('lane', '')}".strip() for _, event, detail in changes])
+        return real(store, changes)
+
+    monkeypatch.setattr(TrackerStore, "update_many", recorded)
+
+    assert cli(repo, "execute", "--max-parallel", "1").code == 0
+
+    assert statuses(repo) == {f"w{i}": "completed" for i in (1, 2, 3)}
+    lanes = [w for w in writes if any(e.split()[0].startswith(("lane-", "agent-")) for e in w)]
+    assert lanes == [
+        ["lane-start w1"],
+        ["agent-submit w1", "agent-start w1"],
+        ["lane-end w1", "lane-start w2"],  # w1's outcome, written with w2's claim
+        ["agent-submit w2", "agent-start w2"],
+        ["lane-end w2", "lane-start w3"],
+        ["agent-submit w3", "agent-start w3"],
+        ["lane-end w3"],
+    ]
+    # Every event is in the audit trail, in the order it happened.
+    said = [
+        json.loads(x) for x in (repo / ".orchestration" / "events.jsonl").read_text().splitlines()
+    ]
+    assert [f"{e['event']} {e['lane']}" for e in said if "lane" in e] == [
+        event for write in lanes for event in write
+    ]
+
+
+def test_a_branch_made_by_someone_else_mid_run_fails_its_lane_and_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repo(tmp_path, monkeypatch)
+    # While lane a runs (after the executor read the lane branches once), someone makes
+    # lane b's branch: b's supervisor must not take it over.
+    theirs = "git commit -q --allow-empty -m 'not orchestree' && git branch lane-b HEAD"
+    add_lanes(
+        repo, {"a": {"tasks": [theirs]}, "b": {"tasks": ["echo b > b.txt"], "depends_on": ["a"]}}
+    )
+
+    result = cli(repo, "execute", "--max-parallel", "1")
+
+    made = git(repo, "rev-parse", "lane-b")
+    assert result.code == 1
+    lane = tracker(repo)["lanes"]["b"]
+    assert lane["status"] == "failed"
+    assert "lane-b" in lane["error"]
+    assert "already exists" in lane["error"]
+    assert git(repo, "log", "-1", "--format=%s", made) == "not orchestree"
+    assert made == git(repo, "rev-parse", "lane-a")  # its commit, untouched

@@ -456,6 +456,17 @@ def test_keep_attempt_head_never_moves_a_kept_head(root: Path) -> None:
     assert git.keep_attempt_head(root, "lane-a", 2, second) == "refs/orchestree/attempts/lane-a/2"
 
 
+def test_revs_holding_asks_for_many_commits_at_once(root: Path) -> None:
+    plain = sh(root, "rev-parse", "HEAD")
+    holds = commit(root, {".orchestration/tracker.json": "{}\n", "docs/x.md": "x\n"})
+    nested = commit(root, {"build/wt/agent/f.txt": "f\n"})
+    own = [".orchestration", "build/wt", "access_tracker.py"]
+    assert git.revs_holding(root, [plain, holds, nested, plain], own) == {holds, nested}
+    assert git.revs_holding(root, [plain], own) == set()
+    assert git.revs_holding(root, [holds], ["docs/x.md", "*"]) == {holds}  # a file, literally
+    assert git.revs_holding(root, [], own) == git.revs_holding(root, [holds], []) == set()
+
+
 def test_tracked_under_and_is_tracked_take_paths_literally(root: Path) -> None:
     head = commit(root, {"*.py": "a star\n", "b.py": "b\n", "docs/x.md": "x\n"})
     assert git.tracked_under(root, head, ["*.py"]) == ["*.py"]

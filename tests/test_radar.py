@@ -86,6 +86,35 @@ def test_names_a_pair_one_side_uncommitted_without_touching_either_worktree(
     assert sh(lanes, "for-each-ref", "--format=%(refname) %(objectname)") == branches
 
 
+def test_the_same_change_on_two_sides_is_no_pair_and_passes_share_gits_answers(
+    tmp_path: Path,
+) -> None:
+    root = make_repo(tmp_path / "repo", {"f.txt": LINES})
+    add_lanes(root, {k: {} for k in "xyz"})
+    for lane in "xy":  # the same line made the same: git merges it cleanly
+        commit_on_lane(root, lane, {"f.txt": edit(LINES, 3, "same"), f"{lane}.txt": lane})
+    commit_on_lane(root, "z", {"f.txt": edit(LINES, 3, "different")})
+    for lane in "xyz":
+        set_status(root, lane, "running", "completed")
+    repo = open_repo(root)
+    memo = radar.Memo()
+
+    found = radar.scan(repo.layout, repo.store.read(), memo=memo)
+
+    assert [(f.lanes, f.files) for f in found.findings] == [
+        (("x", "z"), ("f.txt",)),
+        (("y", "z"), ("f.txt",)),
+    ]
+    assert found.merges == 2  # x-y made f.txt the same: never merged
+    heads = {w.lane_id: w.commit for w in found.works}
+    assert set(memo.conflicts) == {(heads["x"], heads["z"]), (heads["y"], heads["z"])}
+    # The next pass asks git nothing it asked before: what the memo says is the answer.
+    memo.conflicts[(heads["x"], heads["z"])] = ["remembered.txt"]
+    again = radar.scan(repo.layout, repo.store.read(), memo=memo)
+    assert (("x", "z"), ("remembered.txt",)) in [(f.lanes, f.files) for f in again.findings]
+    assert {w.lane_id: w for w in again.works} == {w.lane_id: w for w in found.works}
+
+
 AB = {"lanes": ["a", "b"], "files": ["f.txt"]}
 
 

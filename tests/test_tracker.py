@@ -113,6 +113,51 @@ def test_update_writes_nothing_when_the_change_raises(store: TrackerStore, orch:
     assert len(events(orch)) == count
 
 
+def test_update_many_is_one_write_with_each_event_in_order(store: TrackerStore, orch: Path) -> None:
+    before = (orch / "tracker.json").read_bytes()
+    count = len(events(orch))
+
+    def run(tracker: Tracker) -> None:
+        tracker.lanes["work"].status = "running"
+
+    def done(tracker: Tracker) -> None:
+        tracker.lanes["work"].progress = "done"
+
+    def phase(tracker: Tracker) -> None:
+        tracker.phase = 3
+
+    written = store.update_many(
+        [(run, "lane-start", {"lane": "work"}), (phase, "phase", {}), (done, "progress", {})]
+    )
+
+    assert written.lanes["work"].status == "running"
+    assert written.phase == 3
+    assert written.lanes["work"].progress == "done"
+    # One write: the copy it kept is the tracker from before all three, not between them.
+    assert (orch / "tracker.json.bak").read_bytes() == before
+    assert [e["event"] for e in events(orch)[count:]] == ["lane-start", "phase", "progress"]
+    assert events(orch)[count + 1]["tracker"] == {"phase": 3, "status": "initialised"}
+    assert store.read() == written
+
+
+def test_update_many_writes_nothing_when_one_change_is_refused(
+    store: TrackerStore, orch: Path
+) -> None:
+    before = snapshot(orch)
+    count = len(events(orch))
+
+    def progress(tracker: Tracker) -> None:
+        tracker.lanes["work"].progress = "half"
+
+    def merged(tracker: Tracker) -> None:
+        tracker.lanes["work"].status = "merged"  # pending -> merged: not a transition
+
+    with pytest.raises(Exception, match="cannot go from 'pending' to 'merged'"):
+        store.update_many([(progress, "progress", {}), (merged, "lane-end", {})])
+    assert snapshot(orch) == before
+    assert len(events(orch)) == count
+
+
 @pytest.mark.parametrize(
     ("changes", "needle"),
     [

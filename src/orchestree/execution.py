@@ -93,11 +93,15 @@ class Execution:
     def run(self) -> Summary:
         with run_lock(self.repo.layout, "execute"):
             # Refuse before anything changes: a refusal leaves the tracker as it was.
-            self._preflight(self.repo.store.read())
-            tracker = self._begin()
-            self._base = tracker.base_commit
-            self._run_id = run_id(tracker.repo, tracker.created_at)
+            if (
+                self._preflight(self.repo.store.read())
+                and self.repo.config.executor.kind == "local"
+            ):
+                self.executor()  # its fork server starts now, beside the run's first write
             try:
+                tracker = self._begin()
+                self._base = tracker.base_commit
+                self._run_id = run_id(tracker.repo, tracker.created_at)
                 self._recover(tracker)
                 previous = signal.signal(signal.SIGINT, self._on_sigint)
                 try:
@@ -170,7 +174,18 @@ class Execution:
         return 2 if self.only == {PLANNER_LANE} else 1
 
     def _loop(self) -> None:
+        self.book.deferring = True  # outcomes ride with the next claim (lanebook.py)
+        try:
+            self._steps()
+        finally:
+            self.book.deferring = False
+            self.book.flush()
+
+    def _steps(self) -> None:
+        budget = self.repo.config.defaults.budget_usd is not None
         while not self._stop:
+            if budget:
+                self.book.flush()  # the budget counts every outcome's cost
             tracker = self.repo.store.read()
             self._say_ignored()
             lanes = {k: v for k, v in tracker.lanes.items()}
@@ -186,6 +201,8 @@ class Execution:
             self._take_cancel_requests()
             for lane_id in decision.start:
                 self._start(lane_id)
+            if self.book.flush():
+                continue  # no lane took them along: decide again on the outcomes written
             if not self.running and not decision.start and not blocks:
                 return
             self._wait()
@@ -356,7 +373,15 @@ class Execution:
             self.book.settle(lane_id, attempt, "failed", {"error": message}, None)
             return
         self.running[lane_id] = Running(attempt, self._preset(lane), log_offset)
-        self.book.submitted(lane_id, handle)
+        # What the executor can say at once (locally: the supervisor started) goes into
+        # the handle's tracker write: one transaction where there were two.
+        early = executor.poll(0.0)
+        started = next((u for u in early if u.kind == "started" and u.lane_id == lane_id
+                        and u.attempt == attempt), None)  # fmt: skip
+        self.book.submitted(lane_id, handle, started)
+        for update in early:
+            if update is not started:
+                self._apply(update)
 
     def _identity(self) -> tuple[str, str]:
         """The git identity lanes commit with, read once per run."""
@@ -409,9 +434,10 @@ class Execution:
                 where = f"pid {agent.pid}" if kind == "local" else handle
                 self.report(f"→ {lane_id}: adopted from an earlier run ({where})")
 
-    def _preflight(self, tracker: Tracker) -> None:
+    def _preflight(self, tracker: Tracker) -> bool:
         """Refuse before anything starts: missing agents, paths or branches not ours.
-        Then warn once about what the agents will miss (Codex without bubblewrap)."""
+        Then warn once about what the agents will miss (Codex without bubblewrap).
+        Whether any lane in scope is left to run or to follow."""
         todo = {
             k: lane
             for k, lane in tracker.lanes.items()
@@ -437,6 +463,7 @@ class Execution:
             self.report(f"! warning: {warning}")
         if not local and config.worktree.pool:
             self.report(f"! warning: {worktree_pool.NOT_REMOTE}")
+        return bool(todo)
 
     def _on_sigint(self, _signum: int, _frame: object) -> None:
         self._stop = True

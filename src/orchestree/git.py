@@ -374,6 +374,20 @@ def tracked_under(root: Path, rev: str, paths: list[str]) -> list[str]:
     return [p for p in raw.split("\0") if p]
 
 
+def revs_holding(root: Path, revs: list[str], paths: list[str]) -> set[str]:
+    """The commits of `revs` whose tree holds something at any of `paths` (names
+    without a newline): one `cat-file --batch-check` for them all, where `tracked_under`
+    is a call per commit."""
+    asked = [(rev, path) for rev in dict.fromkeys(revs) for path in paths]
+    if not asked:
+        return set()
+    said = run("cat-file", "--batch-check=%(objectname)", cwd=root,
+               input="".join(f"{rev}:{path}\n" for rev, path in asked)).stdout  # fmt: skip
+    # One line an object: its id, or "<what was asked> missing".
+    return {rev for (rev, _), line in zip(asked, said.splitlines(), strict=True)
+            if not line.endswith(" missing")}  # fmt: skip
+
+
 def is_tracked(root: Path, rel: str) -> bool:
     """Does the index of the worktree at `root` hold `rel` or anything under it?"""
     raw = literal("ls-files", "-z", "--", rel, cwd=root).stdout
@@ -390,6 +404,21 @@ def added_files(root: Path, old: str, new: str) -> list[str]:
 def changed_files(root: Path, old: str, new: str) -> list[str]:
     raw = run("diff", "--name-only", "-z", "--no-renames", old, new, cwd=root).stdout
     return [p for p in raw.split("\0") if p]
+
+
+def changed_blobs(root: Path, old: str, new: str) -> dict[str, str]:
+    """Each file changed from `old` to `new` -> what `new` has there ("<mode> <blob>";
+    a deleted file's is all zeros): two sides that changed a file to the same
+    content cannot conflict on it."""
+    raw = run("diff", "--raw", "-z", "--no-renames", "--no-abbrev", old, new, cwd=root).stdout
+    # -z: ":<old mode> <new mode> <old blob> <new blob> <status>\0<path>\0", per file.
+    items = raw.split("\0")
+    found: dict[str, str] = {}
+    for info, path in zip(items[0::2], items[1::2], strict=False):
+        fields = info.split()
+        if path and len(fields) >= 4:
+            found[path] = f"{fields[1]} {fields[3]}"
+    return found
 
 
 # --- Merges computed without a working tree (DESIGN.md §8) -------------------------

@@ -22,6 +22,7 @@ from orchestree.layout import PLAN_FILE, agent_name, branch, results_dir
 from orchestree.models import UNSUCCESSFUL, Agent, Lane, Tracker
 from orchestree.planner_agent import is_planner_lane
 from orchestree.repo import Repo
+from orchestree.tracker import Change
 from orchestree.worktree_guard import UNTRUSTED
 
 Reporter = Callable[[str], None]
@@ -49,6 +50,23 @@ class LaneBook:
         self.report = report
         self.in_scope = in_scope
         self.summary = Summary()
+        # While set (execute's loop), an outcome is written with the book's next tracker
+        # write (the next lane's claim, most often) rather than in a write of its own.
+        # Safe to lose: the attempt's result file stays, and a resumed run reads it.
+        self.deferring = False
+        self._deferred: list[Change] = []
+
+    def _write(self, *changes: Change) -> Tracker:
+        """One tracker transaction: the deferred outcomes first, then `changes`."""
+        batch, self._deferred = [*self._deferred, *changes], []
+        return self.repo.store.update_many(batch)
+
+    def flush(self) -> bool:
+        """Write the deferred outcomes now; whether there were any."""
+        if not self._deferred:
+            return False
+        self._write()
+        return True
 
     def claim(self, lane_id: str, attempt: int, start: str, port: int) -> Tracker:
         """Mark the lane running (before anything is submitted: a crash after this is
@@ -75,15 +93,28 @@ class LaneBook:
                 started_at=entry.started_at,
             )
 
-        return self.repo.store.update(change, "lane-start", lane=lane_id, attempt=attempt)
+        return self._write((change, "lane-start", {"lane": lane_id, "attempt": attempt}))
 
-    def submitted(self, lane_id: str, handle: str) -> None:
+    def submitted(self, lane_id: str, handle: str, started: LaneUpdate | None = None) -> None:
+        """Record the attempt's handle; with `started` (the executor said so already, as
+        the local one does at once), its start too, in the same tracker write."""
+
         def change(t: Tracker) -> None:
             t.agents[agent_name(lane_id)].handle = handle
 
-        self.repo.store.update(change, "agent-submit", lane=lane_id, handle=handle)
+        changes: list[Change] = [(change, "agent-submit", {"lane": lane_id, "handle": handle})]
+        if started is not None:
+            changes.append(self._started(started))
+        self._write(*changes)
+        if started is not None:
+            self._say_started(started)
 
     def started(self, update: LaneUpdate) -> None:
+        self._write(self._started(update))
+        self._say_started(update)
+
+    @staticmethod
+    def _started(update: LaneUpdate) -> Change:
         lane_id = update.lane_id
 
         def change(t: Tracker) -> None:
@@ -96,10 +127,12 @@ class LaneBook:
             lane = t.lanes[lane_id]
             lane.host, lane.worker = update.host, update.worker
 
-        self.repo.store.update(change, "agent-start", lane=lane_id, pid=update.pid,
-                               host=update.host, worker=update.worker)  # fmt: skip
+        detail = {"lane": lane_id, "pid": update.pid, "host": update.host, "worker": update.worker}
+        return change, "agent-start", detail
+
+    def _say_started(self, update: LaneUpdate) -> None:
         where = f"on {update.host} ({update.worker})" if update.host else f"pid {update.pid}"
-        self.report(f"→ {lane_id}: started (attempt {update.attempt}, {where})")
+        self.report(f"→ {update.lane_id}: started (attempt {update.attempt}, {where})")
 
     def progress(self, lane_id: str, text: str | None, data: dict[str, Any] | None) -> None:
         # Within the caps an agent's own fields have (a remote agent's arrive here).
@@ -113,7 +146,7 @@ class LaneBook:
             if data is not None:
                 lane.data = data
 
-        self.repo.store.update(change, "progress", lane=lane_id)
+        self._write((change, "progress", {"lane": lane_id}))
 
     def finished(
         self, update: LaneUpdate, head: str | None, fatal: str | None, stopping: bool
@@ -208,9 +241,11 @@ class LaneBook:
                 agent.finished_at = lane.finished_at
 
         steps = {"timings": timings} if timings else {}  # a remote lane's seconds per step
-        self.repo.store.update(
-            change, "lane-end", lane=lane_id, status=status, attempt=attempt, **steps
-        )
+        detail = {"lane": lane_id, "status": status, "attempt": attempt, **steps}
+        if self.deferring:
+            self._deferred.append((change, "lane-end", detail))
+        else:
+            self._write((change, "lane-end", detail))
         self.summary.statuses[lane_id] = status
         mark = {"completed": "✓", "pending": "↻"}.get(status, "✗")
         note = fields.get("error")
@@ -229,7 +264,7 @@ class LaneBook:
                 if lane is not None:
                     lane.waiting_for = "memory" if waits and lane.status == "pending" else None
 
-        self.repo.store.update(change, "lanes-waiting", lanes=sorted(lanes))
+        self._write((change, "lanes-waiting", {"lanes": sorted(lanes)}))
         for lane_id in sorted(k for k, waits in lanes.items() if waits):
             self.report(f"… {lane_id}: waiting for memory ([defaults] min_free_mb)")
 
@@ -243,7 +278,7 @@ class LaneBook:
                 lane.error = why
                 lane.held = held
 
-        self.repo.store.update(change, "lanes-blocked", lanes=sorted(blocks))
+        self._write((change, "lanes-blocked", {"lanes": sorted(blocks)}))
         for lane_id, why in blocks.items():
             self.summary.statuses[lane_id] = "blocked"
             if not quiet:
@@ -255,6 +290,7 @@ class LaneBook:
         hint = agents.get_agent(agent, self.repo.config).login_hint
         why = f"agent {agent!r} is not logged in ({error}); {hint}"
         self.summary.held[agent] = why
+        self.flush()  # a deferred retry is a pending lane to hold too
         tracker = self.repo.store.read()
         held = {
             k: why

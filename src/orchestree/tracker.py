@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,8 @@ def _validated(data: dict[str, Any]) -> Tracker:
 
 
 _Files = tuple[bytes | None, bytes | None, bytes | None]
+# One change of an `update_many`: the change, its event's name, the event's details.
+Change = tuple[Callable[[Tracker], None], str, Mapping[str, Any]]
 
 
 class TrackerStore:
@@ -147,20 +149,28 @@ class TrackerStore:
         `phase` or `status` changes, the event records the new ones under `tracker`, so
         events.jsonl tells the run's phases in order.
         """
-        record: dict[str, Any] = {"actor": "orchestree", "event": event, **detail}
+        return self.update_many([(change, event, detail)])
+
+    def update_many(self, changes: list[Change]) -> Tracker:
+        """`update` for several changes (change, event, detail) at once: applied in
+        order and written in one transaction (one set of fsyncs), each with its event;
+        if one fails, none is written. The state machine judges each lane's status from
+        before the first change to after the last: one status change a lane."""
         lock_path, events_path = store.paths(str(self.path))
         with self._writing(), store.locked(lock_path, self.lock_timeout, _say_waiting):
-            return self._update_locked(change, record, events_path)
+            return self._update_locked(changes, events_path)
 
-    def _update_locked(
-        self, change: Callable[[Tracker], None], record: dict[str, Any], events_path: str
-    ) -> Tracker:
+    def _update_locked(self, changes: list[Change], events_path: str) -> Tracker:
         snap = self._snapshot(locked=True)
         model = snapshot.for_change(snap)
-        before = (model.phase, model.status)
-        change(model)
-        if (model.phase, model.status) != before:
-            record["tracker"] = {"phase": model.phase, "status": model.status}
+        records: list[dict[str, Any]] = []
+        for change, event, detail in changes:
+            record: dict[str, Any] = {"actor": "orchestree", "event": event, **detail}
+            before = (model.phase, model.status)
+            change(model)
+            if (model.phase, model.status) != before:
+                record["tracker"] = {"phase": model.phase, "status": model.status}
+            records.append(record)
         model.updated_at = store.now_iso()
         changed = snapshot.touched(model) or {
             name: set(getattr(snap.tracker, name)) | set(getattr(model, name))
@@ -176,7 +186,8 @@ class TrackerStore:
         if snap.ignored:
             store.append_event(events_path, {"actor": "orchestree", "event": "edit-ignored",
                                              "ignored": snap.ignored})  # fmt: skip
-        store.append_event(events_path, record)
+        for record in records:
+            store.append_event(events_path, record)
         written = snapshot.settle(model)
         ledger, key = store.ledger_paths(str(self.path))
         files = (snap.files[0] or store._read_bytes(key), store._read_bytes(ledger), payload)

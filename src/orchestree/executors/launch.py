@@ -78,15 +78,16 @@ def ownership_problem(
     return None
 
 
-def prepare(repo: Repo, lane_id: str, lane: Lane, start: str) -> bool:
+def prepare(repo: Repo, lane_id: str, lane: Lane, start: str, branch_absent: bool = False) -> bool:
     """Reuse the lane's worktree, or say it is new (True): the lane's supervisor then
     registers it (`worktree add`, under the administration lock shared by every
     process) and populates it, in parallel with the other lanes, off the orchestrator's
     path. A new path on a new branch needs no ownership check: git refuses to create a
-    branch that exists or to use a folder that is not empty.
+    branch that exists or to use a folder that is not empty. `branch_absent`: the
+    caller knows the branch does not exist, so git is not asked again.
     """
     path, name = repo.layout.worktree(lane_id), branch(lane_id)
-    if not path.exists() and not git.branch_exists(repo.root, name):
+    if not path.exists() and (branch_absent or not git.branch_exists(repo.root, name)):
         path.parent.mkdir(parents=True, exist_ok=True)
         return True
     problem = ownership_problem(repo, lane_id, lane)
@@ -319,6 +320,12 @@ class Spawner:
             stderr=subprocess.DEVNULL,
         )
         return proc.pid, proc
+
+    def warm(self) -> None:
+        """Start the fork server now, without waiting for it: its Python starts and
+        imports (about 0.1 s of CPU) while the caller goes on, not when the first lane
+        is launched."""
+        self._ensure_server()
 
     def _ensure_server(self) -> subprocess.Popen[bytes] | None:
         if not self.fork_server:

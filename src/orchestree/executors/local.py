@@ -61,14 +61,16 @@ class LocalExecutor:
         self.cancelled: set[str] = set()
         self.includes: list[str] | None = None  # .worktreeinclude matches, found once
         self.spawner = launch.Spawner()
+        self.spawner.warm()  # an executor is opened to launch lanes: be ready for the first
         self.heads: dict[str, str] = {}  # lane -> head its last finished attempt left
+        self.branches: dict[str, str] | None = None  # lane branches at the first submit
 
     def submit(self, spec: LaneSpec) -> str:
         lane_id = spec.lane_id
         repo = self.repo
         # The supervisor populates a new worktree at the lane's start commit.
         lane = spec.lane.model_copy(update={"start_commit": spec.lane.start_commit or spec.start})
-        new = launch.prepare(repo, lane_id, lane, spec.start)
+        new = launch.prepare(repo, lane_id, lane, spec.start, self._absent(spec))
         includes = self._includes()
         with disk.writing(repo.layout.orch):  # its prompt, spec and log live there
             launched = launch.launch(
@@ -81,6 +83,17 @@ class LocalExecutor:
         )
         self.queued.append(started)
         return handle_of(lane_id, spec.attempt, launched.identity)
+
+    def _absent(self, spec: LaneSpec) -> bool:
+        """Whether a first attempt's branch did not exist when this executor's first
+        lane was submitted: one git call for every lane of the run, not one a lane. A
+        branch made since by someone else makes the supervisor's `worktree add -b` fail
+        that lane; git never overwrites it."""
+        if spec.attempt != 1:
+            return False  # an earlier attempt of this run may have made it
+        if self.branches is None:
+            self.branches = git.ref_heads(self.repo.root, "refs/heads/lane-*")
+        return branch(spec.lane_id) not in self.branches
 
     def _includes(self) -> list[str]:
         """The `.worktreeinclude` matches, found once: copied into a new worktree and,

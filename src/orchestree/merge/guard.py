@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Container
 from pathlib import Path
 
 from orchestree import git
@@ -38,8 +39,13 @@ def own_paths(layout: Layout, base: str) -> list[str]:
     return paths
 
 
-def own_paths_problem(root: Path, lane_id: str, head: str, paths: list[str]) -> str | None:
-    """Why the lane's head cannot be merged: it holds orchestree's own paths."""
+def own_paths_problem(
+    root: Path, lane_id: str, head: str, paths: list[str], clean: Container[str] = ()
+) -> str | None:
+    """Why the lane's head cannot be merged: it holds orchestree's own paths. `clean`:
+    heads known to hold none (`git.revs_holding` asked for many at once)."""
+    if head in clean:
+        return None
     found = git.tracked_under(root, head, paths)
     if not found:
         return None

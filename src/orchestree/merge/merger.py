@@ -223,6 +223,9 @@ def _plan(
     failed: dict[str, str] = {}  # lane -> its outcome, for lanes that were not merged
     planned = set(order)
     own = guard.own_paths(repo.layout, old)
+    # The branch heads that hold none of orchestree's paths, asked of git in one call.
+    heads = [h for lid in order if (h := branches.get(branch(lid)))]
+    clean = set(heads) - git.revs_holding(root, heads, own)
 
     def decide(lid: str) -> Outcome:
         lane = tracker.lanes[lid]
@@ -238,7 +241,7 @@ def _plan(
             return Outcome(lid, "merged", merges.get(head, head), reason=f"already in {base}")
         if lane.depends_on and git.is_ancestor(root, head, report.new):
             return Outcome(lid, "merged", report.new, reason="brought in by its dependencies")
-        refused = guard.own_paths_problem(root, lid, head, own)
+        refused = guard.own_paths_problem(root, lid, head, own, clean)
         if refused:
             return Outcome(lid, "skipped", reason=refused)
         unresolved = guard.head_problem(root, lane, head)  # markers never reach the base

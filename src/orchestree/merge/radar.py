@@ -3,13 +3,16 @@
 A lane's work is its committed head or, for a running lane, the files in its worktree
 read as a tree without touching them (`git add -A` into a scratch copy of its index,
 then `write-tree`, through the worktree's admin folder: `git.working_tree`). Only pairs
-whose changed paths (against their start points) overlap get a `git merge-tree`; each
+whose changed paths (against their start points) overlap with different contents get
+a `git merge-tree` (two sides that made a file the same cannot conflict on it); each
 lane is also checked against the current base branch. Textual conflicts only: two lanes
 that change different lines of one file merge cleanly and raise nothing.
 
 Findings go into the tracker's `radar` list (`record`), with an event `radar` when a
-pair appears or clears. `execute` runs a pass every `[radar] every_s` seconds and after
-each lane finishes, in a thread (`Background`), so its loop never waits for git.
+pair appears or clears. `execute` runs a pass every `[radar] every_s` seconds and soon
+after each lane finishes (at most one nudged pass a `NUDGE_S`), in a thread
+(`Background`), so its loop never waits for git. Its passes share a `Memo`: what a
+committed head changed and what a pair of commits gives is asked of git once a run.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ from orchestree.tracker import TrackerStore
 
 WATCHED = MERGEABLE | {"running"}  # lanes with work the base has not taken
 WORKERS = 4  # git calls wait on the disk and on their own process: 4 keep 2 cores busy
+# Lanes that finish in quick succession get one pass, not one each: a pass reads every
+# running worktree, and on 2 cores back-to-back passes slow the lanes they watch.
+NUDGE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,18 @@ class LaneWork:
     start: str  # where it started: its changes are counted from here
     paths: frozenset[str]
     working: bool  # `commit` holds the files of a running lane's worktree
+    blobs: dict[str, str] = field(default_factory=dict)  # path -> "<mode> <blob>" in `commit`
+
+
+@dataclass
+class Memo:
+    """What passes of one run share: git's answers that cannot change (a commit's
+    changes from a start, the merge of two commits)."""
+
+    works: dict[tuple[str, str, str], LaneWork] = field(default_factory=dict)
+    conflicts: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    moved: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    who: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -64,17 +82,21 @@ class Scan:
     notes: list[str] = field(default_factory=list)
 
 
-def scan(layout: Layout, tracker: Tracker, workers: int = WORKERS) -> Scan:
+def scan(
+    layout: Layout, tracker: Tracker, workers: int = WORKERS, memo: Memo | None = None
+) -> Scan:
     """Predict the conflicts between every pair of lanes with work, and between each
-    of them and the base branch; writes nothing but unreferenced git objects."""
+    of them and the base branch; writes nothing but unreferenced git objects. `memo`
+    keeps git's lasting answers for the next pass."""
     began = time.monotonic()
     root = layout.root
+    memo = memo if memo is not None else Memo()
     base = git.head_commit(root, f"refs/heads/{tracker.base_branch}")
     if base is None:
         return Scan(tracker.base_branch, "", notes=[f"no base branch {tracker.base_branch!r}"])
     result = Scan(tracker.base_branch, base)
     heads = git.ref_heads(root, "refs/heads/lane-*")
-    who = git.identity(root)
+    memo.who = who = memo.who or git.identity(root)
     chosen = sorted(
         (k, lane.status, heads.get(branch(k)) or lane.head_commit, lane.start_commit)
         for k, lane in tracker.lanes.items()
@@ -88,7 +110,7 @@ def scan(layout: Layout, tracker: Tracker, workers: int = WORKERS) -> Scan:
                 if head is not None and start is None:  # made by hand: from where it forked
                     start = git.merge_base(root, head, base)
                 return _lane_work(layout, lane_id, status, head, start or base, who,
-                                  Path(scratch))  # fmt: skip
+                                  Path(scratch), memo)  # fmt: skip
             except GitError as exc:  # one unreadable lane (a file it cannot read) is a note
                 said = " ".join(str(exc).split())[:200]
                 return f"lane {lane_id}: not compared ({said})"
@@ -99,9 +121,9 @@ def scan(layout: Layout, tracker: Tracker, workers: int = WORKERS) -> Scan:
                     result.notes.append(got)
                 elif got is not None and got.paths:
                     result.works.append(got)
-            pairs = _overlapping(root, result.works, base)
+            pairs = _overlapping(root, result.works, base, memo)
             result.merges = len(pairs)
-            found = pool.map(lambda commits: _conflicts(root, *commits), pairs.values())
+            found = pool.map(lambda commits: _conflicts(root, memo, *commits), pairs.values())
             for lanes, conflicts in zip(pairs, found, strict=True):
                 if conflicts:
                     result.findings.append(Finding(lanes, tuple(conflicts)))
@@ -118,9 +140,10 @@ def _lane_work(
     start: str,
     who: tuple[str, str],
     scratch: Path,
+    memo: Memo,
 ) -> LaneWork | str | None:
     """The lane's work; a note (str) when its worktree is not ours to read; None when
-    it has no commit yet."""
+    it has no commit yet. A committed head's is asked of git once (`memo`)."""
     if head is None:
         return None
     root = layout.root
@@ -132,33 +155,45 @@ def _lane_work(
             tree = git.working_tree_beside(check.admin, path, scratch / f"{lane_id}.index")
             said = f"radar: working files of {lane_id}\n"
             commit = git.commit_of_tree(root, tree, head, said, who)
-            paths = frozenset(git.changed_files(root, start, commit))
-            return LaneWork(lane_id, commit, start, paths, working=True)
+            blobs = git.changed_blobs(root, start, commit)
+            return LaneWork(lane_id, commit, start, frozenset(blobs), True, blobs)
         note = f"lane {lane_id}: its committed work only ({check.problem})"
-    paths = frozenset(git.changed_files(root, start, head))
-    work = LaneWork(lane_id, head, start, paths, working=False)
-    return note if note and not paths else work
+    work = memo.works.get((lane_id, head, start))
+    if work is None:
+        blobs = git.changed_blobs(root, start, head)
+        work = LaneWork(lane_id, head, start, frozenset(blobs), False, blobs)
+        memo.works[(lane_id, head, start)] = work
+    return note if note and not work.paths else work
 
 
 def _overlapping(
-    root: Path, works: list[LaneWork], base: str
+    root: Path, works: list[LaneWork], base: str, memo: Memo
 ) -> dict[tuple[str, str], tuple[str, str]]:
-    """(side, side) -> (commit, commit) for every pair whose changed paths overlap."""
+    """(side, side) -> (commit, commit) for every pair that changed a path to different
+    contents (the same change on both sides merges cleanly)."""
     pairs: dict[tuple[str, str], tuple[str, str]] = {}
     for a, b in combinations(works, 2):
-        if a.paths & b.paths:
+        if _differ(a.blobs, b.blobs, a.paths & b.paths):
             pairs[(a.lane_id, b.lane_id)] = (a.commit, b.commit)
-    moved: dict[str, frozenset[str]] = {}  # start -> what the base changed since
     for w in works:
-        if w.start not in moved:
-            moved[w.start] = frozenset(git.changed_files(root, w.start, base))
-        if w.paths & moved[w.start]:
+        if (w.start, base) not in memo.moved:  # what the base changed since the lane began
+            memo.moved[(w.start, base)] = git.changed_blobs(root, w.start, base)
+        moved = memo.moved[(w.start, base)]
+        if _differ(w.blobs, moved, w.paths & moved.keys()):
             pairs[(w.lane_id, RADAR_BASE)] = (base, w.commit)
     return pairs
 
 
-def _conflicts(root: Path, ours: str, theirs: str) -> list[str]:
-    return git.merge_tree(root, ours, theirs).conflicts
+def _differ(one: dict[str, str], other: dict[str, str], paths: Iterable[str]) -> bool:
+    # A side without blob ids (built by hand) counts every shared path as different.
+    return any(not one or not other or one.get(p) != other.get(p) for p in paths)
+
+
+def _conflicts(root: Path, memo: Memo, ours: str, theirs: str) -> list[str]:
+    known = memo.conflicts.get((ours, theirs))
+    if known is None:  # two commits merge the same way every time
+        known = memo.conflicts[(ours, theirs)] = git.merge_tree(root, ours, theirs).conflicts
+    return known
 
 
 # --- The tracker's record ----------------------------------------------------------
@@ -260,8 +295,9 @@ def as_json(found: Scan) -> dict[str, object]:
 
 class Background:
     """Radar passes beside `execute`'s loop: `tick()` from the loop starts one when it is
-    due (every `every_s`, or after `nudge()`), in a thread, and records the last one's
-    findings; the loop itself never waits for git."""
+    due (every `every_s`, or after `nudge()` once `NUDGE_S` passed since the last one
+    began), in a thread, and records the last one's findings; the loop itself never
+    waits for git."""
 
     def __init__(self, layout: Layout, store: TrackerStore, every_s: float,
                  report: Callable[[str], None]) -> None:  # fmt: skip
@@ -269,7 +305,9 @@ class Background:
         self._thread: threading.Thread | None = None
         self._result: Scan | BaseException | None = None
         self._next = time.monotonic()  # the first pass as soon as lanes run
+        self._began = float("-inf")  # when the last pass began
         self._nudged = False
+        self.memo = Memo()
 
     def nudge(self) -> None:
         """A lane committed: look again at the next tick."""
@@ -281,9 +319,11 @@ class Background:
         if self._thread is not None and not self._thread.is_alive():
             self._thread = None
             self._take()
-        if self._thread is None and (self._nudged or time.monotonic() >= self._next):
+        now = time.monotonic()
+        nudged = self._nudged and now >= self._began + min(self.every_s, NUDGE_S)
+        if self._thread is None and (nudged or now >= self._next):
             self._nudged = False
-            self._next = time.monotonic() + self.every_s
+            self._began, self._next = now, now + self.every_s
             tracker = self.store.read()
             self._thread = threading.Thread(target=self._pass, args=(tracker,),
                                             name="orchestree-radar", daemon=True)  # fmt: skip
@@ -304,7 +344,7 @@ class Background:
 
     def _pass(self, tracker: Tracker) -> None:
         try:
-            self._result = scan(self.layout, tracker)
+            self._result = scan(self.layout, tracker, memo=self.memo)
         except BaseException as exc:  # handed to the loop's thread, which says it
             self._result = exc
 
