@@ -60,7 +60,8 @@ def prepare(layout: Layout, base_branch: str | None) -> Prepared:
             f"{root} has a detached HEAD; check out the branch lanes should merge into "
             "(or set [defaults] base_branch in orchestree.toml)"
         )
-    base_commit = git.head_commit(root, f"refs/heads/{branch}")
+    # The current branch's commit is HEAD's, asked above; a configured one is looked up.
+    base_commit = head if base_branch is None else git.head_commit(root, f"refs/heads/{branch}")
     if base_commit is None:
         raise UserError(f"base branch {branch!r} does not exist in {root}")
     check_worktree_root(root, layout.worktree_root)  # before it is excluded from git
