@@ -9,7 +9,10 @@ that change different lines of one file merge cleanly and raise nothing.
 
 Findings go into the tracker's `radar` list (`record`), with an event `radar` when a
 pair appears or clears. `execute` runs a pass every `[radar] every_s` seconds and after
-each lane finishes, in a thread (`Background`), so its loop never waits for git.
+each lane finishes, in a thread (`Background`), so its loop never waits for git. Its
+passes share a `Memo` of what two commits say (changed paths, a merge's conflicts),
+which never changes: a pass asks git only about the work that is new since the last
+one, so a pass at 500 finished lanes costs about what it does at 24.
 """
 
 from __future__ import annotations
@@ -64,17 +67,57 @@ class Scan:
     notes: list[str] = field(default_factory=list)
 
 
-def scan(layout: Layout, tracker: Tracker, workers: int = WORKERS) -> Scan:
+@dataclass
+class Memo:
+    """What git said about pairs of commits, kept across the passes of one `execute`:
+    a commit is immutable, so the paths changed between two commits and the conflicts
+    of merging two commits never change. Running lanes' working files are a new commit
+    each pass, so only they (and lanes that finished since) cost git calls again."""
+
+    paths: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+    conflicts: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    forks: dict[tuple[str, str], str | None] = field(default_factory=dict)  # merge bases
+    who: tuple[str, str] | None = None  # the git identity scratch commits are made with
+
+    def changed(self, root: Path, old: str, new: str) -> frozenset[str]:
+        key = (old, new)
+        if key not in self.paths:
+            self.paths[key] = frozenset(git.changed_files(root, old, new))
+        return self.paths[key]
+
+    def conflicts_of(self, root: Path, ours: str, theirs: str) -> list[str]:
+        key = (ours, theirs)
+        if key not in self.conflicts:
+            self.conflicts[key] = git.merge_tree(root, ours, theirs).conflicts
+        return self.conflicts[key]
+
+    def fork(self, root: Path, head: str, base: str) -> str | None:
+        key = (head, base)
+        if self.forks.get(key) is None:  # none found may be a failure: ask again
+            self.forks[key] = git.merge_base(root, head, base)
+        return self.forks[key]
+
+    def identity(self, root: Path) -> tuple[str, str]:
+        if self.who is None:
+            self.who = git.identity(root)
+        return self.who
+
+
+def scan(
+    layout: Layout, tracker: Tracker, workers: int = WORKERS, memo: Memo | None = None
+) -> Scan:
     """Predict the conflicts between every pair of lanes with work, and between each
-    of them and the base branch; writes nothing but unreferenced git objects."""
+    of them and the base branch; writes nothing but unreferenced git objects. `memo`
+    carries what earlier passes learnt (`Background`); without it, git is asked all."""
     began = time.monotonic()
+    memo = memo if memo is not None else Memo()
     root = layout.root
     base = git.head_commit(root, f"refs/heads/{tracker.base_branch}")
     if base is None:
         return Scan(tracker.base_branch, "", notes=[f"no base branch {tracker.base_branch!r}"])
     result = Scan(tracker.base_branch, base)
     heads = git.ref_heads(root, "refs/heads/lane-*")
-    who = git.identity(root)
+    who = memo.identity(root)
     chosen = sorted(
         (k, lane.status, heads.get(branch(k)) or lane.head_commit, lane.start_commit)
         for k, lane in tracker.lanes.items()
@@ -86,9 +129,9 @@ def scan(layout: Layout, tracker: Tracker, workers: int = WORKERS) -> Scan:
             lane_id, status, head, start = item
             try:
                 if head is not None and start is None:  # made by hand: from where it forked
-                    start = git.merge_base(root, head, base)
+                    start = memo.fork(root, head, base)
                 return _lane_work(layout, lane_id, status, head, start or base, who,
-                                  Path(scratch))  # fmt: skip
+                                  Path(scratch), memo)  # fmt: skip
             except GitError as exc:  # one unreadable lane (a file it cannot read) is a note
                 said = " ".join(str(exc).split())[:200]
                 return f"lane {lane_id}: not compared ({said})"
@@ -99,9 +142,9 @@ def scan(layout: Layout, tracker: Tracker, workers: int = WORKERS) -> Scan:
                     result.notes.append(got)
                 elif got is not None and got.paths:
                     result.works.append(got)
-            pairs = _overlapping(root, result.works, base)
+            pairs = _overlapping(root, result.works, base, memo)
             result.merges = len(pairs)
-            found = pool.map(lambda commits: _conflicts(root, *commits), pairs.values())
+            found = pool.map(lambda commits: memo.conflicts_of(root, *commits), pairs.values())
             for lanes, conflicts in zip(pairs, found, strict=True):
                 if conflicts:
                     result.findings.append(Finding(lanes, tuple(conflicts)))
@@ -118,6 +161,7 @@ def _lane_work(
     start: str,
     who: tuple[str, str],
     scratch: Path,
+    memo: Memo,
 ) -> LaneWork | str | None:
     """The lane's work; a note (str) when its worktree is not ours to read; None when
     it has no commit yet."""
@@ -132,33 +176,41 @@ def _lane_work(
             tree = git.working_tree_beside(check.admin, path, scratch / f"{lane_id}.index")
             said = f"radar: working files of {lane_id}\n"
             commit = git.commit_of_tree(root, tree, head, said, who)
-            paths = frozenset(git.changed_files(root, start, commit))
+            paths = frozenset(git.changed_files(root, start, commit))  # new each pass
             return LaneWork(lane_id, commit, start, paths, working=True)
         note = f"lane {lane_id}: its committed work only ({check.problem})"
-    paths = frozenset(git.changed_files(root, start, head))
+    paths = memo.changed(root, start, head)
     work = LaneWork(lane_id, head, start, paths, working=False)
     return note if note and not paths else work
 
 
 def _overlapping(
-    root: Path, works: list[LaneWork], base: str
+    root: Path, works: list[LaneWork], base: str, memo: Memo
 ) -> dict[tuple[str, str], tuple[str, str]]:
-    """(side, side) -> (commit, commit) for every pair whose changed paths overlap."""
+    """(side, side) -> (commit, commit) for every pair whose changed paths overlap, in
+    the order of `works`; then each lane against the base."""
     pairs: dict[tuple[str, str], tuple[str, str]] = {}
-    for a, b in combinations(works, 2):
-        if a.paths & b.paths:
-            pairs[(a.lane_id, b.lane_id)] = (a.commit, b.commit)
-    moved: dict[str, frozenset[str]] = {}  # start -> what the base changed since
+    for i, j in _sharing(works):
+        a, b = works[i], works[j]
+        pairs[(a.lane_id, b.lane_id)] = (a.commit, b.commit)
     for w in works:
-        if w.start not in moved:
-            moved[w.start] = frozenset(git.changed_files(root, w.start, base))
-        if w.paths & moved[w.start]:
+        if w.paths & memo.changed(root, w.start, base):  # what the base changed since
             pairs[(w.lane_id, RADAR_BASE)] = (base, w.commit)
     return pairs
 
 
-def _conflicts(root: Path, ours: str, theirs: str) -> list[str]:
-    return git.merge_tree(root, ours, theirs).conflicts
+def _sharing(works: list[LaneWork]) -> list[tuple[int, int]]:
+    """The pairs (i < j, sorted) of `works` that change a path in common, found through
+    an index of paths: as many steps as paths and overlapping pairs, where comparing
+    every pair took 125,000 set intersections a pass at 500 lanes."""
+    by_path: dict[str, list[int]] = {}
+    for n, work in enumerate(works):
+        for path in work.paths:
+            by_path.setdefault(path, []).append(n)
+    found: set[tuple[int, int]] = set()
+    for sides in by_path.values():
+        found.update(combinations(sides, 2))
+    return sorted(found)
 
 
 # --- The tracker's record ----------------------------------------------------------
@@ -270,6 +322,7 @@ class Background:
         self._result: Scan | BaseException | None = None
         self._next = time.monotonic()  # the first pass as soon as lanes run
         self._nudged = False
+        self._memo = Memo()  # what passes learnt of commits, which never change
 
     def nudge(self) -> None:
         """A lane committed: look again at the next tick."""
@@ -304,7 +357,7 @@ class Background:
 
     def _pass(self, tracker: Tracker) -> None:
         try:
-            self._result = scan(self.layout, tracker)
+            self._result = scan(self.layout, tracker, memo=self._memo)
         except BaseException as exc:  # handed to the loop's thread, which says it
             self._result = exc
 
