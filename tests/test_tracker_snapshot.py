@@ -4,6 +4,7 @@ yet refuse what a whole validation refuses, and never act on stale files."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -70,7 +71,7 @@ def test_writes_in_a_row_keep_the_bytes_a_whole_dump_gives_and_the_lanes_order(
     def moved(t: Tracker) -> None:
         t.lanes["l020"] = t.lanes.pop("l020")
 
-    changes = [
+    changes: list[Callable[[Tracker], None]] = [
         lambda t: setattr(t.lanes["l005"], "progress", "one"),
         lambda t: setattr(t.agents["agent-l007"], "pid", 42),
         moved,
