@@ -10,6 +10,7 @@ its question on a real repository, failures included.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -258,6 +259,43 @@ def test_worktree_add_onto_an_existing_branch_is_refused_and_the_branch_kept(roo
         git.worktree_add(root, root.parent / "lane-a", "lane-a", sh(root, "rev-parse", "HEAD~1"))
     assert git.head_commit(root, "lane-a") == first
     assert not (root.parent / "lane-a").exists()
+
+
+def test_worktree_add_keeps_refusing_what_its_force_flag_does_not_waive(root: Path) -> None:
+    # `--force` (it spares git two reads of every worktree) still refuses a folder that
+    # is not empty, a branch that exists, and a deleted worktree's locked registration.
+    start = sh(root, "rev-parse", "HEAD")
+    busy = root.parent / "busy"
+    write(busy, {"mine.txt": "the user's\n"})
+    with pytest.raises(GitError, match="already exists"):
+        git.worktree_add(root, busy, "lane-busy", start)
+    assert (busy / "mine.txt").read_text(encoding="utf-8") == "the user's\n"
+    taken = linked(root, "lane-taken")
+    with pytest.raises(GitError, match="already exists"):
+        git.worktree_add(root, root.parent / "elsewhere", "lane-taken", start)
+    assert git.current_branch(taken) == "lane-taken"
+    locked = linked(root, "lane-locked")
+    sh(root, "worktree", "lock", str(locked))
+    sh(root, "worktree", "remove", "--force", "--force", str(locked))
+    sh(root, "worktree", "add", "--lock", "-b", "lane-held", str(locked), start)
+    shutil.rmtree(locked)
+    with pytest.raises(GitError, match="locked"):
+        git.worktree_add(root, locked, "lane-again", start)
+    held = {t.path: t for t in git.worktree_list(root)}[locked]
+    assert (held.branch, held.locked) == ("lane-held", True)  # its record is kept
+
+
+def test_worktree_add_at_the_path_of_a_deleted_worktree_drops_its_stale_record(
+    root: Path,
+) -> None:
+    # Someone deleted a lane's folder without `git worktree prune`: the lane that
+    # comes to that path next starts there, as it would after a prune.
+    gone = linked(root, "lane-old")
+    shutil.rmtree(gone)
+    git.worktree_add(root, gone, "lane-new", sh(root, "rev-parse", "HEAD"))
+    assert git.current_branch(gone) == "lane-new"
+    assert git.branch_exists(root, "lane-old")  # the branch and its commits stay
+    assert [t.path for t in git.worktree_list(root)] == [root, gone]
 
 
 def test_a_worktree_add_that_keeps_failing_on_a_lock_leaves_nothing_behind(root: Path) -> None:

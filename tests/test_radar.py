@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lanes_helpers import add_lanes, commit_on_lane, make_repo, set_status, sh, write
 from orchestree import access_tracker
@@ -356,3 +359,67 @@ def test_a_lane_whose_index_git_cannot_read_is_a_note_not_a_failed_pass(lanes: P
     assert len(found.notes) == 1
     assert found.notes[0].startswith("lane b: not compared (")
     assert index.read_bytes() == b"not an index"
+
+
+def git_calls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Put a `git` first on PATH that logs its subcommand, then runs the real git; the
+    log it writes (one line a call)."""
+    import shutil
+    import stat
+
+    real = shutil.which("git")
+    assert real is not None
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    log = tmp_path / "git-calls.log"
+    wrapper = folder / "git"
+    wrapper.write_text(f'#!/bin/sh\necho "$1" >> {log}\nexec {real} "$@"\n', encoding="utf-8")
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{folder}:{os.environ['PATH']}")
+    return log
+
+
+def test_a_later_pass_asks_git_only_about_work_that_is_new(
+    lanes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What two commits say never changes: with the memo of an earlier pass, a pass
+    diffs and merges only the running lane's working files (a new commit each pass),
+    so its cost does not grow with the lanes that finished; and it finds the same."""
+    for lane in "acd":
+        set_status(lanes, lane, "completed", head=sh(lanes, "rev-parse", f"lane-{lane}"))
+    repo = open_repo(lanes)
+    fresh = radar.scan(repo.layout, repo.store.read())
+    memo = radar.Memo()
+    radar.scan(repo.layout, repo.store.read(), memo=memo)
+    log = git_calls(tmp_path, monkeypatch)
+
+    again = radar.scan(repo.layout, repo.store.read(), memo=memo)
+
+    calls = sorted(log.read_text().split())
+    # the base and the lanes' heads, then b's working files: read into a scratch index
+    # (`-c ... add -A`, `-c ... write-tree`), made a commit, diffed against its start;
+    # a, c and d cost nothing. b's commit is new when the clock passed a second since
+    # the last pass, and then its merges with a and c (all three change f.txt) are
+    # asked again; a's with c never is.
+    assert calls.count("merge-tree") in (0, 2), calls
+    assert [c for c in calls if c != "merge-tree"] == [
+        "-c", "-c", "commit-tree", "diff", "for-each-ref", "rev-parse"
+    ]  # fmt: skip
+    assert again.findings == fresh.findings
+    assert [f.lanes for f in again.findings] == [("a", "b"), ("d", RADAR_BASE)]
+    assert [(w.lane_id, w.paths) for w in again.works] == [
+        (w.lane_id, w.paths) for w in fresh.works
+    ]
+
+
+@given(
+    st.lists(st.frozensets(st.sampled_from("abcdefgh"), max_size=4), max_size=12),
+)
+def test_overlapping_pairs_found_through_the_path_index_are_every_pair_that_shares_a_path(
+    changed: list[frozenset[str]],
+) -> None:
+    from itertools import combinations
+
+    works = [radar.LaneWork(f"l{n:02d}", "c", "s", p, False) for n, p in enumerate(changed)]
+    every = [(i, j) for i, j in combinations(range(len(works)), 2) if changed[i] & changed[j]]
+    assert radar._sharing(works) == every

@@ -4,6 +4,7 @@ yet refuse what a whole validation refuses, and never act on stale files."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,40 @@ def test_a_write_gives_the_bytes_a_whole_dump_gives(path: Path) -> None:
     assert list(json.loads(raw)["lanes"])[-1] == "new"
     assert "agent-l000" not in json.loads(raw)["agents"]
     assert access_tracker.read_ledger(str(path)) == raw  # the ledger holds the same bytes
+
+
+def test_writes_in_a_row_keep_the_bytes_a_whole_dump_gives_and_the_lanes_order(
+    path: Path,
+) -> None:
+    # The usual write copies the last write's fragments and redoes the changed ones;
+    # a change that moves a lane to the end (removed, then added again) takes the
+    # long way. Either way the file is what a whole dump gives, and the ledger too.
+    store = TrackerStore(path)
+    store.read()
+    order = [f"l{n:03d}" for n in range(LANES)]
+
+    def moved(t: Tracker) -> None:
+        t.lanes["l020"] = t.lanes.pop("l020")
+
+    changes: list[Callable[[Tracker], None]] = [
+        lambda t: setattr(t.lanes["l005"], "progress", "one"),
+        lambda t: setattr(t.agents["agent-l007"], "pid", 42),
+        moved,
+        lambda t: setattr(t.lanes["l020"], "progress", "moved"),
+        lambda t: setattr(t.lanes["l005"], "progress", "two"),
+    ]
+    for n, change in enumerate(changes):
+        store.update(change, "test")
+        raw = path.read_bytes()
+        assert raw == on_disk(path).model_dump_json().encode(), n
+        assert access_tracker.read_ledger(str(path)) == raw
+        if change is moved:
+            order = [k for k in order if k != "l020"] + ["l020"]
+        assert list(json.loads(raw)["lanes"]) == order
+    lanes = on_disk(path).lanes
+    assert (lanes["l005"].progress, lanes["l020"].progress) == ("two", "moved")
+    assert on_disk(path).agents["agent-l007"].pid == 42
+    assert TrackerStore(path).read() == store.read()  # a cold reader sees the same
 
 
 @pytest.mark.parametrize(

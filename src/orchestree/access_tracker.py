@@ -670,8 +670,9 @@ def _mac(key: bytes, payload: bytes) -> bytes:
     return hmac.new(key, payload, hashlib.sha256).hexdigest().encode("ascii")
 
 
-def write_ledger(tracker: str, payload: bytes) -> None:
-    """Record `payload` (the tracker as orchestree just wrote it) in the ledger."""
+def write_ledger(tracker: str, payload: bytes) -> bytes:
+    """Record `payload` (the tracker as orchestree just wrote it) in the ledger; the
+    ledger's bytes as written (a caller that keeps them need not read them back)."""
     ledger, key_path = ledger_paths(tracker)
     with contextlib.suppress(FileExistsError):
         os.mkdir(os.path.dirname(ledger), 0o700)
@@ -680,9 +681,11 @@ def write_ledger(tracker: str, payload: bytes) -> None:
         raise TrackerFileError(f"{key_path} is empty; remove it and {ledger} to start over")
     _sweep_temps(os.path.dirname(ledger), LEDGER_NAME)  # a writer killed mid-write left it
     tmp = os.path.join(os.path.dirname(ledger), f".{LEDGER_NAME}.{os.getpid()}.tmp")
-    _write_file(tmp, _mac(key, payload) + b"\n" + payload, 0o600)
+    written = _mac(key, payload) + b"\n" + payload
+    _write_file(tmp, written, 0o600)
     os.replace(tmp, ledger)
     _fsync_dir(os.path.dirname(ledger))
+    return written
 
 
 def _ledger_payload_unchecked(tracker: str) -> bytes | None:

@@ -217,11 +217,18 @@ def worktree_add(root: Path, path: Path, branch: str, start: str, populate: bool
 
     The administration runs under the lock; the checkout runs outside it. A known
     transient failure is retried once its leftovers are undone; any other is raised.
+
+    `--force` spares git two of its three reads of every registered worktree (its
+    cost grew with the lanes a run had made: 5 ms an add beside 24 worktrees, 32 ms
+    beside 500). What it waives cannot happen here: `-b` refuses a branch that
+    exists, so the new one is checked out nowhere, and git still refuses a folder
+    that is not empty. A registration left by a folder someone deleted, at this very
+    path, is dropped, as `git worktree prune` would; a locked one still refuses.
     """
     for attempt in range(3):
         try:
             with admin_lock(root):
-                run("worktree", "add", "--no-checkout", "--no-track", "-b", branch,
+                run("worktree", "add", "--force", "--no-checkout", "--no-track", "-b", branch,
                     str(path), start, cwd=root)  # fmt: skip
             break
         except GitError as exc:

@@ -198,10 +198,18 @@ def serialise(
     for name in _GROUPS:
         group: dict[str, BaseModel] = getattr(new, name)
         old = snap.fragments[name] if snap.fragments is not None else {}
-        mine: dict[str, bytes] = {}
-        for key in dict.keys(group):
-            frag = old.get(key) if key not in changed[name] else None
-            mine[key] = frag or _member(key, dict.__getitem__(group, key))
+        if old and list(dict.keys(group)) == list(old):
+            # The same ids in the same order (the usual write): copy the old fragments
+            # and redo the changed ones, so Python steps per write do not grow with
+            # the lanes; only C-level copies and the join do.
+            mine = dict(old)
+            for key in changed[name] & mine.keys():
+                mine[key] = _member(key, dict.__getitem__(group, key))
+        else:
+            mine = {}
+            for key in dict.keys(group):
+                frag = old.get(key) if key not in changed[name] else None
+                mine[key] = frag or _member(key, dict.__getitem__(group, key))
         fragments[name] = mine
         body = b",".join(mine.values())
         parts.append(b'"' + name.encode() + b'":{' + body + b"}")

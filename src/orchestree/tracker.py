@@ -182,15 +182,15 @@ class TrackerStore:
         backup = True if snap.as_written else snap.text
         # One fsync of the folder, the ledger's, makes both renames durable.
         store.write_atomic(str(self.path), payload, backup=backup, sync_dir=False)
-        store.write_ledger(str(self.path), payload)
+        ledger_bytes = store.write_ledger(str(self.path), payload)
         if snap.ignored:
             store.append_event(events_path, {"actor": "orchestree", "event": "edit-ignored",
                                              "ignored": snap.ignored})  # fmt: skip
         for record in records:
             store.append_event(events_path, record)
         written = snapshot.settle(model)
-        ledger, key = store.ledger_paths(str(self.path))
-        files = (snap.files[0] or store._read_bytes(key), store._read_bytes(ledger), payload)
+        _, key = store.ledger_paths(str(self.path))
+        files = (snap.files[0] or store._read_bytes(key), ledger_bytes, payload)
         self._snap = snapshot.Snapshot(files, written, fragments)
         return snapshot.shared(written)
 
