@@ -393,3 +393,21 @@ def test_the_helper_runs_on_the_python3_an_agent_may_have(helper_path: Path, tra
 
 def lane_progress(tracker: Path) -> Any:
     return json.loads(tracker.read_text(encoding="utf-8"))["lanes"]["work"]["progress"]
+
+
+def test_a_tracker_write_syncs_the_folders_of_both_renames(
+    tracker: Path, orch: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tracker's rename is durable, not only the ledger's: both folders are synced
+    after their renames (the ledger has its own folder)."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    TrackerStore(tracker).update(lambda t: setattr(t, "status", "running"), "test")
+    assert str(orch) in synced
+    assert str(orch / "ledger") in synced

@@ -685,6 +685,9 @@ def write_ledger(tracker: str, payload: bytes) -> bytes:
     _write_file(tmp, written, 0o600)
     os.replace(tmp, ledger)
     _fsync_dir(os.path.dirname(ledger))
+    # The tracker's own rename, which `write_atomic(sync_dir=False)` leaves to this
+    # write: the ledger's folder is not the tracker's since the ledger has its own.
+    _fsync_dir(os.path.dirname(os.path.abspath(tracker)))
     return written
 
 
