@@ -157,7 +157,7 @@ def test_the_stock_fills_to_its_size_and_sweeps_what_a_kill_cut_short(
     cut = made / "copies" / "0" / ".making-dead"  # a copy whose maker was SIGKILLed
     (cut / "pkg").mkdir(parents=True)
     stock = worktree_share.Stock(made, ["deps"], 2)
-    with worktree_share.stocking(stock):
+    with worktree_share.background(stock):
         assert not cut.exists()
         wait_for(lambda: stock.counts() == [2], 30, "two copies made ahead")
         dest = tmp_path / "wt" / "deps"

@@ -37,7 +37,7 @@ from orchestree.merge.startpoint import start_point
 from orchestree.models import Lane, Tracker
 from orchestree.repo import Repo
 from orchestree.runlock import run_lock
-from orchestree.worktree_share import STOCK_MAX, Stock, made_for, stocking
+from orchestree.worktree_share import STOCK_MAX, Stock, background, made_for
 
 WAIT_S = 0.5
 Reporter = Callable[[str], None]
@@ -106,8 +106,8 @@ class Execution:
                 previous = signal.signal(signal.SIGINT, self._on_sigint)
                 try:
                     with (
-                        stocking(self._share_stock()),
-                        worktree_pool.filling(self._pool_filler()) as self._pool,
+                        background(self._share_stock()),
+                        background(self._pool_filler()) as self._pool,
                     ):
                         self._loop()
                 finally:

@@ -40,7 +40,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -379,16 +379,3 @@ class Filler:
             self._loop.join()
         for worker in list(self._builders):
             worker.join()
-
-
-@contextlib.contextmanager
-def filling(filler: Filler | None) -> Iterator[Filler | None]:
-    """Run `filler` (when there is one) for the time of the block."""
-    if filler is None:
-        yield None
-        return
-    filler.start()
-    try:
-        yield filler
-    finally:
-        filler.close()

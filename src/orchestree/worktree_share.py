@@ -42,6 +42,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from orchestree import git, procs
 
@@ -244,17 +245,26 @@ class Stock:
         self.sweep()
 
 
+class _Worker(Protocol):
+    def start(self) -> None: ...
+    def close(self) -> None: ...
+
+
+W = TypeVar("W", bound=_Worker)
+
+
 @contextlib.contextmanager
-def stocking(stock: Stock | None) -> Iterator[Stock | None]:
-    """Run `stock` (when there is one) for the time of the block."""
-    if stock is None:
+def background(worker: W | None) -> Iterator[W | None]:
+    """Run `worker` (a `Stock`, the pool's `Filler`; when there is one) for the time of
+    the block: started before it, closed after it, whatever ends it."""
+    if worker is None:
         yield None
         return
-    stock.start()
+    worker.start()
     try:
-        yield stock
+        yield worker
     finally:
-        stock.close()
+        worker.close()
 
 
 def _clone_kind(made: Path) -> str:
