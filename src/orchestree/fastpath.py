@@ -17,9 +17,8 @@ import gc
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from orchestree import access_tracker as store
 from orchestree import disk, git
@@ -28,8 +27,7 @@ from orchestree.initrepo import check_worktree_root
 from orchestree.layout import CONFIG_FILE, DEFAULT_AGENT, Layout
 
 
-@dataclass(frozen=True)
-class Where:
+class Where(NamedTuple):
     """An initialised repository as the light commands see it."""
 
     layout: Layout

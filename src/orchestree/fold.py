@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 T = TypeVar("T")
 
@@ -36,8 +35,7 @@ FOLD_LINES = 10
 FOLD_MIN = 10
 
 
-@dataclass(frozen=True)
-class Folded:
+class Folded(NamedTuple):
     shown: list[str]  # the ids to show, in the order to show them
     hidden: Counter[str]  # status -> how many lanes of it are folded away
 

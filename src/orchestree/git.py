@@ -14,8 +14,8 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from orchestree.errors import EnvironmentRefused, GitError
 
@@ -178,8 +178,7 @@ def branch_exists(root: Path, branch: str) -> bool:
     return head_commit(root, f"refs/heads/{branch}") is not None
 
 
-@dataclass(frozen=True)
-class Worktree:
+class Worktree(NamedTuple):
     path: Path
     head: str | None
     branch: str | None
@@ -431,8 +430,7 @@ def changed_blobs(root: Path, old: str, new: str) -> dict[str, str]:
 # --- Merges computed without a working tree (DESIGN.md §8) -------------------------
 
 
-@dataclass(frozen=True)
-class TreeMerge:
+class TreeMerge(NamedTuple):
     tree: str | None  # the merged tree, or None on conflict
     conflicts: list[str]
 
@@ -754,8 +752,7 @@ _PLAIN_DIFF = ("--no-color", "--no-ext-diff", "--no-textconv", "--src-prefix=a/"
                "--dst-prefix=b/", "--no-renames")  # fmt: skip
 
 
-@dataclass(frozen=True)
-class FileCount:
+class FileCount(NamedTuple):
     path: str
     added: int
     removed: int

@@ -13,9 +13,8 @@ import os
 import shutil
 import stat
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from orchestree import access_tracker as store
 from orchestree import git
@@ -25,8 +24,7 @@ from orchestree.layout import AGENT_EXCLUDES, CONFIG_FILE, EXCLUDES, Layout
 TRACKER_VERSION = "1.0.0"  # models.TRACKER_VERSION; a test keeps the two equal
 
 
-@dataclass(frozen=True)
-class Prepared:
+class Prepared(NamedTuple):
     """What `prepare` found and did: the base branch and commit, excludes added."""
 
     base_branch: str
