@@ -411,3 +411,85 @@ def test_a_tracker_write_syncs_the_folders_of_both_renames(
     TrackerStore(tracker).update(lambda t: setattr(t, "status", "running"), "test")
     assert str(orch) in synced
     assert str(orch / "ledger") in synced
+
+
+# Writes once, forks a child that writes and exits, writes again: each process frees
+# what its writes replaced, the child with its own thread (the parent's is not in it).
+FORKING_WRITER = """
+import os, sys
+from pathlib import Path
+from orchestree.tracker import TrackerStore
+store = TrackerStore(Path(sys.argv[1]))
+def write(text):
+    def change(t):
+        t.lanes["work"].progress = text
+    TrackerStore(store.path).update(change, "progress")
+write("parent")
+child = os.fork()
+if child == 0:
+    write("child")
+    sys.exit(0)
+_, status = os.waitpid(child, 0)
+write("parent again")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+# Replaces many files and exits at once: its thread has not freed them all by then, and
+# the process waits for it at exit instead of leaving them.
+MANY_REPLACES = """
+import os, sys
+from orchestree.access_tracker import _replace_free_later
+for n in range(2000):
+    for name in (f"f{n}", f"new{n}"):
+        with open(os.path.join(sys.argv[1], name), "wb") as fh:
+            fh.write(b"x" * 4096)
+    _replace_free_later(os.path.join(sys.argv[1], f"new{n}"), os.path.join(sys.argv[1], f"f{n}"))
+"""
+
+
+def _python(script: str, arg: Path) -> None:
+    command = [sys.executable, "-c", script, str(arg)]
+    done = subprocess.run(command, check=False, capture_output=True, text=True, env=env())
+    assert done.returncode == 0, done.stderr
+
+
+def _left_to_free(orch: Path) -> list[str]:
+    return sorted(p.name for p in [*orch.iterdir(), *(orch / "ledger").iterdir()]
+                  if p.name.endswith(".old.tmp"))  # fmt: skip
+
+
+def test_the_files_a_write_replaces_are_freed_by_the_process_that_wrote(
+    helper_path: Path, tracker: Path, orch: Path
+) -> None:
+    """The old `.bak` and the old ledger are freed after the writer's renames, off its
+    lock (`_replace_free_later`): by the time a writer process has exited, nothing of
+    them is left, whether it wrote as orchestree (tracker and ledger), forked, or as
+    an agent's helper (tracker.json only)."""
+    TrackerStore(tracker).update(lambda t: setattr(t, "status", "running"), "test")
+    _python(FORKING_WRITER, tracker)
+    assert lane_progress(tracker) == "parent again"
+    assert _left_to_free(orch) == []
+    proc = run_helper(helper_path, str(tracker), '{"lanes": {"work": {"progress": "agent"}}}')
+    assert proc.returncode == 0, proc.stderr
+    assert _left_to_free(orch) == []
+    assert lane_progress(tracker) == "agent"
+    many = orch / "many"
+    many.mkdir()
+    _python(MANY_REPLACES, many)
+    assert sorted(p.name for p in many.iterdir()) == sorted(f"f{n}" for n in range(2000))
+
+
+def test_files_a_killed_writer_left_to_free_are_swept_by_the_next_write(
+    tracker: Path, orch: Path
+) -> None:
+    TrackerStore(tracker).update(lambda t: setattr(t, "status", "running"), "test")
+    left = [
+        orch / ".tracker.json.bak.4242.0.old.tmp",
+        orch / "ledger" / ".ledger.json.4242.1.old.tmp",
+    ]
+    for path in left:
+        path.write_bytes(b'{"old')
+    TrackerStore(tracker).update(lambda t: setattr(t, "status", "running"), "again")
+    assert [p.exists() for p in left] == [False, False]
+    assert access_tracker.read_trusted(str(tracker))["status"] == "running"

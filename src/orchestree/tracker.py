@@ -180,9 +180,7 @@ class TrackerStore:
         payload, fragments = snapshot.serialise(snap, model, changed)
         self._snap = None  # until the files are written whole
         backup = True if snap.as_written else snap.text
-        # One fsync of the folder, the ledger's, makes both renames durable.
-        store.write_atomic(str(self.path), payload, backup=backup, sync_dir=False)
-        ledger_bytes = store.write_ledger(str(self.path), payload)
+        ledger_bytes = store.write_signed(str(self.path), payload, backup=backup)
         if snap.ignored:
             store.append_event(events_path, {"actor": "orchestree", "event": "edit-ignored",
                                              "ignored": snap.ignored})  # fmt: skip
