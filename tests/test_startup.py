@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from helpers import env, make_repo
+from orchestree import fastpath
 from orchestree.cli import app, tracker_app
 from orchestree.initrepo import TRACKER_VERSION, empty_tracker, init_fresh, prepare
 from orchestree.layout import Layout
@@ -37,10 +38,13 @@ print("\\n" + json.dumps({{"code": code, "heavy": heavy}}))
 """
 
 
-def loaded(cwd: Path, *args: str, stdin: str | None = None) -> tuple[int, set[str]]:
-    """Run `orchestree ARGS` in a fresh interpreter; its exit code and HEAVY modules."""
+def loaded(
+    cwd: Path, *args: str, stdin: str | None = None, watch: tuple[str, ...] = HEAVY
+) -> tuple[int, set[str]]:
+    """Run `orchestree ARGS` in a fresh interpreter; its exit code and the modules of
+    `watch` (HEAVY) it loaded."""
     proc = subprocess.run(
-        [sys.executable, "-c", _PROBE.format(heavy=HEAVY), *args],
+        [sys.executable, "-c", _PROBE.format(heavy=watch), *args],
         cwd=cwd,
         env=env(),
         input=stdin or "",
@@ -179,6 +183,19 @@ def test_a_config_changed_since_it_was_checked_is_validated_again(tmp_path: Path
     for _ in range(2):  # refused each time: an invalid config is never remembered
         code, heavy = loaded(repo, "status")
         assert (code, "pydantic" in heavy) == (2, True)
+
+
+def test_the_light_commands_take_the_checked_config_without_parsing_it(tmp_path: Path) -> None:
+    """The two keys they need come from .orchestration/config.checked, as the full path
+    validated them: no TOML parser is loaded."""
+    repo = make_repo(tmp_path / "repo")
+    config = '[worktree]\nroot = "trees"\n\n[defaults]\nagent = "shell"\n'
+    (repo / "orchestree.toml").write_text(config, "utf-8")
+    assert loaded(repo, "init")[0] == 0
+    assert loaded(repo, "status", watch=("tomllib", *HEAVY)) == (0, set())
+    where = fastpath.locate(repo)
+    assert where is not None
+    assert (where.layout.worktrees, where.agent) == (repo.resolve() / "trees", "shell")
 
 
 def test_the_light_commands_find_the_repository_as_git_does(tmp_path: Path) -> None:

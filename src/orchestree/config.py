@@ -318,7 +318,7 @@ def load_config(repo_root: Path) -> Config:
         config.check_agent(config.plan.agent, f"{path}: [plan]")
     for name in config.plan.allow_agents:
         config.check_agent(name, f"{path}: [plan] allow_agents")
-    remember_valid_config(repo_root, text)
+    remember_valid_config(repo_root, text, config.worktree.root, config.defaults.agent)
     return config
 
 

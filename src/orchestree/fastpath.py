@@ -55,7 +55,7 @@ def locate(path: Path) -> Where | None:
 
 def _settings(root: Path) -> tuple[str, str] | None:
     """`[worktree] root` and `[defaults] agent` of a config the full path found valid
-    as it is now (`remember_valid_config`); None for any other."""
+    as it is now (`remember_valid_config`), as it recorded them; None for any other."""
     try:
         raw = (root / CONFIG_FILE).read_bytes()
     except FileNotFoundError:
@@ -63,18 +63,14 @@ def _settings(root: Path) -> tuple[str, str] | None:
     except OSError:
         return None
     try:
-        if Layout(root).config_checked.read_text("utf-8") != _config_digest(raw):
+        digest, _, settings = Layout(root).config_checked.read_text("utf-8").partition("\n")
+        if digest != _config_digest(raw):
             return None
-        import tomllib  # only here: most repositories have no config file
-
-        doc = tomllib.loads(raw.decode("utf-8"))
+        found = json.loads(settings)
     except (OSError, UnicodeDecodeError, ValueError):
         return None
-    worktree, defaults = doc.get("worktree", {}), doc.get("defaults", {})
-    if not isinstance(worktree, dict) or not isinstance(defaults, dict):
-        return None
-    found = worktree.get("root", Layout.worktree_root), defaults.get("agent", DEFAULT_AGENT)
-    return found if all(isinstance(value, str) for value in found) else None
+    ok = isinstance(found, list) and len(found) == 2 and all(isinstance(v, str) for v in found)
+    return (found[0], found[1]) if ok else None
 
 
 def _config_digest(raw: bytes) -> str:
@@ -82,22 +78,23 @@ def _config_digest(raw: bytes) -> str:
 
     from orchestree import __version__
 
-    return f"orchestree {__version__} sha256 {hashlib.sha256(raw).hexdigest()}\n"
+    return f"orchestree {__version__} sha256 {hashlib.sha256(raw).hexdigest()}"
 
 
-def remember_valid_config(root: Path, raw: bytes) -> None:
+def remember_valid_config(root: Path, raw: bytes, worktree_root: str, agent: str) -> None:
     """After `config.load_config` found `raw` (orchestree.toml's bytes) valid: its
-    digest, so that the light commands read that config without validating it again,
-    and a config changed since takes the full path, which names what is wrong. A cache,
-    not state: written only into an initialised repository, and a failure is ignored."""
+    digest and the two keys the light commands need, so that they start without
+    validating that config again, or parsing it; a config changed since takes the full
+    path, which names what is wrong. A cache, not state: written only into an
+    initialised repository, and a failure is ignored."""
     checked = Layout(root).config_checked
-    digest = _config_digest(raw)
+    record = f"{_config_digest(raw)}\n{json.dumps([worktree_root, agent])}\n"
     with contextlib.suppress(OSError, UnicodeDecodeError):
-        if not checked.parent.is_dir() or checked.read_text("utf-8") == digest:
+        if not checked.parent.is_dir() or checked.read_text("utf-8") == record:
             return
     with contextlib.suppress(OSError):
         temp = checked.with_name(f".{checked.name}.{os.getpid()}.tmp")
-        temp.write_text(digest, encoding="utf-8")
+        temp.write_text(record, encoding="utf-8")
         os.replace(temp, checked)
 
 
