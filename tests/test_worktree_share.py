@@ -145,10 +145,10 @@ def test_the_stock_fills_to_its_size_and_sweeps_what_a_kill_cut_short(
     def run_setup(cwd: Path) -> int:
         return subprocess.run(["sh", "-c", setup], cwd=cwd, check=False).returncode
 
-    tree, code, _ = worktree_share.template(home, repo, base, setup, ["deps"], run_setup)
+    made = worktree_share.made_for(home, worktree_share.key(base, setup, ["deps"]))
+    tree, code, _ = worktree_share.template(made, repo, base, ["deps"], run_setup)
     assert code == 0
     assert tree is not None
-    made = worktree_share.made_for(home, base, setup, ["deps"])
     # No copy made ahead yet: the lane links its own farm of the template's files.
     own = tmp_path / "own" / "deps"
     assert worktree_share.give(tree, tmp_path / "own", ["deps"]) == "hardlink"
