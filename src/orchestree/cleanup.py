@@ -186,7 +186,8 @@ def _sweep_templates(repo: Repo, tracker: Tracker, report: CleanupReport) -> Non
         keep.add(worktree_share.key_at(repo.root, head, config.setup, folders, config.share_key))
     for name, copies in worktree_share.sweep(home, keep):
         shown = repo.layout.rel(home / name)
-        line = f"{shown} and its {copies} copies made ahead" if copies else shown
+        ahead = "its copy" if copies == 1 else f"its {copies} copies"
+        line = f"{shown} and {ahead} made ahead" if copies else shown
         report.add(report.templates, line, f"removed stale share template {line}")
 
 
