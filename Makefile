@@ -66,7 +66,7 @@ test-agents: $(STAMP) bytecode
 # clock steps, a full or read-only .orchestration/), then the invariants. Needs root
 # (a mount namespace per run). Replay one seed: `CHAOS_SEED=17 make chaos`.
 # pytest's exit 5 (nothing collected, e.g. a CHAOS_FAULTS typo) is a failure here.
-SEEDS ?= 56
+SEEDS ?= 60
 
 chaos: $(STAMP) bytecode
 	@ORCHESTREE_CHAOS_TESTS=1 CHAOS_SEEDS="$(SEEDS)" $(BIN)/pytest -q -p no:cacheprovider tests/chaos; \

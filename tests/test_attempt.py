@@ -44,7 +44,7 @@ def full_spec() -> AttemptSpec:
         includes=[".env"],
         helper="/repo/.orchestration/access_tracker.py",
         setup_snapshot="/repo/.orchestration/runs/api.setup.json",
-        share=Share("/repo/.orchestration/share", "abc123", ["node_modules"]),
+        share=Share("/repo/.orchestration/share", "abc123", ["node_modules"], "0123456789abcdef"),
         sandbox={"kind": "bwrap", "network": False, "writable": ["/home/u/.claude"]},
         branch="lane-api",
         start_commit="abc123",

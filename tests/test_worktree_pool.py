@@ -73,7 +73,11 @@ def test_lanes_claim_prepared_worktrees_and_commit_only_their_own_work(
 
 
 def _fill(
-    repo: Path, size: int, setup: str = "mkdir -p deps", share: list[str] | None = None
+    repo: Path,
+    size: int,
+    setup: str = "mkdir -p deps",
+    share: list[str] | None = None,
+    share_key: list[str] | None = None,
 ) -> str:
     """Make `size` spares at the base commit with the real filler; their key."""
     from orchestree.config import WorktreeConfig
@@ -81,7 +85,7 @@ def _fill(
 
     base = git(repo, "rev-parse", "main")
     said: list[str] = []
-    config = WorktreeConfig(setup=setup, pool=size, share=share or [])
+    config = WorktreeConfig(setup=setup, pool=size, share=share or [], share_key=share_key or [])
     filler = Filler(
         repo, repo / ".worktrees", base, config,
         repo / ".orchestration" / "share", [], repo / ".orchestration" / "logs" / "pool.log",
@@ -199,6 +203,36 @@ def test_share_and_pool_together(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         assert "orchestree: worktree from the pool (p-" in log
         assert git(repo, "show", f"lane-s{n}:seen.txt") == "dep 2"
     assert "worktree share: deps (" in (repo / ".orchestration" / "logs" / "pool.log").read_text()
+
+
+@pytest.mark.parametrize("keyed", [True, False])
+def test_with_share_key_spares_outlive_a_merge_and_end_on_the_new_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keyed: bool
+) -> None:
+    runs = tmp_path / "setup.runs"
+    share_key = [".gitignore"] if keyed else []
+    extra = 'share = ["deps"]\n' + ('share_key = [".gitignore"]\n' if keyed else "")
+    repo = pool_repo(tmp_path, monkeypatch, SETUP.format(runs=runs), 2, extra)
+    _fill(repo, 2, SETUP.format(runs=runs), ["deps"], share_key)
+    made = {p.name for p in (repo / ".worktrees" / ".pool").iterdir() if p.is_dir()}
+    (repo / "notes.txt").write_text("after the spares\n")  # a merge moves the base
+    git(repo, "add", "notes.txt")
+    git(repo, "commit", "-q", "-m", "notes")
+    add_lanes(repo, {"s": {"tasks": ["cat notes.txt deps/pkg/f2.txt > seen.txt"]}})
+    result = cli(repo, "execute", "--max-parallel", "1")
+    assert result.code == 0, result.out + result.err
+    # Either way the lane is on the new base commit, with its file and share's folder.
+    assert git(repo, "show", "lane-s:seen.txt") == "after the spares\ndep 2"
+    assert git(repo, "rev-parse", "lane-s^") == git(repo, "rev-parse", "main")
+    log = (repo / ".orchestration" / "logs" / "agent-s.log").read_text()
+    if keyed:  # a spare made on the old commit served; setup ran once, for both
+        assert any(f"orchestree: worktree from the pool ({name})" in log for name in made), log
+        assert "(unusable)" not in result.out
+        assert len(runs.read_text().splitlines()) == 1
+    else:  # the old commit's spares are no use: removed, and the template made again
+        for name in made:
+            assert f"pool: removed .worktrees/.pool/{name} (unusable)" in result.out
+        assert len(runs.read_text().splitlines()) == 2
 
 
 @pytest.mark.parametrize("value", ["-1", "65", '"2"'])

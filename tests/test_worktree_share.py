@@ -145,10 +145,10 @@ def test_the_stock_fills_to_its_size_and_sweeps_what_a_kill_cut_short(
     def run_setup(cwd: Path) -> int:
         return subprocess.run(["sh", "-c", setup], cwd=cwd, check=False).returncode
 
-    tree, code, _ = worktree_share.template(home, repo, base, setup, ["deps"], run_setup)
+    made = worktree_share.made_for(home, worktree_share.key(base, setup, ["deps"]))
+    tree, code, _ = worktree_share.template(made, repo, base, ["deps"], run_setup)
     assert code == 0
     assert tree is not None
-    made = worktree_share.made_for(home, base, setup, ["deps"])
     # No copy made ahead yet: the lane links its own farm of the template's files.
     own = tmp_path / "own" / "deps"
     assert worktree_share.give(tree, tmp_path / "own", ["deps"]) == "hardlink"
@@ -173,3 +173,213 @@ def test_the_stock_fills_to_its_size_and_sweeps_what_a_kill_cut_short(
     assert stock.counts() == [2]  # complete copies stay for the next run
     assert not list((made / "copies" / "0").glob(".making-*"))
     assert not worktree_share._take(made, 1, tmp_path / "wt" / "none")  # no such stock
+
+
+# --- `[worktree] share_key`: the template follows the lockfile, not the base commit ----
+
+# Installs what the lockfile says; each run of it is counted outside the repository.
+LOCK_SETUP = "echo setup-ran >> {runs} && mkdir -p deps && cp deps.lock deps/installed.txt"
+
+
+def keyed_repo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runs: Path, share_key: str | None
+) -> Path:
+    config = BASE_CONFIG + f'[worktree]\nsetup = "{LOCK_SETUP.format(runs=runs)}"\n'
+    config += 'share = ["deps"]\n' + (f"share_key = {share_key}\n" if share_key else "")
+    files = {".gitignore": "deps/\n", "deps.lock": "left-pad 1.0\n"}
+    return make_repo(tmp_path, monkeypatch, config, files=files)
+
+
+def _run_lane(repo: Path, lane: str, first: list[str] | None = None) -> str:
+    """Run one lane that reads the installed lockfile; its log."""
+    add_lanes(repo, {lane: {"tasks": [*(first or []), "cp deps/installed.txt seen.txt"],
+                            "timeout_s": 60}})  # fmt: skip
+    result = cli(repo, "execute", "--max-parallel", "1")
+    assert result.code == 0, result.out + result.err
+    return (repo / ".orchestration" / "logs" / f"agent-{lane}.log").read_text()
+
+
+def _commit(repo: Path, rel: str, text: str) -> str:
+    (repo / rel).write_text(text, encoding="utf-8")
+    git(repo, "commit", "-q", "-am", f"change {rel}")
+    return git(repo, "rev-parse", "HEAD")
+
+
+def _templates(repo: Path) -> dict[str, str]:
+    """Each template's key -> the lockfile it was installed from."""
+    home = repo / ".orchestration" / "share"
+    return {p.parents[2].name: p.read_text() for p in home.glob("*/tree/deps/installed.txt")}
+
+
+def _set_status(repo: Path, lane: str, status: str) -> None:
+    from orchestree.models import Tracker
+    from orchestree.repo import open_repo
+
+    def change(t: Tracker) -> None:
+        t.lanes[lane].status = status  # type: ignore[assignment]
+
+    open_repo(repo).store.update(change, "test")
+
+
+def test_with_share_key_a_merge_that_leaves_the_lockfile_keeps_the_template_and_copies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = tmp_path / "setup.runs"
+    repo = keyed_repo(tmp_path, monkeypatch, runs, '["*.lock"]')
+    # Base commit A: the first run builds the template and lasts until a copy is made ahead.
+    copy = "../../.orchestration/share/*/copies/0/c-*"
+    wait = f"until ls -d {copy} >/dev/null 2>&1; do sleep 0.1; done"
+    _run_lane(repo, "a", [wait])
+    base_a = tracker(repo)["base_commit"]
+    assert runs.read_text().splitlines() == ["setup-ran"]
+    assert len(_copies(repo)) == 1
+    # Base commit B: a change that is not the lockfile's. The template and its copy serve.
+    base_b = _commit(repo, "README.md", "# changed\n")
+    log = _run_lane(repo, "b")
+    assert tracker(repo)["base_commit"] == base_b != base_a
+    assert runs.read_text().splitlines() == ["setup-ran"]  # setup did not run again
+    assert "worktree share: deps (hardlink, made ahead)" in log
+    assert git(repo, "show", "lane-b:seen.txt") == "left-pad 1.0"
+    assert list(_templates(repo).values()) == ["left-pad 1.0\n"]
+    # Base commit C: the lockfile changed. A new template, from the new lockfile.
+    _commit(repo, "deps.lock", "left-pad 2.0\n")
+    _run_lane(repo, "c")
+    assert runs.read_text().splitlines() == ["setup-ran", "setup-ran"]
+    assert git(repo, "show", "lane-c:seen.txt") == "left-pad 2.0"
+    templates = _templates(repo)
+    assert sorted(templates.values()) == ["left-pad 1.0\n", "left-pad 2.0\n"]
+    old = next(k for k, v in templates.items() if v == "left-pad 1.0\n")
+    # While a lane runs (its supervisor may be taking a copy), cleanup leaves templates.
+    add_lanes(repo, {"d": {"tasks": ["cp deps/installed.txt seen.txt"]}})
+    _set_status(repo, "d", "running")
+    kept = cli(repo, "cleanup")
+    assert kept.code == 0, kept.out + kept.err
+    assert "share template" not in kept.out
+    assert len(_templates(repo)) == 2
+    _set_status(repo, "d", "pending")
+    cleaned = cli(repo, "cleanup")
+    assert cleaned.code == 0, cleaned.out + cleaned.err
+    said = f"removed stale share template .orchestration/share/{old}"
+    # ... with the copy run b's stock made, if it lasted a second after its lane's start.
+    assert [line for line in cleaned.out.splitlines() if "share template" in line] in (
+        [said],
+        [f"{said} and its copy made ahead"],
+    )
+    assert list(_templates(repo).values()) == ["left-pad 2.0\n"]
+    assert not (repo / ".orchestration" / "share" / f"{old}.lock").exists()
+    # The current one stays and serves the next run.
+    assert cli(repo, "execute").code == 0
+    assert git(repo, "show", "lane-d:seen.txt") == "left-pad 2.0"
+    assert runs.read_text().splitlines() == ["setup-ran", "setup-ran"]
+    assert "share template" not in cli(repo, "cleanup").out
+
+
+def test_without_share_key_each_base_commit_has_its_own_template(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = tmp_path / "setup.runs"
+    repo = keyed_repo(tmp_path, monkeypatch, runs, None)
+    setup = LOCK_SETUP.format(runs=runs)
+    _run_lane(repo, "a")
+    key_a = worktree_share.key_at(repo, tracker(repo)["base_commit"], setup, ["deps"], [])
+    _commit(repo, "README.md", "# changed\n")  # setup may read any file: it runs again
+    _run_lane(repo, "b")
+    assert runs.read_text().splitlines() == ["setup-ran", "setup-ran"]
+    key_b = worktree_share.key_at(repo, tracker(repo)["base_commit"], setup, ["deps"], [])
+    home = repo / ".orchestration" / "share"
+    assert {p.name for p in home.iterdir() if p.is_dir()} == {key_a, key_b}
+    # Cleanup removes the template of the commit the base branch left, and its copies.
+    stock = worktree_share.Stock(home / key_a, ["deps"], 1)
+    stock._make(0)
+    stock._make(0)
+    [copies] = stock.counts()
+    cleaned = cli(repo, "cleanup")
+    assert cleaned.code == 0, cleaned.out + cleaned.err
+    assert {p.name for p in home.iterdir() if p.is_dir()} == {key_b}
+    said = f"removed stale share template .orchestration/share/{key_a} and its {copies} copies"
+    assert f"{said} made ahead\n" in cleaned.out
+
+
+def test_the_basis_is_the_matching_files_or_the_commit_when_none_match(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {"deps.lock": "a\n", "sub/pkg/requirements-dev.txt": "b\n", "notes.txt": "c\n"}
+    repo = make_repo(tmp_path, monkeypatch, BASE_CONFIG, files=files)
+    a = git(repo, "rev-parse", "HEAD")
+    watched = ["*.lock", "**/requirements*.txt"]
+    basis_a = worktree_share.basis(repo, a, watched)
+    blob = git(repo, "rev-parse", "HEAD:sub/pkg/requirements-dev.txt")
+    assert basis_a.splitlines()[1:] == [
+        f"100644 {git(repo, 'rev-parse', 'HEAD:deps.lock')} deps.lock",
+        f"100644 {blob} sub/pkg/requirements-dev.txt",
+    ]
+    b = _commit(repo, "notes.txt", "changed\n")
+    assert worktree_share.basis(repo, b, watched) == basis_a
+    c = _commit(repo, "sub/pkg/requirements-dev.txt", "changed\n")
+    assert worktree_share.basis(repo, c, watched) != basis_a
+    # `*` stops at a folder: a nested file is not the root's pattern's.
+    assert worktree_share.basis(repo, c, ["requirements*.txt"]) == c
+    assert worktree_share.basis(repo, c, ["missing.lock"]) == c  # a typo: as if unset
+    assert worktree_share.basis(repo, c, []) == c
+
+
+def test_sweep_leaves_a_template_being_built(tmp_path: Path) -> None:
+    import fcntl
+
+    home = tmp_path / "share"
+    building, stale, kept = home / ("a" * 16), home / ("b" * 16), home / ("c" * 16)
+    for made in (building, stale, kept):
+        (made / "tree").mkdir(parents=True)
+    (home / "not-a-template").mkdir()
+    with open(home / f"{building.name}.lock", "a+b") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert worktree_share.sweep(home, {kept.name}) == [(stale.name, 0)]
+    assert building.is_dir()
+    assert kept.is_dir()
+    assert (home / "not-a-template").is_dir()
+    assert not stale.exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ('["../deps.lock"]', "must be a file or glob inside the repository"),
+        ('["/etc/passwd"]', "must be a file or glob inside the repository"),
+        ('[":(icase)deps.lock"]', "must be a file or glob inside the repository"),
+        ('[""]', "must be a file or glob inside the repository"),
+        ('"deps.lock"', "list"),
+    ],
+)
+def test_a_bad_share_key_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, why: str
+) -> None:
+    repo = make_repo(tmp_path, monkeypatch, BASE_CONFIG)
+    config = BASE_CONFIG + f'[worktree]\nsetup = "true"\nshare = ["deps"]\nshare_key = {value}\n'
+    (repo / "orchestree.toml").write_text(config)
+    result = cli(repo, "execute")
+    assert result.code == 2
+    assert len(result.err.strip().splitlines()) == 1, result.err
+    assert "worktree.share_key" in result.err
+    assert why in result.err
+    assert not (repo / ".orchestration" / "share").exists()
+
+
+def test_doctor_says_what_keys_the_template(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = tmp_path / "setup.runs"
+    repo = keyed_repo(tmp_path, monkeypatch, runs, None)
+    unset = next(line for line in cli(repo, "doctor").out.splitlines() if "share_key" in line)
+    assert unset.startswith("✓ [worktree] share_key")
+    said = "unset: share's template is made again on each new base commit (after every merge)"
+    assert unset.endswith(f"{said}; name the lockfiles setup reads to keep it")
+    config = (repo / "orchestree.toml").read_text()
+    (repo / "orchestree.toml").write_text(config + 'share_key = ["*.lock"]\n')
+    out = cli(repo, "doctor").out
+    assert "✓ [worktree] share_key" in out
+    assert "share's template is made again when these change: deps.lock" in out
+    (repo / "orchestree.toml").write_text(config + 'share_key = ["package-lock.json"]\n')
+    done = cli(repo, "doctor")
+    assert "✗ [worktree] share_key" in done.out
+    assert "matches no file of main, so the base commit keys the template" in done.out
+    assert done.code == 3

@@ -2,7 +2,9 @@
 
 Only orchestree's things are touched: worktrees named `agent-*` under the worktree
 root, `lane-<id>` branches of lanes in the tracker, and the scratch worktrees of
-killed merges. It runs at raw git speed whatever the number of lanes: worktrees are
+killed merges, and `[worktree] share`'s templates no run would use any more (made
+for another setup, folder list, lockfile or, without `share_key`, base commit). It
+runs at raw git speed whatever the number of lanes: worktrees are
 checked and their folders deleted in parallel, git prunes their entries once, and the
 branches go in one `update-ref` transaction.
 
@@ -22,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orchestree import git, restart, worktree_guard, worktree_pool
+from orchestree import git, restart, worktree_guard, worktree_pool, worktree_share
 from orchestree.layout import branch
 from orchestree.models import Tracker
 from orchestree.runlock import run_lock
@@ -39,6 +41,7 @@ class CleanupReport:
     deleted: list[str] = field(default_factory=list)  # branches deleted
     kept_branches: list[str] = field(default_factory=list)  # unmerged branches, with hints
     kept_refs: list[str] = field(default_factory=list)  # commits found off a lane branch
+    templates: list[str] = field(default_factory=list)  # stale share templates removed
     # Hears each line as it happens (one line per lane while cleanup runs), if set.
     tell: Callable[[str], None] | None = None
 
@@ -48,7 +51,7 @@ class CleanupReport:
         out = [] if told else self._done()
         if self.kept or self.kept_branches:
             out.append("nothing unmerged or uncommitted was removed; `--force` removes it too")
-        nothing = not (self.removed or self.pruned or self.deleted or self.kept)
+        nothing = not (self.removed or self.pruned or self.deleted or self.kept or self.templates)
         return out if out or not nothing or self.kept_branches else ["nothing to clean up"]
 
     def _done(self) -> list[str]:
@@ -58,6 +61,7 @@ class CleanupReport:
         out += [f"kept worktree {line}" for line in self.kept]
         out += [f"kept branch {line}" for line in self.kept_branches]
         out += self.kept_refs
+        out += [f"removed stale share template {line}" for line in self.templates]
         return out
 
     def add(self, where: list[str], item: str, line: str) -> None:
@@ -148,6 +152,7 @@ def _cleanup(
     for name in worktree_pool.sweep(root, layout.worktrees):  # spares of `[worktree] pool`
         shown = layout.rel(worktree_pool.folder_of(layout.worktrees) / name)
         report.add(report.removed, shown, f"removed spare worktree {shown}")
+    _sweep_templates(repo, tracker, report)
     every = git.worktree_list(root)
     trees = [t for t in every
              if t.path.parent == layout.worktrees and t.path.name.startswith("agent-")]  # fmt: skip
@@ -163,6 +168,27 @@ def _cleanup(
     _delete_branches(repo, tracker, force, say, step, report, busy, resetting)
     step(None)
     return report
+
+
+def _sweep_templates(repo: Repo, tracker: Tracker, report: CleanupReport) -> None:
+    """Remove the share templates (and their copies made ahead) but the one the next
+    run uses: the current config's key on the base branch's head. None while a lane
+    runs: its supervisor (which a killed `execute` leaves running, outside the run
+    lock) may be taking a copy from any of them."""
+    home = repo.layout.orch / "share"
+    if not home.is_dir() or any(lane.status == "running" for lane in tracker.lanes.values()):
+        return
+    keep = set()
+    config = repo.config.worktree
+    head = git.head_commit(repo.root, f"refs/heads/{tracker.base_branch}")
+    if config.setup and config.share and head is not None:
+        folders = list(config.share)
+        keep.add(worktree_share.key_at(repo.root, head, config.setup, folders, config.share_key))
+    for name, copies in worktree_share.sweep(home, keep):
+        shown = repo.layout.rel(home / name)
+        ahead = "its copy" if copies == 1 else f"its {copies} copies"
+        line = f"{shown} and {ahead} made ahead" if copies else shown
+        report.add(report.templates, line, f"removed stale share template {line}")
 
 
 def _decide(

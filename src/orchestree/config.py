@@ -109,6 +109,9 @@ class WorktreeConfig(_Section):
     # Folders `setup` makes that every worktree gets as a copy-on-write or hard-linked
     # copy of one prepared tree, instead of running `setup` again (worktree_share.py).
     share: list[str] = Field(default_factory=list)
+    # Files of the base commit (glob pathspecs: lockfiles) whose contents alone decide
+    # `share`'s template; unset: the whole base commit does, so every merge rebuilds it.
+    share_key: list[str] = Field(default_factory=list)
     # Spare worktrees made ahead of time, set up and ready to claim (worktree_pool.py).
     pool: int = 0
 
@@ -125,6 +128,19 @@ class WorktreeConfig(_Section):
             parts = Path(folder).parts
             if not parts or Path(folder).is_absolute() or ".." in parts or parts[0] == ".git":
                 raise ValueError(f"{folder!r} must be a folder inside the worktree")
+        return value
+
+    @field_validator("share_key")
+    @classmethod
+    def _key_files(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            parts = Path(pattern).parts
+            if (not parts or Path(pattern).is_absolute() or ".." in parts
+                    or pattern.startswith(":") or any(c in pattern for c in "\0\n")):  # fmt: skip
+                raise ValueError(
+                    f"{pattern!r} must be a file or glob inside the repository, such as "
+                    '"package-lock.json" or "**/requirements*.txt"'
+                )
         return value
 
     @field_validator("pool")

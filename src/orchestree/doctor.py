@@ -224,8 +224,31 @@ def diagnose(path: Path) -> list[Check]:
         from orchestree.worktree_pool import NOT_REMOTE
 
         rows.append(Check("[worktree] pool", True, NOT_REMOTE))
+    rows += share_key_checks(config, root)
     rows.append(Check("python (orchestree's)", True, sys.executable))
     return rows
+
+
+def share_key_checks(config: Config, root: Path) -> list[Check]:
+    """What decides `[worktree] share`'s template (worktree_share.basis): a hint when
+    every new base commit rebuilds it; a failure when `share_key` matches no file."""
+    worktree, what = config.worktree, "[worktree] share_key"
+    if not (worktree.share and worktree.setup):
+        return []
+    if not worktree.share_key:
+        hint = ("unset: share's template is made again on each new base commit (after "
+                "every merge); name the lockfiles setup reads to keep it")  # fmt: skip
+        return [Check(what, True, hint)]
+    base = config.defaults.base_branch or git.current_branch(root)
+    head = git.head_commit(root, f"refs/heads/{base}") if base else None
+    if head is None:
+        return []  # the base branch's row says what is wrong
+    files = [line.split(" ", 2)[2] for line in git.files_matching(root, head, worktree.share_key)]
+    if not files:
+        why = f"matches no file of {base}, so the base commit keys the template, as if unset"
+        return [Check(what, False, f"{why}; name the lockfiles setup reads")]
+    shown = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+    return [Check(what, True, f"share's template is made again when these change: {shown}")]
 
 
 def _state_checks(root: Path, config: Config) -> list[Check]:

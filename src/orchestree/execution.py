@@ -37,7 +37,7 @@ from orchestree.merge.startpoint import start_point
 from orchestree.models import Lane, Tracker
 from orchestree.repo import Repo
 from orchestree.runlock import run_lock
-from orchestree.worktree_share import STOCK_MAX, Stock, background, made_for
+from orchestree.worktree_share import STOCK_MAX, Stock, background, key_at, made_for
 
 WAIT_S = 0.5
 Reporter = Callable[[str], None]
@@ -145,7 +145,8 @@ class Execution:
         setup, folders = config.worktree.setup, list(config.worktree.share)
         if not (setup and folders) or config.executor.kind != "local" or self.kind != "lane":
             return None
-        made = made_for(layout.orch / "share", self._base, setup, folders)
+        made_key = key_at(self.repo.root, self._base, setup, folders, config.worktree.share_key)
+        made = made_for(layout.orch / "share", made_key)
         return Stock(made, folders, min(self.max_parallel, STOCK_MAX))
 
     def _in_scope(self, lane_id: str, kind: str) -> bool:

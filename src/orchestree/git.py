@@ -521,6 +521,32 @@ def blob_ids(root: Path, commit: str, paths: list[str]) -> dict[str, str]:
     return found
 
 
+# The empty tree, by the length of the repository's object ids (SHA-1, SHA-256): git
+# knows it without storing it, so a diff from it lists a commit's files.
+_EMPTY_TREE = {
+    40: "4b825dc642cb6eb9a060e54bf8d69288fbee4904",
+    64: "6ef19b41225c5369f1c104d45d8d85efa9b057b53b14b4b9b939dd74decc5321",
+}
+
+
+def files_matching(root: Path, commit: str, patterns: list[str]) -> list[str]:
+    """`<mode> <object id> <path>` of each file of `commit` (a full id) that one of
+    `patterns` matches, as glob pathspecs (`*` stops at a `/`, `**/` crosses folders, a
+    folder matches what is under it), in path order: one call (`ls-tree` has no globs)."""
+    if not patterns:
+        return []
+    raw = run("--glob-pathspecs", "diff-tree", "-r", "-z", "--no-renames",
+              _EMPTY_TREE[len(commit)], commit, "--", *patterns, cwd=root).stdout  # fmt: skip
+    # -z: ":000000 <mode> <zeros> <object id> A\0<path>\0", per file.
+    items = raw.split("\0")
+    found = []
+    for info, path in zip(items[0::2], items[1::2], strict=False):
+        fields = info.split()
+        if path and len(fields) >= 4:
+            found.append(f"{fields[1]} {fields[3]} {path}")
+    return found
+
+
 def hash_files(path: Path, files: list[str], env: dict[str, str] | None = None) -> dict[str, str]:
     """The blob id each existing file of `files` in the worktree at `path` would get."""
     present = [f for f in files if (path / f).is_file() or (path / f).is_symlink()]

@@ -14,8 +14,9 @@ Each entry `p-<token>` of the pool folder is three things:
 - `p-<token>.lock`, flocked by whoever builds, claims or sweeps the entry. A setup's
   processes hold it too (it is their stdin), so an entry whose builder died while
   its setup still runs is left alone until that setup ends;
-- `p-<token>.ready`, written atomically once the entry is complete: its key (the
-  base commit, setup and shared folders it was made for).
+- `p-<token>.ready`, written atomically once the entry is complete: its key (`key_at`:
+  the setup and shared folders it was made for, and the base commit, or with `share`
+  and `share_key` the files of it that decide the template) and its base commit.
 
 A claim takes the lock without waiting (two lanes never get one entry), drops
 `.ready`, checks out the start commit, then, under git's administration lock, puts the
@@ -68,16 +69,27 @@ def folder_of(worktrees: Path) -> Path:
     return worktrees / FOLDER
 
 
-def key(base: str, setup: str, share: list[str]) -> str:
-    """Which entries a run can use: made at its base commit, by its setup and share."""
-    return "pool-" + worktree_share.key(base, setup, share)
+def key(basis: str, setup: str, share: list[str]) -> str:
+    """Which entries a run can use: made from its basis, by its setup and share."""
+    return "pool-" + worktree_share.key(basis, setup, share)
 
 
-def plan(worktrees: Path, base: str, config: WorktreeConfig) -> dict[str, str] | None:
+def key_at(root: Path, base: str, config: WorktreeConfig) -> str:
+    """The key of the entries a run on the base commit `base` can use. A claim checks
+    out the lane's start commit whatever commit the spare was made at, so what the key
+    must pin is what setup left: with `share` (and `share_key`), only the shared
+    folders, given from the template, so the template's basis; setup run in the spare
+    itself may have read any file, so then the base commit."""
+    shared = bool(config.share and config.setup)
+    watched = list(config.share_key) if shared else []
+    return key(worktree_share.basis(root, base, watched), config.setup, config.share)
+
+
+def plan(root: Path, worktrees: Path, base: str, config: WorktreeConfig) -> dict[str, str] | None:
     """What a lane's supervisor needs to claim a pooled worktree; None without a pool."""
     if config.pool <= 0:
         return None
-    return {"folder": str(folder_of(worktrees)), "key": key(base, config.setup, config.share)}
+    return {"folder": str(folder_of(worktrees)), "key": key_at(root, base, config)}
 
 
 # --- one entry -------------------------------------------------------------------------
@@ -254,7 +266,10 @@ class Filler:
         self.root, self.worktrees, self.base = root, worktrees, base
         self.size, self.setup, self.share = config.pool, config.setup, list(config.share)
         self.share_home, self.includes, self.log, self.report = share_home, includes, log, report
-        self.key = key(base, self.setup, self.share)
+        self.key = key_at(root, base, config)
+        watched = config.share_key if self.share else []
+        made_key = worktree_share.key_at(root, base, self.setup, self.share, watched)
+        self.made = worktree_share.made_for(share_home, made_key)
         self.failed = False  # a setup failed: lanes run it themselves, and say why
         self._closed = threading.Event()
         self._guard = threading.Lock()
@@ -339,7 +354,7 @@ class Filler:
                 code = self._run_setup(entry, entry.name, held, log)
                 return None if code == 0 else self._failed(code)
             tree, code, problem = worktree_share.template(
-                self.share_home, self.root, self.base, self.setup, self.share,
+                self.made, self.root, self.base, self.share,
                 lambda cwd: self._run_setup(cwd, entry.name, held, log),
             )  # fmt: skip
             if tree is None:
@@ -369,7 +384,7 @@ class Filler:
 
     def close(self, grace_s: float = 2.0) -> None:
         """Stop filling; end the setups still running and remove their entries. The
-        complete spares stay for the next run on this base (`cleanup` removes them)."""
+        complete spares stay for the next run with this key (`cleanup` removes them)."""
         self._closed.set()
         with self._guard:
             running = [p for p in self._building.values() if p is not None]

@@ -8,6 +8,13 @@ each new worktree gets the listed folders as a copy-on-write clone (`cp -a
 (ext4), as a hard-link farm (`cp -al`): its own folders, never a symlink that one lane
 could corrupt for all. `setup` does not run again in the worktree.
 
+The key is a hash of `setup`, the folder list and what the template is made from (its
+`basis`): the base commit, since setup may read any file of it, or, with `[worktree]
+share_key`, only the files of it those patterns name (the lockfiles): then a run on a
+base commit that a merge moved, but whose lockfiles did not change, finds the template
+and its copies made ahead where an earlier run left them. `sweep` (run by `cleanup`)
+removes the templates no run would use any more.
+
 A hard-link farm of a large folder still costs a link per file (about 40 ms for 5 000
 files here, all of it in the kernel), and twelve lanes starting at once pay it twelve
 times on the same cores that start them. So while `execute` runs, a `Stock` (a thread
@@ -32,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import secrets
@@ -59,15 +67,41 @@ REFILL_AFTER_S = 1.0
 STOCK_MAX = 16
 
 
-def key(base: str, setup: str, folders: list[str]) -> str:
-    """One template per base commit, setup command and folder list."""
-    text = "\0".join([base, setup, *folders])
+def key(basis: str, setup: str, folders: list[str]) -> str:
+    """One template per basis (the base commit, or its files that decide the
+    template: `basis`), setup command and folder list."""
+    text = "\0".join([basis, setup, *folders])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def made_for(home: Path, base: str, setup: str, folders: list[str]) -> Path:
-    """Where the template (and its copies made ahead) for these lives under `home`."""
-    return home / key(base, setup, folders)
+def basis(root: Path, base: str, watched: list[str]) -> str:
+    """What the template made on the base commit `base` is made from: `base` itself
+    or, with `watched` (`[worktree] share_key`), the files of `base` those patterns
+    match, each by its mode, object id and path, so that a base commit whose matching
+    files are the same gives the same basis. The base commit again when they match
+    no file: setup may read anything then (and a mistyped name must not freeze the
+    template). One git call per base commit and patterns; cached, commits never change."""
+    return _basis(str(root), base, tuple(watched)) if watched else base
+
+
+@functools.lru_cache(maxsize=32)
+def _basis(root: str, base: str, watched: tuple[str, ...]) -> str:
+    files = git.files_matching(Path(root), base, list(watched))
+    return "\n".join(["files", *files]) if files else base
+
+
+def key_at(root: Path, base: str, setup: str, folders: list[str], watched: list[str]) -> str:
+    """The key of the template a run on the base commit `base` uses."""
+    return key(basis(root, base, watched), setup, folders)
+
+
+def made_for(home: Path, made_key: str) -> Path:
+    """Where the template (and its copies made ahead) of `made_key` lives under `home`."""
+    return home / made_key
+
+
+def _lock_of(made: Path) -> Path:
+    return made.with_name(made.name + ".lock")
 
 
 @contextlib.contextmanager
@@ -78,15 +112,14 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def template(
-    home: Path, root: Path, base: str, setup: str, folders: list[str],
-    run_setup: Callable[[Path], int],
+    made: Path, root: Path, base: str, folders: list[str], run_setup: Callable[[Path], int],
 ) -> tuple[Path | None, int, str]:  # fmt: skip
-    """The prepared tree holding `folders` (built now if no lane built it yet), or
-    None with setup's exit code, or with a problem to name (a folder setup did not
-    make). `run_setup(cwd)` runs `[worktree] setup` in a folder and returns its code."""
-    home.mkdir(parents=True, exist_ok=True)
-    made = made_for(home, base, setup, folders)
-    with _locked(made.with_name(made.name + ".lock")):
+    """The prepared tree holding `folders` in `made` (`made_for`; built now from the
+    base commit `base` if no lane built it yet), or None with setup's exit code, or
+    with a problem to name (a folder setup did not make). `run_setup(cwd)` runs
+    `[worktree] setup` in a folder and returns its code."""
+    made.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(_lock_of(made)):
         if (made / READY).exists():
             return made / "tree", 0, ""
         shutil.rmtree(made, ignore_errors=True)  # a build killed half-way
@@ -105,6 +138,52 @@ def template(
         (made / CLONE).write_text(_clone_kind(made), encoding="ascii")
         (made / READY).touch()
         return tree, 0, ""
+
+
+def sweep(home: Path, keep: set[str]) -> list[tuple[str, int]]:
+    """Remove the templates under `home` whose key is not in `keep`, each with its
+    copies made ahead; each one's key and how many complete copies it had. The caller
+    holds the run lock and no lane runs (a lane takes copies without a lock); a
+    template being built (its lock held) is left alone. `.ready` goes first: from then
+    on a kill leaves a template no lane uses, which the next sweep (or a rebuild) ends."""
+    try:
+        names = os.listdir(home)
+    except OSError:
+        return []
+    removed = []
+    for name in sorted({n.removesuffix(".lock") for n in names} - keep):
+        if not _is_key(name):
+            continue  # not one of ours: never touched
+        made = home / name
+        try:
+            fd = os.open(_lock_of(made), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            copies = sum(len(_complete(_stock_of(made, int(n)))) for n in _stocks(made))
+            (made / READY).unlink(missing_ok=True)
+            if made.exists():
+                shutil.rmtree(made)
+            # Nobody can wait on this lock: no run uses this key (the caller's promise).
+            _lock_of(made).unlink(missing_ok=True)
+        except OSError:
+            continue  # being built, or a file that cannot go: left for the next sweep
+        finally:
+            os.close(fd)
+        removed.append((name, copies))
+    return removed
+
+
+def _is_key(name: str) -> bool:
+    return len(name) == 16 and all(c in "0123456789abcdef" for c in name)
+
+
+def _stocks(made: Path) -> list[str]:
+    try:
+        return [n for n in os.listdir(made / COPIES) if n.isdigit()]
+    except OSError:
+        return []
 
 
 def _read_only(folder: Path) -> None:

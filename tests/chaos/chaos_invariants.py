@@ -195,6 +195,22 @@ def pool_swept(seen: Observed) -> list[str]:
     return [f"left by the pool after cleanup: {item}" for item in left]
 
 
+def templates_swept(seen: Observed) -> list[str]:
+    """After a `cleanup` SIGKILLed while it removed stale share templates, and another
+    one: none is left but the one the current config gives, and none is marked ready
+    but partial (a lane would be given half a folder)."""
+    left = seen.extra.get("templates")
+    if left is None:
+        return ["the run never looked at share's templates"]
+    found = []
+    for item in left:
+        if not item["current"]:
+            found.append(f"stale share template left after cleanup: {item['name']}")
+        elif item["ready"] and not item["whole"]:
+            found.append(f"share template {item['name']} is marked ready but partial")
+    return found
+
+
 INVARIANTS: dict[str, Check] = {
     "tracker-parses": tracker_parses,
     "no-overlap": no_overlap,
@@ -209,6 +225,7 @@ INVARIANTS: dict[str, Check] = {
     "adopted": adopted,
     "hostile-acted": hostile_acted,
     "pool-swept": pool_swept,
+    "templates-swept": templates_swept,
     **HOSTILE_SET_INVARIANTS,
 }
 

@@ -45,7 +45,15 @@ from chaos_namespace import (
     parent_of,
     step_btime,
 )
-from chaos_scenarios import AT_MERGE, CLOCK_STEPS, KILL_POOL, KILL_THEN_CLOCK, FaultPlan, Plan
+from chaos_scenarios import (
+    AT_MERGE,
+    CLOCK_STEPS,
+    KILL_CLEANUP,
+    KILL_POOL,
+    KILL_THEN_CLOCK,
+    FaultPlan,
+    Plan,
+)
 
 HERE = Path(__file__).parent
 ORCHESTREE = str(Path(sys.executable).with_name("orchestree"))
@@ -59,6 +67,13 @@ TMPFS_SIZE = "8m"
 POOL_CONFIG = (
     '\n[worktree]\npool = 2\nshare = ["deps"]\n'
     'setup = "mkdir -p deps && echo dep > deps/dep.txt && sleep 0.3"\n'
+)
+# `kill-cleanup` runs: the same, with a shared folder of TEMPLATE_FILES files, so that
+# removing a stale template (and its copies made ahead) lasts long enough to strike.
+TEMPLATE_FILES = 3000
+CLEANUP_CONFIG = POOL_CONFIG.replace(
+    "echo dep > deps/dep.txt",
+    f"echo dep > deps/dep.txt && cd deps && seq {TEMPLATE_FILES} | xargs touch",
 )
 IDENTITY = {
     "GIT_AUTHOR_NAME": "chaos",
@@ -151,9 +166,13 @@ class ChaosRun:
                 canceller.start()
             self._faulted_round()
             self._resume()
+            if self._cleaning:  # main moves on: cleanup, struck, removes stale templates
+                self._git("commit", "-q", "--allow-empty", "-m", "the user moves main")
+                self._command("cleanup", faults=list(self.plan.faults))
             if self._pooled:  # what a user does next; the spares must go, nothing else left
                 self._command("cleanup")
                 self.seen.extra["pool_left"] = self._pool_left()
+                self.seen.extra["templates"] = self._templates()
             if self.hostile:
                 canceller.join()
                 self._hostile_finish()
@@ -227,16 +246,20 @@ class ChaosRun:
             # Every fault also strikes the notify watcher's tracker writes and sends.
             "[notify]\n"
             f'command = "{sys.executable} {notify} {notified}"\n'
-        ) + (POOL_CONFIG if self._pooled else "")
+        ) + (CLEANUP_CONFIG if self._cleaning else POOL_CONFIG if self._pooled else "")
 
     @property
     def _pooled(self) -> bool:
-        return any(f.kind == KILL_POOL for f in self.plan.faults)
+        return any(f.kind in (KILL_POOL, KILL_CLEANUP) for f in self.plan.faults)
+
+    @property
+    def _cleaning(self) -> bool:
+        return any(f.kind == KILL_CLEANUP for f in self.plan.faults)
 
     def _faulted_round(self) -> None:
         faults = self.plan.faults
         at_merge = [f for f in faults if f.kind in AT_MERGE]
-        at_execute = [f for f in faults if f.kind not in AT_MERGE]
+        at_execute = [f for f in faults if f.kind not in (*AT_MERGE, KILL_CLEANUP)]
         self._command("execute", faults=at_execute)
         if at_merge:
             self._command("merge", faults=at_merge)
@@ -298,6 +321,23 @@ class ChaosRun:
         listed = self._git("worktree", "list", "--porcelain").splitlines()
         cut = self.repo.glob(".orchestration/share/*/copies/*/.making-*")
         return left + [line for line in listed if "/.pool/" in line] + sorted(map(str, cut))
+
+    def _templates(self) -> list[dict[str, Any]]:
+        """`[worktree] share`'s templates left: each one's name, whether it is the one
+        the current config gives on main, marked ready, and whole."""
+        from orchestree import worktree_share
+
+        home = self.repo / ".orchestration" / "share"
+        setup = CLEANUP_CONFIG.split('setup = "', 1)[1].split('"\n', 1)[0]
+        current = worktree_share.key_at(self.repo, self._base(), setup, ["deps"], [])
+        names = {p.name.removesuffix(".lock") for p in home.iterdir()} if home.is_dir() else set()
+        left = []
+        for name in sorted(names):
+            deps = home / name / "tree" / "deps"
+            whole = deps.is_dir() and len(os.listdir(deps)) == TEMPLATE_FILES + 1
+            ready = (home / name / worktree_share.READY).exists()
+            left.append({"name": name, "current": name == current, "ready": ready, "whole": whole})
+        return left
 
     def _statuses(self) -> dict[str, str]:
         return {k: str(v.get("status")) for k, v in self._tracker().get("lanes", {}).items()}
@@ -400,6 +440,9 @@ class ChaosRun:
             self._errors.append(f"{fault.kind}: {exc!r}")
 
     def _strike(self, fault: FaultPlan, proc: subprocess.Popen[str], cmd: Command) -> None:
+        if fault.kind == KILL_CLEANUP:
+            self._record(fault, self._kill_sweep(fault, proc, cmd))
+            return
         verify = fault.kind in AT_MERGE
         if not self._wait(lambda: self._started(verify) >= fault.after_starts, proc):
             self.seen.missed.append(f"{fault.kind}: the command ended first")
@@ -427,10 +470,25 @@ class ChaosRun:
             hit = self._hold(fault, proc, self._read_only, self._read_write)
         else:
             raise AssertionError(f"unknown fault {fault.kind}")
+        self._record(fault, hit)
+
+    def _record(self, fault: FaultPlan, hit: dict[str, Any] | None) -> None:
         if hit is None:
             self.seen.missed.append(f"{fault.kind}: nothing to hit")
         else:
             self.seen.injected.append({"fault": fault.kind, **hit})
+
+    def _kill_sweep(
+        self, fault: FaultPlan, proc: subprocess.Popen[str], cmd: Command
+    ) -> dict[str, Any] | None:
+        """SIGKILL `cleanup` once it has begun to remove a stale template (its `.ready`
+        goes first), a seeded moment into the removal."""
+        readies = list((self.repo / ".orchestration" / "share").glob("*/.ready"))
+        if not self._wait(lambda: any(not r.exists() for r in readies), proc):
+            return None
+        time.sleep(fault.delay / 10)  # 0-40 ms: the removal of 3 000 files and their copies
+        cmd.killed = kill(proc.pid)
+        return {"pid": proc.pid, "templates": len(readies)} if cmd.killed else None
 
     @staticmethod
     def _wait(check: Any, proc: subprocess.Popen[str], timeout: float = 60.0) -> bool:

@@ -37,7 +37,13 @@ KILL_THEN_CLOCK = "kill-orchestrator+clock"
 # (the run has `pool = 2`, `share` and a setup that takes a moment): the resume and the
 # final cleanup must trip on nothing the filler, share's stock or a claim left half-done.
 KILL_POOL = "kill-pool"
-FAULTS = (*KILLS, *CLOCK_STEPS, KILL_THEN_CLOCK, "disk-full", "read-only", KILL_POOL)
+# `cleanup` SIGKILLed while it removes `[worktree] share`'s stale templates (the same
+# run as `kill-pool`, then main moves, so the run's template is stale): a second
+# cleanup must finish the job, and no template may be left marked ready but partial.
+KILL_CLEANUP = "kill-cleanup"
+FAULTS = (
+    *KILLS, *CLOCK_STEPS, KILL_THEN_CLOCK, "disk-full", "read-only", KILL_POOL, KILL_CLEANUP
+)  # fmt: skip
 
 # Every run: the invariants the issue lists, plus "every command ends cleanly".
 BASE_INVARIANTS = (
@@ -80,6 +86,8 @@ def fault_scenario(kind: str) -> Scenario:
         return Scenario(kind, (kind,), ADOPTING)
     if kind == KILL_POOL:
         return Scenario(kind, (kind,), (*ADOPTING, "pool-swept"))
+    if kind == KILL_CLEANUP:
+        return Scenario(kind, (kind,), (*BASE_INVARIANTS, "pool-swept", "templates-swept"))
     return Scenario(kind, (kind,), BASE_INVARIANTS)
 
 
@@ -239,11 +247,11 @@ def chosen_faults() -> tuple[str, ...]:
 
 def seeds() -> list[int]:
     """`CHAOS_SEED=1234` replays one seed; `CHAOS_SEEDS=52` runs seeds 1..52, `=A-B` a
-    range, `=3,17` a list. Default: 56 (each of the 14 fault kinds four times)."""
+    range, `=3,17` a list. Default: 60 (each of the 15 fault kinds four times)."""
     one = os.environ.get("CHAOS_SEED", "").strip()
     if one:
         return [int(one)]
-    spec = os.environ.get("CHAOS_SEEDS", "").strip() or "56"
+    spec = os.environ.get("CHAOS_SEEDS", "").strip() or "60"
     if "," in spec:
         return [int(s) for s in spec.split(",") if s.strip()]
     if "-" in spec:

@@ -90,6 +90,13 @@ def test_each_invariant_fires_on_its_violation(quiet_run: Observed) -> None:
     seen.injected.append({"fault": "kill-orchestrator", "running": [999999]})
     assert _fires("adopted", seen)
     assert _fires("hostile-acted", quiet_run)
+    assert _fires("templates-swept", quiet_run)  # never looked at them
+    seen = broken()
+    whole = {"name": "a" * 16, "current": True, "ready": True, "whole": True}
+    seen.extra["templates"] = [whole]
+    assert not _fires("templates-swept", seen)
+    seen.extra["templates"] = [{**whole, "whole": False}, {**whole, "current": False}]
+    assert len(_fires("templates-swept", seen)) == 2
 
 
 def test_a_btime_step_is_written_in_place_and_seen_only_inside(tmp_path: Path) -> None:

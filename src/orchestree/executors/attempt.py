@@ -184,11 +184,13 @@ class NewWorktree:
 
 @dataclass(frozen=True)
 class Share:
-    """`[worktree] share`: the template tree's home, its base commit and folders."""
+    """`[worktree] share`: the template tree's home, its base commit, folders and key
+    (`worktree_share.key_at`: the orchestrator asks git once a run, not each lane)."""
 
     home: str
     base: str
     folders: list[str]
+    key: str
 
 
 @dataclass(frozen=True)

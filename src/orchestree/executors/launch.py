@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestree import agents, git, procs, sandbox, worktree_guard, worktree_pool
+from orchestree import agents, git, procs, sandbox, worktree_guard, worktree_pool, worktree_share
 from orchestree.agents.prompt import rework_env, rework_section
 from orchestree.config import Config
 from orchestree.errors import UserError
@@ -240,7 +240,7 @@ def launch(
         setup_snapshot=str(files.folder / f"{lane_id}.setup.json"),
         share=share_plan(repo, base or start_commit) if new and config.worktree.setup else None,
         # A spare worktree of `[worktree] pool` to claim instead of making one.
-        pool=worktree_pool.plan(layout.worktrees, base or start_commit, config.worktree)
+        pool=worktree_pool.plan(repo.root, layout.worktrees, base or start_commit, config.worktree)
         if new
         else None,
         sandbox=sandbox_plan(repo, settings.sandbox, agent.writable_folders),
@@ -371,10 +371,12 @@ def sandbox_plan(repo: Repo, kind: str, writable: list[str]) -> dict[str, Any] |
 
 def share_plan(repo: Repo, base: str) -> Share | None:
     """Where `[worktree] share`'s template lives and what it holds; None without it."""
-    folders = repo.config.worktree.share
+    worktree = repo.config.worktree
+    folders = list(worktree.share)
     if not folders:
         return None
-    return Share(str(repo.layout.orch / "share"), base, list(folders))
+    made_key = worktree_share.key_at(repo.root, base, worktree.setup, folders, worktree.share_key)
+    return Share(str(repo.layout.orch / "share"), base, folders, made_key)
 
 
 def keep_out(repo: Repo, helper_tracked: bool, includes: list[str]) -> list[str]:

@@ -154,8 +154,9 @@ def _setup(spec: AttemptSpec, log: Any, deadline: float) -> int:
         return _run_setup(spec, log, deadline, str(cwd))
 
     try:
+        made = worktree_share.made_for(Path(share.home), share.key)
         tree, code, problem = worktree_share.template(
-            Path(share.home), Path(spec.root), share.base, spec.setup, folders, once
+            made, Path(spec.root), share.base, folders, once
         )
         if tree is None:
             log.write(f"orchestree: {problem}\n".encode() if problem else b"")
