@@ -397,10 +397,19 @@ def execute(
 
     Example: orchestree execute --max-parallel 2
     """
+    from orchestree import fastpath
+
+    if fastpath.nothing_to_execute(repo):  # no lane: decided without the models
+        _out(f"note: {fastpath.NO_LANES_TO_RUN}")
+        return
     from orchestree import execution
     from orchestree.repo import open_repo
 
     state = open_repo(repo)
+    # The same answer once validated; edits of tracker.json the run names go on to it.
+    if not state.store.read().lanes and not state.store.take_edits():
+        _out(f"note: {fastpath.NO_LANES_TO_RUN}")
+        return
     with _progress(state) as report, _notifying(state, "execute", report):
         summary = execution.execute(state, None, max_parallel, report, hard=hard)
     _finish_run(summary, state)
@@ -710,6 +719,11 @@ def merge(
 
     Example: orchestree merge --check && orchestree merge
     """
+    from orchestree import fastpath
+
+    if lane is None and not as_json and fastpath.nothing_to_merge(repo, check):
+        _out(f"note: {fastpath.NO_LANES_TO_MERGE}")  # what the full path says of no lanes
+        return 0
     from orchestree import rework
     from orchestree.merge import merger, results
     from orchestree.repo import open_repo

@@ -52,6 +52,7 @@ class Layout:
     archive = _Path("archive", orch)
     helper = _Path("access_tracker.py", orch)
     config_checked = _Path("config.checked", orch)  # the digest of a config found valid
+    merge_journal = _Path("merge-journal.json", orch)  # a fast-forward under way (publish.py)
     generated = _Path(GENERATED_DIR)
     plan_file = _Path(PLAN_FILE)
 
