@@ -279,3 +279,23 @@ def test_what_merge_refuses_is_refused_by_the_full_path(tmp_path: Path) -> None:
     code, heavy, out = said(repo, "execute")
     assert (code, "pydantic" in heavy) == (0, True)
     assert "lanes.mine added" in out
+
+
+def test_add_lane_starts_without_pydantic(tmp_path: Path) -> None:
+    """One lane by options, 24 by --from, a --replace of lanes never run: no models. A
+    lane the models refuse, and an id taken, are the models' to name (exit 2)."""
+    repo = make_repo(tmp_path / "repo")
+    (repo / "orchestree.toml").write_text('[agents.mine]\ncommand = ["true"]\n', "utf-8")
+    assert loaded(repo, "init")[0] == 0
+    one = '{"tasks": ["t"], "agent": "mine", "timeout_s": 60}'
+    assert said(repo, "add-lane", "one", one) == (0, set(), "added 1 lane(s): one")
+    many = json.dumps({f"l{i}": {"tasks": ["t"], "depends_on": ["one"]} for i in range(24)})
+    for argv in (["add-lane", "--from", "-"], ["add-lane", "--replace", "--from", "-"]):
+        assert loaded(repo, *argv, stdin=many) == (0, set()), argv
+    code, heavy, out = said(repo, "add-lane", "two", '{"priority": "urgent"}')
+    assert (code, "pydantic" in heavy, "'priority'" in out) == (2, True, True)
+    code, heavy, out = said(repo, "add-lane", "one", "{}")
+    assert (code, "pydantic" in heavy, "already exists" in out) == (2, True, True)
+    lanes = TrackerStore(repo / ".orchestration" / "tracker.json").read().lanes  # validated
+    assert (len(lanes), lanes["one"].agent, lanes["one"].timeout_s) == (25, "mine", 60.0)
+    assert [lanes[f"l{i}"].order for i in (0, 23)] == [1, 24]

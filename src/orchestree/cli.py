@@ -248,9 +248,8 @@ def add_lane(
     Example: orchestree add-lane docs '{"name": "Docs", "tasks": ["Write the README"],
     "priority": "high", "depends_on": ["api"]}'
     """
-    from orchestree import fastpath, lane_ops, planner
+    from orchestree import fastpath, newlanes
     from orchestree.errors import UserError
-    from orchestree.repo import open_repo
 
     if from_file is not None:
         if lane_id is not None:
@@ -260,13 +259,18 @@ def add_lane(
         except OSError as exc:
             raise UserError(f"cannot read {from_file}: {exc.strerror}") from None
         lanes = fastpath.parse_lane_json(text, f"--from {from_file}")
-        if planner.is_plan_shape(lanes):  # a plan file (`plan --from`'s shape) works too
+        if newlanes.is_plan_shape(lanes):  # a plan file (`plan --from`'s shape) works too
             lanes = lanes["lanes"]
     else:
         if lane_id is None or lane_json is None:
             raise UserError("add-lane needs <id> and <json> (or --from FILE); see --help")
         lanes = {lane_id: fastpath.parse_lane_json(lane_json, f"lane {lane_id!r} JSON")}
-    added = lane_ops.add_lanes(open_repo(repo), lanes, replace=replace)
+    added = newlanes.add(repo, lanes, replace)  # None: the models validate and add them
+    if added is None:
+        from orchestree import lane_ops
+        from orchestree.repo import open_repo
+
+        added = lane_ops.add_lanes(open_repo(repo), lanes, replace=replace)
     # Hundreds of ids on one line tell nothing: the count, and the first few.
     more = f" and {len(added) - ADDED_SHOWN} more" if len(added) > ADDED_SHOWN else ""
     shown = ", ".join(added[:ADDED_SHOWN]) + more

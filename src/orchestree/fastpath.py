@@ -45,6 +45,7 @@ class Where(NamedTuple):
     layout: Layout
     agent: str  # [defaults] agent: the agent of lanes that name none
     tables: frozenset[str] = frozenset()  # the tables its orchestree.toml sets
+    agents: frozenset[str] = frozenset()  # the agents it defines ([agents.<name>])
 
 
 def not_initialised(root: Path) -> UserError:
@@ -58,21 +59,21 @@ def locate(path: Path) -> Where | None:
     settings = _settings(root)
     if settings is None:
         return None
-    worktree_root, agent, tables = settings
+    worktree_root, agent, tables, agents = settings
     check_worktree_root(root, worktree_root, ask_git=False)
     layout = Layout(root, worktree_root)
     if not layout.tracker.exists():
         raise not_initialised(root)
-    return Where(layout, agent, tables)
+    return Where(layout, agent, tables, agents)
 
 
-def _settings(root: Path) -> tuple[str, str, frozenset[str]] | None:
-    """`[worktree] root`, `[defaults] agent` and the tables of a config the full path
-    found valid as it is now (`remember_valid_config`); None for any other."""
+def _settings(root: Path) -> tuple[str, str, frozenset[str], frozenset[str]] | None:
+    """`[worktree] root`, `[defaults] agent`, the tables and the agents of a config the
+    full path found valid as it is now (`remember_valid_config`); None for any other."""
     try:
         raw = (root / CONFIG_FILE).read_bytes()
     except FileNotFoundError:
-        return Layout.worktree_root, DEFAULT_AGENT, frozenset()
+        return Layout.worktree_root, DEFAULT_AGENT, frozenset(), frozenset()
     except OSError:
         return None
     try:
@@ -84,12 +85,13 @@ def _settings(root: Path) -> tuple[str, str, frozenset[str]] | None:
     except (OSError, UnicodeDecodeError, ValueError):
         return None
     worktree, defaults = doc.get("worktree", {}), doc.get("defaults", {})
-    if not isinstance(worktree, dict) or not isinstance(defaults, dict):
+    agents = doc.get("agents", {})
+    if not all(isinstance(table, dict) for table in (worktree, defaults, agents)):
         return None
     found = worktree.get("root", Layout.worktree_root), defaults.get("agent", DEFAULT_AGENT)
     if not all(isinstance(value, str) for value in found):
         return None
-    return *found, frozenset(doc)
+    return *found, frozenset(doc), frozenset(agents)
 
 
 def _config_digest(raw: bytes) -> str:
@@ -185,7 +187,7 @@ def read(layout: Layout) -> dict[str, Any] | None:
     return view.data if view.signed else None
 
 
-def _unedited(layout: Layout) -> dict[str, Any] | None:
+def unedited(layout: Layout) -> dict[str, Any] | None:
     """`read`, and None also when tracker.json holds edits orchestree leaves out: the
     commands that act on the tracker name them (`TrackerStore.take_edits`)."""
     view = _trusted(layout)
@@ -211,7 +213,7 @@ def nothing_to_execute(path: Path) -> bool:
     needs the full path: a config to validate, a tracker without a ledger, edits of
     tracker.json to name."""
     where = locate(path)
-    data = None if where is None else _unedited(where.layout)
+    data = None if where is None else unedited(where.layout)
     return data is not None and not data.get("lanes")
 
 
@@ -236,7 +238,7 @@ def nothing_to_merge(path: Path, check: bool) -> bool:
 def _no_lanes_on_a_clean_base(layout: Layout) -> bool:
     """No lane, and the base worktree on the base branch without changes to tracked
     files (`merger.base_worktree_problems`), and that branch there."""
-    data = _unedited(layout)
+    data = unedited(layout)
     if data is None or data.get("lanes"):
         return False
     root, base = layout.root, str(data["base_branch"])

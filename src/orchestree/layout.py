@@ -22,6 +22,7 @@ EXCLUDES = ["/.orchestration", "/access_tracker.py"]
 # What agents leave in a worktree on their own account; `init` adds these to the
 # repository's shared info/exclude so no lane's commit picks them up.
 AGENT_EXCLUDES = (".aider*",)
+KEPT = "refs/orchestree/kept/"  # + <lane>: the start point of a branch a reset kept
 
 
 class _Path:
