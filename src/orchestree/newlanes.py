@@ -165,14 +165,16 @@ def _typed(value: Any, kind: str, schema: dict[str, Any]) -> Any:
     return _NO if any(item is _NO for item in items) else items
 
 
+_BOUNDS: dict[str, Callable[[Any, Any], bool]] = {
+    "minimum": lambda value, bound: value >= bound,
+    "exclusiveMinimum": lambda value, bound: value > bound,
+    "maximum": lambda value, bound: value <= bound,
+    "exclusiveMaximum": lambda value, bound: value < bound,
+}
+
+
 def _within(value: Any, schema: dict[str, Any]) -> bool:
-    bounds: dict[str, Callable[[Any, Any], bool]] = {
-        "minimum": lambda v, b: v >= b,
-        "exclusiveMinimum": lambda v, b: v > b,
-        "maximum": lambda v, b: v <= b,
-        "exclusiveMaximum": lambda v, b: v < b,
-    }
-    return all(test(value, schema[rule]) for rule, test in bounds.items() if rule in schema)
+    return all(test(value, schema[rule]) for rule, test in _BOUNDS.items() if rule in schema)
 
 
 def _encodes(text: str) -> bool:
