@@ -15,9 +15,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers import env, make_repo
+from helpers import env, git, make_repo
 from orchestree import fastpath
+from orchestree.access_tracker import locked
 from orchestree.cli import app, tracker_app
+from orchestree.fastpath import NO_LANES_TO_MERGE, NO_LANES_TO_RUN
 from orchestree.initrepo import TRACKER_VERSION, empty_tracker, init_fresh, prepare
 from orchestree.layout import Layout
 from orchestree.models import TRACKER_VERSION as MODEL_VERSION
@@ -43,6 +45,14 @@ def loaded(
 ) -> tuple[int, set[str]]:
     """Run `orchestree ARGS` in a fresh interpreter; its exit code and the modules of
     `watch` (HEAVY) it loaded."""
+    code, heavy, _ = said(cwd, *args, stdin=stdin, watch=watch)
+    return code, heavy
+
+
+def said(
+    cwd: Path, *args: str, stdin: str | None = None, watch: tuple[str, ...] = HEAVY
+) -> tuple[int, set[str], str]:
+    """`loaded`, and what the command printed (stdout and stderr)."""
     proc = subprocess.run(
         [sys.executable, "-c", _PROBE.format(heavy=watch), *args],
         cwd=cwd,
@@ -53,8 +63,9 @@ def loaded(
         timeout=120,
         check=False,
     )
-    report = json.loads(proc.stdout.strip().splitlines()[-1])
-    return report["code"], set(report["heavy"])
+    *printed, last = proc.stdout.strip().splitlines()
+    report = json.loads(last)
+    return report["code"], set(report["heavy"]), "\n".join(printed).strip() + proc.stderr
 
 
 def command_names() -> list[list[str]]:
@@ -217,3 +228,93 @@ def test_the_light_commands_find_the_repository_as_git_does(tmp_path: Path) -> N
     )  # fmt: skip
     assert refused.returncode == 3
     assert "not inside a git repository" in refused.stderr
+
+
+_IDLE = (["execute"], ["merge"], ["merge", "--check"])
+
+
+def test_execute_and_merge_of_no_lanes_start_without_pydantic(tmp_path: Path) -> None:
+    """Nothing to run, nothing to merge: each says so in one line, decided from the
+    ledger-checked tracker, and changes nothing (no write, no event)."""
+    repo = make_repo(tmp_path / "repo")
+    assert loaded(repo, "init")[0] == 0
+    orch = repo / ".orchestration"
+    before = {p.name: p.read_bytes() for p in orch.iterdir() if p.is_file()}
+    notes = {"execute": f"note: {NO_LANES_TO_RUN}", "merge": f"note: {NO_LANES_TO_MERGE}"}
+    for argv in _IDLE:
+        assert said(repo, *argv) == (0, set(), notes[argv[0]]), argv
+    after = {p.name: p.read_bytes() for p in orch.iterdir() if p.is_file()}
+    assert {k: v for k, v in after.items() if k != "run.lock"} == {
+        k: v for k, v in before.items() if k != "run.lock"
+    }
+
+
+def test_no_lanes_reads_the_same_on_the_full_path(tmp_path: Path) -> None:
+    """A config edited since it was checked, and a [merge] table, send `execute` and
+    `merge` through the models: they print the same line and exit 0 as the light path."""
+    repo = make_repo(tmp_path / "repo")
+    assert loaded(repo, "init")[0] == 0
+    light = {tuple(argv): said(repo, *argv) for argv in _IDLE}
+    config = repo / "orchestree.toml"
+    for argv in _IDLE:
+        config.write_text(f"# changed for {argv}\n[merge]\nbatch = 4\n", "utf-8")
+        code, heavy, out = said(repo, *argv)
+        assert "pydantic" in heavy, argv
+        assert (code, out) == light[tuple(argv)][::2], argv
+    assert loaded(repo, "execute") == (0, set())  # checked now; [merge] is merge's only
+
+
+def test_a_broken_config_still_refuses_execute_and_merge(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    assert loaded(repo, "init")[0] == 0
+    (repo / "orchestree.toml").write_text("[defaults]\nmax_paralel = 2\n", "utf-8")
+    for argv in _IDLE:
+        code, heavy, out = said(repo, *argv)
+        assert (code, "pydantic" in heavy) == (2, True), argv
+        assert "max_paralel" in out, argv
+
+
+def test_what_merge_refuses_is_refused_by_the_full_path(tmp_path: Path) -> None:
+    """With no lanes, the full path still refuses a base worktree with changes, one off
+    its branch and a run lock someone holds (exit 3); the light path never says "no
+    lanes" over them. Edits of tracker.json are named by the run that acts on them."""
+    repo = make_repo(tmp_path / "repo")
+    assert loaded(repo, "init")[0] == 0
+    (repo / "README.md").write_text("changed\n", "utf-8")
+    code, heavy, out = said(repo, "merge")
+    assert (code, "pydantic" in heavy, "uncommitted changes" in out) == (3, True, True)
+    git(repo, "checkout", "-q", "README.md")
+    git(repo, "checkout", "-q", "--detach")
+    code, heavy, out = said(repo, "merge", "--check")
+    assert (code, "pydantic" in heavy, "detached HEAD" in out) == (3, True, True)
+    git(repo, "checkout", "-q", "main")
+    with locked(str(repo / ".orchestration" / "run.lock"), timeout=0):
+        code, heavy, out = said(repo, "merge")
+    assert (code, "pydantic" in heavy, "holds" in out) == (3, True, True)
+    tracker = repo / ".orchestration" / "tracker.json"
+    data = json.loads(tracker.read_text("utf-8"))
+    data["lanes"]["mine"] = {"tasks": ["t"]}
+    tracker.write_text(json.dumps(data), "utf-8")
+    code, heavy, out = said(repo, "execute")
+    assert (code, "pydantic" in heavy) == (0, True)
+    assert "lanes.mine added" in out
+
+
+def test_add_lane_starts_without_pydantic(tmp_path: Path) -> None:
+    """One lane by options, 24 by --from, a --replace of lanes never run: no models. A
+    lane the models refuse, and an id taken, are the models' to name (exit 2)."""
+    repo = make_repo(tmp_path / "repo")
+    (repo / "orchestree.toml").write_text('[agents.mine]\ncommand = ["true"]\n', "utf-8")
+    assert loaded(repo, "init")[0] == 0
+    one = '{"tasks": ["t"], "agent": "mine", "timeout_s": 60}'
+    assert said(repo, "add-lane", "one", one) == (0, set(), "added 1 lane(s): one")
+    many = json.dumps({f"l{i}": {"tasks": ["t"], "depends_on": ["one"]} for i in range(24)})
+    for argv in (["add-lane", "--from", "-"], ["add-lane", "--replace", "--from", "-"]):
+        assert loaded(repo, *argv, stdin=many) == (0, set()), argv
+    code, heavy, out = said(repo, "add-lane", "two", '{"priority": "urgent"}')
+    assert (code, "pydantic" in heavy, "'priority'" in out) == (2, True, True)
+    code, heavy, out = said(repo, "add-lane", "one", "{}")
+    assert (code, "pydantic" in heavy, "already exists" in out) == (2, True, True)
+    lanes = TrackerStore(repo / ".orchestration" / "tracker.json").read().lanes  # validated
+    assert (len(lanes), lanes["one"].agent, lanes["one"].timeout_s) == (25, "mine", 60.0)
+    assert [lanes[f"l{i}"].order for i in (0, 23)] == [1, 24]

@@ -248,9 +248,8 @@ def add_lane(
     Example: orchestree add-lane docs '{"name": "Docs", "tasks": ["Write the README"],
     "priority": "high", "depends_on": ["api"]}'
     """
-    from orchestree import fastpath, lane_ops, planner
+    from orchestree import fastpath, newlanes
     from orchestree.errors import UserError
-    from orchestree.repo import open_repo
 
     if from_file is not None:
         if lane_id is not None:
@@ -260,13 +259,18 @@ def add_lane(
         except OSError as exc:
             raise UserError(f"cannot read {from_file}: {exc.strerror}") from None
         lanes = fastpath.parse_lane_json(text, f"--from {from_file}")
-        if planner.is_plan_shape(lanes):  # a plan file (`plan --from`'s shape) works too
+        if newlanes.is_plan_shape(lanes):  # a plan file (`plan --from`'s shape) works too
             lanes = lanes["lanes"]
     else:
         if lane_id is None or lane_json is None:
             raise UserError("add-lane needs <id> and <json> (or --from FILE); see --help")
         lanes = {lane_id: fastpath.parse_lane_json(lane_json, f"lane {lane_id!r} JSON")}
-    added = lane_ops.add_lanes(open_repo(repo), lanes, replace=replace)
+    added = newlanes.add(repo, lanes, replace)  # None: the models validate and add them
+    if added is None:
+        from orchestree import lane_ops
+        from orchestree.repo import open_repo
+
+        added = lane_ops.add_lanes(open_repo(repo), lanes, replace=replace)
     # Hundreds of ids on one line tell nothing: the count, and the first few.
     more = f" and {len(added) - ADDED_SHOWN} more" if len(added) > ADDED_SHOWN else ""
     shown = ", ".join(added[:ADDED_SHOWN]) + more
@@ -397,10 +401,19 @@ def execute(
 
     Example: orchestree execute --max-parallel 2
     """
+    from orchestree import fastpath
+
+    if fastpath.nothing_to_execute(repo):  # no lane: decided without the models
+        _out(f"note: {fastpath.NO_LANES_TO_RUN}")
+        return
     from orchestree import execution
     from orchestree.repo import open_repo
 
     state = open_repo(repo)
+    # The same answer once validated; edits of tracker.json the run names go on to it.
+    if not state.store.read().lanes and not state.store.take_edits():
+        _out(f"note: {fastpath.NO_LANES_TO_RUN}")
+        return
     with _progress(state) as report, _notifying(state, "execute", report):
         summary = execution.execute(state, None, max_parallel, report, hard=hard)
     _finish_run(summary, state)
@@ -710,6 +723,11 @@ def merge(
 
     Example: orchestree merge --check && orchestree merge
     """
+    from orchestree import fastpath
+
+    if lane is None and not as_json and fastpath.nothing_to_merge(repo, check):
+        _out(f"note: {fastpath.NO_LANES_TO_MERGE}")  # what the full path says of no lanes
+        return 0
     from orchestree import rework
     from orchestree.merge import merger, results
     from orchestree.repo import open_repo

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from orchestree import layout
 from orchestree.errors import UserError
-from orchestree.fastpath import remember_valid_config
+from orchestree.fastpath import Settings, remember_valid_config
 
 if TYPE_CHECKING:
     from orchestree.models import LaneInput
@@ -334,7 +334,9 @@ def load_config(repo_root: Path) -> Config:
         config.check_agent(config.plan.agent, f"{path}: [plan]")
     for name in config.plan.allow_agents:
         config.check_agent(name, f"{path}: [plan] allow_agents")
-    remember_valid_config(repo_root, text, config.worktree.root, config.defaults.agent)
+    found = Settings(config.worktree.root, config.defaults.agent, frozenset(raw),
+                     frozenset(config.agents))  # fmt: skip
+    remember_valid_config(repo_root, text, found)
     return config
 
 

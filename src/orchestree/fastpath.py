@@ -1,5 +1,6 @@
 """The commands a user or a script types most, without pydantic: `status`, `tracker
-get`, and a `tracker update` of lanes' progress, data and results.
+get`, a `tracker update` of lanes' progress, data and results, and `execute` and
+`merge` when there is no lane.
 
 Each starts within the start-up budget (issue 18: 1.5x a bare `import typer`) because
 it needs only git, the two location keys of `orchestree.toml` and the stdlib tracker
@@ -26,12 +27,34 @@ from orchestree.errors import LockTimeout, TrackerError, UserError
 from orchestree.initrepo import check_worktree_root
 from orchestree.layout import CONFIG_FILE, DEFAULT_AGENT, Layout
 
+# What `execute` and `merge` say when the tracker has no lane: the light path and the
+# full one print the same words.
+NO_LANES_TO_RUN = (
+    "no lanes to run (no lanes yet); add them with `orchestree add-lane` or `orchestree plan`"
+)
+NO_LANES_TO_MERGE = "no completed lanes to merge (no lanes yet)"
+# The tables of orchestree.toml that change what a `merge` of no lanes does: a verify
+# program it requires, a rework note, a remote executor's checks, notifiers told at its
+# end. With any of them the full path decides.
+_MERGE_TABLES = frozenset({"merge", "notify", "executor"})
+
 
 class Where(NamedTuple):
     """An initialised repository as the light commands see it."""
 
     layout: Layout
     agent: str  # [defaults] agent: the agent of lanes that name none
+    tables: frozenset[str] = frozenset()  # the tables its orchestree.toml sets
+    agents: frozenset[str] = frozenset()  # the agents it defines ([agents.<name>])
+
+
+class Settings(NamedTuple):
+    """What the light commands need of orchestree.toml, recorded by the full load."""
+
+    worktree_root: str  # [worktree] root
+    agent: str  # [defaults] agent
+    tables: frozenset[str]  # the tables it sets
+    agents: frozenset[str]  # the agents it defines ([agents.<name>])
 
 
 def not_initialised(root: Path) -> UserError:
@@ -45,21 +68,21 @@ def locate(path: Path) -> Where | None:
     settings = _settings(root)
     if settings is None:
         return None
-    worktree_root, agent = settings
+    worktree_root, agent, tables, agents = settings
     check_worktree_root(root, worktree_root, ask_git=False)
     layout = Layout(root, worktree_root)
     if not layout.tracker.exists():
         raise not_initialised(root)
-    return Where(layout, agent)
+    return Where(layout, agent, tables, agents)
 
 
-def _settings(root: Path) -> tuple[str, str] | None:
-    """`[worktree] root` and `[defaults] agent` of a config the full path found valid
-    as it is now (`remember_valid_config`), as it recorded them; None for any other."""
+def _settings(root: Path) -> Settings | None:
+    """What the light commands need of a config the full path found valid as it is now
+    (`remember_valid_config`), as it recorded it; None for any other."""
     try:
         raw = (root / CONFIG_FILE).read_bytes()
     except FileNotFoundError:
-        return Layout.worktree_root, DEFAULT_AGENT
+        return Settings(Layout.worktree_root, DEFAULT_AGENT, frozenset(), frozenset())
     except OSError:
         return None
     try:
@@ -69,8 +92,14 @@ def _settings(root: Path) -> tuple[str, str] | None:
         found = json.loads(settings)
     except (OSError, UnicodeDecodeError, ValueError):
         return None
-    ok = isinstance(found, list) and len(found) == 2 and all(isinstance(v, str) for v in found)
-    return (found[0], found[1]) if ok else None
+    if not (isinstance(found, list) and len(found) == len(Settings._fields)):
+        return None
+    root_, agent, tables, agents = found
+    if not (isinstance(tables, list) and isinstance(agents, list)):
+        return None
+    if not all(isinstance(name, str) for name in (root_, agent, *tables, *agents)):
+        return None
+    return Settings(root_, agent, frozenset(tables), frozenset(agents))
 
 
 def _config_digest(raw: bytes) -> str:
@@ -81,14 +110,16 @@ def _config_digest(raw: bytes) -> str:
     return f"orchestree {__version__} sha256 {hashlib.sha256(raw).hexdigest()}"
 
 
-def remember_valid_config(root: Path, raw: bytes, worktree_root: str, agent: str) -> None:
+def remember_valid_config(root: Path, raw: bytes, settings: Settings) -> None:
     """After `config.load_config` found `raw` (orchestree.toml's bytes) valid: its
-    digest and the two keys the light commands need, so that they start without
+    digest and what the light commands need of it, so that they start without
     validating that config again, or parsing it; a config changed since takes the full
     path, which names what is wrong. A cache, not state: written only into an
     initialised repository, and a failure is ignored."""
     checked = Layout(root).config_checked
-    record = f"{_config_digest(raw)}\n{json.dumps([worktree_root, agent])}\n"
+    root_, agent, tables, agents = settings
+    found = json.dumps([root_, agent, sorted(tables), sorted(agents)])
+    record = f"{_config_digest(raw)}\n{found}\n"
     with contextlib.suppress(OSError, UnicodeDecodeError):
         if not checked.parent.is_dir() or checked.read_text("utf-8") == record:
             return
@@ -163,17 +194,70 @@ def read(layout: Layout) -> dict[str, Any] | None:
     records it: orchestree validated that when it wrote it, and the helper's checks
     passed the agent fields taken from tracker.json. None for a tracker without a
     ledger (from before them), which only the full path validates."""
+    view = _trusted(layout)
+    return view.data if view.signed else None
+
+
+def unedited(layout: Layout) -> dict[str, Any] | None:
+    """`read`, and None also when tracker.json holds edits orchestree leaves out: the
+    commands that act on the tracker name them (`TrackerStore.take_edits`)."""
+    view = _trusted(layout)
+    return view.data if view.signed and not view.ignored else None
+
+
+def _trusted(layout: Layout) -> store.View:
     # A tracker of 500 lanes decodes into some 100,000 objects, none in a cycle: the
     # cyclic collector's passes over them while they are made cost `status` 5 ms.
     collecting = gc.isenabled()
     gc.disable()
     try:
         with store_errors(layout.tracker):
-            view = store.trusted_view(str(layout.tracker))
+            return store.trusted_view(str(layout.tracker))
     finally:
         if collecting:
             gc.enable()
-    return view.data if view.signed else None
+
+
+def nothing_to_execute(path: Path) -> bool:
+    """Whether the tracker of the repository at `path` has no lane at all, so that
+    `execute` has nothing to run (it says `NO_LANES_TO_RUN`). False also when that
+    needs the full path: a config to validate, a tracker without a ledger, edits of
+    tracker.json to name."""
+    where = locate(path)
+    data = None if where is None else unedited(where.layout)
+    return data is not None and not data.get("lanes")
+
+
+def nothing_to_merge(path: Path, check: bool) -> bool:
+    """Whether `merge` (`--check`: predicting) of the repository at `path` finds no lane
+    and nothing else to say or refuse, so that it says only `NO_LANES_TO_MERGE`, as the
+    full path would. False for anything the full path might decide otherwise: a config
+    table it acts on (`_MERGE_TABLES`), an interrupted merge to finish, the run lock
+    held, the base worktree off its branch or with changes, the base branch gone."""
+    where = locate(path)
+    if where is None or where.tables & _MERGE_TABLES or where.layout.merge_journal.exists():
+        return False
+    if check:  # predicting takes no lock
+        return _no_lanes_on_a_clean_base(where.layout)
+    try:  # the lock `merge` holds: when someone else has it, the full path refuses
+        with store.locked(str(where.layout.run_lock), timeout=0):
+            return _no_lanes_on_a_clean_base(where.layout)
+    except store.LockTimeoutError:
+        return False
+
+
+def _no_lanes_on_a_clean_base(layout: Layout) -> bool:
+    """No lane, and the base worktree on the base branch without changes to tracked
+    files (`merger.base_worktree_problems`), and that branch there."""
+    data = unedited(layout)
+    if data is None or data.get("lanes"):
+        return False
+    root, base = layout.root, str(data["base_branch"])
+    return (
+        git.current_branch(root) == base
+        and not git.dirty_files(root, untracked=False)
+        and git.head_commit(root, f"refs/heads/{base}") is not None
+    )
 
 
 def tracker_get(path: Path, key_path: str | None) -> tuple[bool, Any]:

@@ -110,7 +110,8 @@ def empty_tracker(root: Path, prepared: Prepared) -> dict[str, Any]:
     }
 
 
-def _say_waiting(holder: int | None) -> None:
+def say_waiting(holder: int | None) -> None:
+    """What a command says after a second of waiting for the tracker lock."""
     who = f"process {holder}" if holder else "another process"
     print(f"orchestree: waiting for the tracker lock held by {who}...", file=sys.stderr)
 
@@ -128,7 +129,7 @@ def init_fresh(path: Path) -> Layout | None:
     prepared = prepare(layout, None)
     lock_path, events_path = store.paths(str(layout.tracker))
     try:
-        with store.locked(lock_path, on_wait=_say_waiting):
+        with store.locked(lock_path, on_wait=say_waiting):
             if layout.tracker.exists():  # another `init` won the race: keep its tracker
                 return None
             store.write_owned(str(layout.tracker), empty_tracker(root, prepared))

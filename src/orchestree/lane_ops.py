@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from orchestree import git, procs, restart
 from orchestree.errors import UserError
-from orchestree.layout import agent_name
+from orchestree.layout import KEPT, agent_name
 from orchestree.models import (
     LANE_STATUSES,
     UNSUCCESSFUL,
@@ -93,7 +93,7 @@ def _adoptable(repo: Repo, lane_ids: list[str]) -> dict[str, str]:
     known = repo.store.read().lanes
     # One listing of the kept marks instead of two git calls per new lane (issue 18):
     # a lane without a mark has nothing to adopt. Lane ids hold no "/".
-    kept = {ref.rsplit("/", 1)[-1] for ref in git.ref_heads(repo.root, restart.KEPT)}
+    kept = {ref.rsplit("/", 1)[-1] for ref in git.ref_heads(repo.root, KEPT)}
     found = {k: restart.adoptable_start(repo, k) for k in lane_ids if k not in known and k in kept}
     return {k: v for k, v in found.items() if v is not None}
 

@@ -22,6 +22,7 @@ EXCLUDES = ["/.orchestration", "/access_tracker.py"]
 # What agents leave in a worktree on their own account; `init` adds these to the
 # repository's shared info/exclude so no lane's commit picks them up.
 AGENT_EXCLUDES = (".aider*",)
+KEPT = "refs/orchestree/kept/"  # + <lane>: the start point of a branch a reset kept
 
 
 class _Path:
@@ -52,6 +53,7 @@ class Layout:
     archive = _Path("archive", orch)
     helper = _Path("access_tracker.py", orch)
     config_checked = _Path("config.checked", orch)  # the digest of a config found valid
+    merge_journal = _Path("merge-journal.json", orch)  # a fast-forward under way (publish.py)
     generated = _Path(GENERATED_DIR)
     plan_file = _Path(PLAN_FILE)
 

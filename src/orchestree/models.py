@@ -7,7 +7,6 @@ lane's `progress` and `data`, which belong to the agent.
 
 from __future__ import annotations
 
-import graphlib
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -34,6 +33,8 @@ from orchestree.access_tracker import (
     now_iso,
 )
 from orchestree.errors import UserError
+from orchestree.lanegraph import LANE_ID as _LANE_ID
+from orchestree.lanegraph import check_graph, check_lane_id
 from orchestree.statusview import RADAR_BASE, describe_finding
 
 __all__ = [
@@ -81,35 +82,6 @@ MergeStatus = Literal["merged", "conflict", "verify_failed", "skipped"]
 
 PRIORITY_RANK: dict[str, int] = {"high": 0, "medium": 1, "low": 2}
 LANE_STATUSES = frozenset(LANE_TRANSITIONS)
-
-_LANE_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
-
-
-def check_lane_id(lane_id: str) -> str:
-    """Refuse an id that could escape a folder or make a bad branch name."""
-    problem = None
-    if not lane_id:
-        problem = "is empty"
-    elif lane_id.startswith("-"):
-        problem = "starts with '-'"
-    elif "/" in lane_id or "\\" in lane_id:
-        problem = "contains a slash"
-    elif ".." in lane_id:
-        problem = "contains '..'"
-    elif lane_id.endswith(".lock"):
-        problem = "ends in '.lock'"
-    elif lane_id.endswith("."):
-        problem = "ends in '.'"  # git refuses a branch name ending in a dot
-    elif len(lane_id) > 63:
-        problem = f"is {len(lane_id)} characters long (at most 63)"
-    elif not _LANE_ID.fullmatch(lane_id):  # in full: `$` would let a newline through
-        problem = "may hold only lowercase letters, digits, '.', '_' and '-'"
-    if problem:
-        raise UserError(
-            f"lane id {lane_id!r} {problem}; use lowercase letters, digits, '.', '_' "
-            "or '-', starting with a letter or digit (e.g. db-projection)"
-        )
-    return lane_id
 
 
 class _Strict(BaseModel):
@@ -323,24 +295,6 @@ def check_lanes(lanes: Mapping[str, LaneInput]) -> None:
     for lane_id in lanes:
         check_lane_id(lane_id)
     check_graph({k: lane.depends_on for k, lane in lanes.items()})
-
-
-def check_graph(deps: dict[str, list[str]]) -> None:
-    """Every dependency names a known lane, none its own, and there is no cycle."""
-    for lane_id, needs in deps.items():
-        for dep in needs:
-            if dep == lane_id:
-                raise UserError(f"lane {lane_id!r} depends on itself; remove it from depends_on")
-            if dep not in deps:
-                raise UserError(
-                    f"lane {lane_id!r} depends on {dep!r}, which is not a lane; "
-                    "add that lane first or fix depends_on"
-                )
-    try:
-        graphlib.TopologicalSorter(deps).prepare()
-    except graphlib.CycleError as exc:
-        cycle = " -> ".join(exc.args[1])
-        raise UserError(f"lane dependencies form a cycle ({cycle}); break it") from None
 
 
 def describe_validation_error(exc: ValidationError, what: str) -> str:

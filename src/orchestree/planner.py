@@ -32,6 +32,7 @@ from orchestree.models import (
     lane_id_from,
     unique_lane_id,
 )
+from orchestree.newlanes import is_plan_shape
 from orchestree.probes.output import RESULT_JSON, ProbeOutputError, load_probe_output
 
 GroupBy = Literal["gap", "file", "probe"]
@@ -233,20 +234,6 @@ def write_plan(path: Path, plan: Plan) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
-
-
-PLAN_KEYS = frozenset({"version", "created_at", "sources", "lanes"})
-
-
-def is_plan_shape(raw: dict[str, object]) -> bool:
-    """Does this JSON object have a plan's shape (`{"lanes": {id: lane}, ...}`) rather
-    than `add-lane --from`'s (`{id: lane}`)? `plan --from` and `add-lane --from` take
-    either, so a file made for one works with the other."""
-    lanes = raw.get("lanes")
-    if not isinstance(lanes, dict) or not set(raw) <= PLAN_KEYS:
-        return False
-    # A lane whose id is "lanes" holds fields (tasks: a list), not lanes (all objects).
-    return all(isinstance(lane, dict) for lane in lanes.values())
 
 
 def read_plan(path: Path) -> Plan:

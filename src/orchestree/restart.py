@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from orchestree import git
 from orchestree.errors import UserError
-from orchestree.layout import branch
+from orchestree.layout import KEPT, branch
 from orchestree.models import Lane, Tracker
 from orchestree.repo import Repo
 
@@ -72,8 +72,6 @@ def forget_start(lane: Lane) -> None:
 
 
 # --- Taking up a lane again after `reset` (issue 21, item 11) -------------------------
-
-KEPT = "refs/orchestree/kept/"  # + <lane>: the start point of a branch a reset kept
 
 
 def mark_kept_branches(repo: Repo, tracker: Tracker) -> list[str]:

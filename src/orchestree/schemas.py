@@ -1,7 +1,9 @@
-"""The published JSON Schemas (`docs/schemas/`), generated from the pydantic models.
+"""The published JSON Schemas (`docs/schemas/`), generated from the pydantic models,
+and the lane contract `add-lane` checks new lanes by without them (`newlanes.py`).
 
 python -m orchestree.schemas            # write docs/schemas/*.schema.json
 python -m orchestree.schemas --check    # exit 1 when a file differs from the models
+python -m orchestree.schemas --lane-contract [--check]   # src/orchestree/lane_contract.json
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from orchestree.models import Plan, ProbeResult
+from orchestree.models import Lane, LaneInput, Plan, ProbeResult
 
 SCHEMA_DIR = Path("docs/schemas")
+CONTRACT = Path(__file__).with_name("lane_contract.json")
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
@@ -24,6 +27,23 @@ def schemas() -> dict[str, dict[str, Any]]:
     for name, model in (("state_probe", ProbeResult), ("execution_plan", Plan)):
         made[f"{name}.schema.json"] = {"$schema": DIALECT, **model.model_json_schema()}
     return made
+
+
+def lane_contract() -> dict[str, Any]:
+    """What `add-lane` without the models needs of them: a new lane as the tracker holds
+    it (every field, with its default, in the models' order), the schema of what a user
+    may give, the fields with validators of their own and any validator of the whole
+    model (the light path knows some and leaves the rest to the models), the presets."""
+    from orchestree.config import PRESETS
+
+    checks = LaneInput.__pydantic_decorators__
+    return {
+        "lane": Lane().model_dump(mode="json"),
+        "input": LaneInput.model_json_schema(),
+        "validated": sorted({f for v in checks.field_validators.values() for f in v.info.fields}),
+        "model_validators": sorted(checks.model_validators),
+        "presets": list(PRESETS),
+    }
 
 
 def render(schema: dict[str, Any]) -> str:
@@ -53,7 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m orchestree.schemas", description=__doc__)
     parser.add_argument("--out", type=Path, default=SCHEMA_DIR, help="default: docs/schemas")
     parser.add_argument("--check", action="store_true", help="only check, write nothing")
+    parser.add_argument("--lane-contract", type=Path, nargs="?", const=CONTRACT, default=None,
+                        help=f"the lane contract instead (default: {CONTRACT.name})")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.lane_contract is not None:
+        return _contract(args.lane_contract, args.check)
     if args.check:
         out_of_date = stale(args.out)
         for name in out_of_date:
@@ -62,6 +86,18 @@ def main(argv: list[str] | None = None) -> int:
     for path in write(args.out):
         print(f"wrote {path}")
     return 0
+
+
+def _contract(path: Path, check: bool) -> int:
+    text = render(lane_contract())
+    if not check:
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {path}")
+        return 0
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return 0
+    print(f"{path} differs from the models; run python -m orchestree.schemas --lane-contract")
+    return 1
 
 
 if __name__ == "__main__":

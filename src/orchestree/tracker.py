@@ -10,7 +10,6 @@ update validates and serialises only the lanes and agents it changed, so a write
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,12 +20,8 @@ from pydantic import ValidationError
 from orchestree import access_tracker as store
 from orchestree import fastpath, snapshot
 from orchestree.errors import LockTimeout, TrackerError, UserError
+from orchestree.initrepo import say_waiting
 from orchestree.models import Tracker, describe_validation_error
-
-
-def _say_waiting(holder: int | None) -> None:
-    who = f"process {holder}" if holder else "another process"
-    print(f"orchestree: waiting for the tracker lock held by {who}...", file=sys.stderr)
 
 
 def _validated(data: dict[str, Any]) -> Tracker:
@@ -104,7 +99,7 @@ class TrackerStore:
             # it still does while we hold the lock every writer holds throughout.
             lock_path, _ = store.paths(str(self.path))
             try:
-                with store.locked(lock_path, self.lock_timeout, _say_waiting):
+                with store.locked(lock_path, self.lock_timeout, say_waiting):
                     files, view = self._view(self._files())
             except store.LockTimeoutError as exc:
                 raise LockTimeout(str(exc)) from None
@@ -157,7 +152,7 @@ class TrackerStore:
         if one fails, none is written. The state machine judges each lane's status from
         before the first change to after the last: one status change a lane."""
         lock_path, events_path = store.paths(str(self.path))
-        with self._writing(), store.locked(lock_path, self.lock_timeout, _say_waiting):
+        with self._writing(), store.locked(lock_path, self.lock_timeout, say_waiting):
             return self._update_locked(changes, events_path)
 
     def _update_locked(self, changes: list[Change], events_path: str) -> Tracker:
@@ -251,7 +246,7 @@ class TrackerStore:
         lock_path, events_path = store.paths(str(self.path))
         data = tracker.model_dump(mode="json")
         self._snap = None
-        with self._writing(), store.locked(lock_path, self.lock_timeout, _say_waiting):
+        with self._writing(), store.locked(lock_path, self.lock_timeout, say_waiting):
             store.write_owned(str(self.path), data)
             store.append_event(events_path, {"actor": "orchestree", "event": event})
 
@@ -273,7 +268,7 @@ class TrackerStore:
                 event,
                 validate=validate,
                 timeout=self.lock_timeout,
-                on_wait=_say_waiting,
+                on_wait=say_waiting,
                 on_ignored=self._note_edits,
             )
         return written[-1]

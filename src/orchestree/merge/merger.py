@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
-from orchestree import doctor, git
+from orchestree import doctor, fastpath, git
 from orchestree.errors import EnvironmentRefused, UserError
 from orchestree.layout import branch
 from orchestree.merge import guard, publish
@@ -307,7 +307,7 @@ def _nothing_to_do(tracker: Tracker, lane_id: str | None) -> str:
     from orchestree.report import outcome, tally
 
     if not tracker.lanes:
-        return "no completed lanes to merge (no lanes yet)"
+        return fastpath.NO_LANES_TO_MERGE  # as `merge` of no lanes says it without models
     return f"no completed lanes to merge ({tally([outcome(x) for x in tracker.lanes.values()])})"
 
 

@@ -31,7 +31,7 @@ class Journal:
 
 
 def journal_path(layout: Layout) -> Path:
-    return layout.orch / "merge-journal.json"
+    return layout.merge_journal
 
 
 def read_journal(layout: Layout) -> Journal | None:
