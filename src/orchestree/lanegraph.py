@@ -39,6 +39,15 @@ def check_lane_id(lane_id: str) -> str:
     return lane_id
 
 
+def is_lane_id(text: str) -> bool:
+    """Whether `check_lane_id` takes `text`."""
+    try:
+        check_lane_id(text)
+    except UserError:
+        return False
+    return True
+
+
 def check_graph(deps: dict[str, list[str]]) -> None:
     """Every dependency names a known lane, none its own, and there is no cycle."""
     for lane_id, needs in deps.items():

@@ -26,7 +26,7 @@ from orchestree import access_tracker as store
 from orchestree import fastpath, git
 from orchestree.errors import UserError
 from orchestree.initrepo import say_waiting
-from orchestree.lanegraph import check_graph, check_lane_id
+from orchestree.lanegraph import check_graph, is_lane_id
 from orchestree.layout import KEPT
 
 CONTRACT = Path(__file__).with_name("lane_contract.json")
@@ -116,7 +116,7 @@ def checked_lanes(
 
 
 def _lane(lane_id: str, raw: Any, fields: dict[str, Any]) -> dict[str, Any] | None:
-    if not _valid_id(lane_id) or not isinstance(raw, dict) or not raw.keys() <= fields.keys():
+    if not is_lane_id(lane_id) or not isinstance(raw, dict) or not raw.keys() <= fields.keys():
         return None
     given = {}
     for name, value in raw.items():
@@ -186,17 +186,9 @@ def _encodes(text: str) -> bool:
     return True
 
 
-def _valid_id(lane_id: str) -> bool:
-    try:
-        check_lane_id(lane_id)
-    except UserError:
-        return False
-    return True
-
-
 def _dependencies(value: list[str]) -> bool:
     """`LaneInput._ids`: each a lane id, none twice."""
-    return all(_valid_id(dep) for dep in value) and len(set(value)) == len(value)
+    return all(is_lane_id(dep) for dep in value) and len(set(value)) == len(value)
 
 
 def _results(value: list[str]) -> bool:

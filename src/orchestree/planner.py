@@ -20,6 +20,7 @@ from typing import Literal
 from pydantic import ValidationError
 
 from orchestree.errors import UserError
+from orchestree.lanegraph import is_lane_id
 from orchestree.models import (
     PRIORITY_RANK,
     Gap,
@@ -27,7 +28,6 @@ from orchestree.models import (
     Plan,
     Priority,
     ProbeResult,
-    check_lane_id,
     describe_validation_error,
     lane_id_from,
     unique_lane_id,
@@ -58,18 +58,10 @@ def load_results(generated_dir: Path) -> tuple[list[ProbeResult], list[str]]:
         except ProbeOutputError as exc:
             problems.append(str(exc))
             continue
-        if result.probe != folder.name and _is_lane_id(folder.name):
+        if result.probe != folder.name and is_lane_id(folder.name):
             result = result.model_copy(update={"probe": folder.name})
         results.append(result)
     return results, problems
-
-
-def _is_lane_id(text: str) -> bool:
-    try:
-        check_lane_id(text)
-    except UserError:
-        return False
-    return True
 
 
 @dataclass
