@@ -88,6 +88,7 @@ def test_a_hostile_agent_writes_nothing_outside_its_lane(
         "outside-repo": str(outside / "note.txt"),
         "ledger": str(repo / ".orchestration" / "ledger" / "ledger.json"),
         "helper-file": str(repo / ".orchestration" / "access_tracker.py"),
+        "config-checked": str(repo / ".orchestration" / "ledger" / "config.checked"),
         "tmp-outside": str(tmp_path / "outside.txt"),
     }
     monkeypatch.setenv("HOSTILE_TARGETS", json.dumps(targets))
@@ -103,8 +104,11 @@ def test_a_hostile_agent_writes_nothing_outside_its_lane(
     lanes = tracker(repo)["lanes"]
     assert lanes["hostile"]["status"] == "completed", lanes["hostile"]
     seen = json.loads(git(repo, "show", "lane-hostile:attempts.json"))
-    for name in ("base-worktree", "other-lane", "bashrc", "outside-repo", "ledger", "helper-file"):
+    denied = ("base-worktree", "other-lane", "bashrc", "outside-repo", "ledger", "helper-file",
+              "config-checked")  # fmt: skip
+    for name in denied:
         assert seen[name] in DENIED, (name, seen[name])
+    assert (repo / ".orchestration" / "ledger" / "config.checked").is_file()
     # Inside, the move worked (the refs folder is writable); afterwards it is undone.
     assert seen["move-main"] == 0
     assert seen["make-branch"] == 0

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from helpers import env, git, make_repo
 from orchestree import fastpath
-from orchestree.access_tracker import locked
+from orchestree.access_tracker import LEDGER_DIR, locked
 from orchestree.cli import app, tracker_app
 from orchestree.fastpath import NO_LANES_TO_MERGE, NO_LANES_TO_RUN
 from orchestree.initrepo import TRACKER_VERSION, empty_tracker, init_fresh, prepare
@@ -179,7 +179,7 @@ def test_status_reads_and_progress_updates_start_without_pydantic(tmp_path: Path
 
 def test_a_config_changed_since_it_was_checked_is_validated_again(tmp_path: Path) -> None:
     """status reads orchestree.toml lightly only as the full path last found it valid
-    (the digest in .orchestration/config.checked): an edit is validated once, then
+    (the digest in .orchestration/ledger/config.checked): an edit is validated once, then
     read lightly again."""
     repo = make_repo(tmp_path / "repo")
     config = repo / "orchestree.toml"
@@ -197,8 +197,9 @@ def test_a_config_changed_since_it_was_checked_is_validated_again(tmp_path: Path
 
 
 def test_the_light_commands_take_the_checked_config_without_parsing_it(tmp_path: Path) -> None:
-    """The two keys they need come from .orchestration/config.checked, as the full path
-    validated them: no TOML parser is loaded."""
+    """What they need of it comes from .orchestration/ledger/config.checked, as the full
+    path validated it: no TOML parser is loaded. The file is in the ledger's folder,
+    which a sandbox binds read-only as a whole."""
     repo = make_repo(tmp_path / "repo")
     config = '[worktree]\nroot = "trees"\n\n[defaults]\nagent = "shell"\n'
     (repo / "orchestree.toml").write_text(config, "utf-8")
@@ -207,6 +208,8 @@ def test_the_light_commands_take_the_checked_config_without_parsing_it(tmp_path:
     where = fastpath.locate(repo)
     assert where is not None
     assert (where.layout.worktrees, where.agent) == (repo.resolve() / "trees", "shell")
+    assert where.layout.config_checked.parent.name == LEDGER_DIR
+    assert where.layout.config_checked.is_file()
 
 
 def test_the_light_commands_find_the_repository_as_git_does(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from exec_helpers import BASE_CONFIG, add_lanes, cli, git, make_repo, tracker, wait_for
+from orchestree import git as gitcmd
 from orchestree import worktree_share
 
 SETUP = (
@@ -321,6 +322,11 @@ def test_the_basis_is_the_matching_files_or_the_commit_when_none_match(
     assert worktree_share.basis(repo, c, ["requirements*.txt"]) == c
     assert worktree_share.basis(repo, c, ["missing.lock"]) == c  # a typo: as if unset
     assert worktree_share.basis(repo, c, []) == c
+    # A user's own pathspec settings neither refuse the globs nor change them.
+    for name in ("GIT_LITERAL_PATHSPECS", "GIT_NOGLOB_PATHSPECS", "GIT_ICASE_PATHSPECS"):
+        monkeypatch.setenv(name, "1")
+        assert gitcmd.files_matching(repo, a, watched) == basis_a.splitlines()[1:]
+        monkeypatch.delenv(name)
 
 
 def test_sweep_leaves_a_template_being_built(tmp_path: Path) -> None:

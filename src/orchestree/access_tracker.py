@@ -12,10 +12,10 @@ A write takes an exclusive `flock` on `tracker.lock` beside the tracker, reads,
 merges, checks lane statuses against the state machine, writes a temp file in the
 same folder, fsyncs it, keeps the previous file as `tracker.json.bak` (a hard link,
 no copy) when that file is one orchestree validated, replaces the tracker with
-`os.replace`, fsyncs the folder and appends one line to `events.jsonl`. The old
-`.bak` it replaced is freed by a thread of the writer (`_replace_free_later`). Readers
-need no lock. The kernel drops a dead holder's flock, so a leftover lock file never blocks
-anyone.
+`os.replace`, fsyncs the folder and appends one line to `events.jsonl`. The files it
+replaced (the old `.bak`; orchestree's old ledger) are freed by a thread of the writer
+after the renames (`_replace_free_later`). Readers need no lock. The kernel drops a
+dead holder's flock, so a leftover lock file never blocks anyone.
 
 The trust boundary (docs/trust.md): an agent may change only its own lane's
 `progress`, `data` and `results`, within the caps below. Run as the helper, this file
@@ -320,11 +320,13 @@ def _fsync_dir(folder: str) -> None:
 
 def _sweep_temps(folder: str, name: str) -> None:
     # Writers only create temp files while holding the lock, so under the lock any
-    # temp file present was left by a writer that died mid-write.
+    # temp file present was left by a writer that died mid-write, or is a replaced
+    # file a writer's thread has yet to free (`_replace_free_later`): either is no
+    # one's any more. One that cannot go (a sandbox bound it read-only) stays.
     prefix = f".{name}."
     for entry in os.scandir(folder):
         if entry.name.startswith(prefix) and entry.name.endswith(".tmp"):
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 os.unlink(entry.path)
 
 
@@ -352,7 +354,7 @@ def write_atomic(
         bak_tmp = os.path.join(folder, f".{name}.bak.{os.getpid()}.tmp")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(bak_tmp)
-        os.link(path, bak_tmp)
+        os.link(path, bak_tmp, follow_symlinks=False)  # a link planted there: itself
         _replace_free_later(bak_tmp, f"{path}.bak")
     if backup:  # the old file lives on as the .bak: nothing to free
         os.replace(tmp, path)
@@ -371,7 +373,7 @@ def _replace_free_later(src: str, dst: str) -> None:
     folder, name = os.path.split(dst)
     dead = os.path.join(folder, f".{name}.{os.getpid()}.{next(_DEAD_SERIAL)}.old.tmp")
     try:
-        os.link(dst, dead)
+        os.link(dst, dead, follow_symlinks=False)  # never what a planted symlink names
     except OSError:  # nothing there yet, or no second name to be had (a full disk)
         os.replace(src, dst)
         return
@@ -746,11 +748,12 @@ def write_signed(tracker: str, payload: bytes, backup: bool | bytes = True) -> b
     tmp = os.path.join(os.path.dirname(ledger), f".{LEDGER_NAME}.{os.getpid()}.tmp")
     written = _mac(key, payload) + b"\n" + payload
     _write_file(tmp, written, 0o600)
+    # The tracker's own rename, which `write_atomic(sync_dir=False)` leaves to this
+    # write, is made durable before the ledger's: a power cut between the two must not
+    # leave a new ledger beside the old tracker.json (its agent fields taken as edits).
+    _fsync_dir(os.path.dirname(os.path.abspath(tracker)))
     _replace_free_later(tmp, ledger)
     _fsync_dir(os.path.dirname(ledger))
-    # The tracker's own rename, which `write_atomic(sync_dir=False)` leaves to this
-    # write: the ledger's folder is not the tracker's since the ledger has its own.
-    _fsync_dir(os.path.dirname(os.path.abspath(tracker)))
     return written
 
 

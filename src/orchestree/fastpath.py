@@ -3,9 +3,10 @@ get`, a `tracker update` of lanes' progress, data and results, and `execute` and
 `merge` when there is no lane.
 
 Each starts within the start-up budget (issue 18: 1.5x a bare `import typer`) because
-it needs only git, the two location keys of `orchestree.toml` and the stdlib tracker
-store that agents run (`access_tracker.py`), which refuses torn, newer and tampered
-files as the full path does. Whatever these cannot do lightly returns None, and the
+it needs only git, what the full load recorded of a valid `orchestree.toml`
+(`Settings`, in `.orchestration/ledger/config.checked`) and the stdlib tracker store
+that agents run (`access_tracker.py`), which refuses torn, newer and tampered files
+as the full path does. Whatever these cannot do lightly returns None, and the
 command takes the full path (`repo.open_repo`, the models), which validates everything
 and names what is wrong: an `orchestree.toml` that is not plain TOML or whose keys
 have the wrong type, an update of orchestree's own fields.
@@ -121,9 +122,10 @@ def remember_valid_config(root: Path, raw: bytes, settings: Settings) -> None:
     found = json.dumps([root_, agent, sorted(tables), sorted(agents)])
     record = f"{_config_digest(raw)}\n{found}\n"
     with contextlib.suppress(OSError, UnicodeDecodeError):
-        if not checked.parent.is_dir() or checked.read_text("utf-8") == record:
+        if not checked.parent.parent.is_dir() or checked.read_text("utf-8") == record:
             return
     with contextlib.suppress(OSError):
+        checked.parent.mkdir(mode=0o700, exist_ok=True)  # the ledger's, made by now or soon
         temp = checked.with_name(f".{checked.name}.{os.getpid()}.tmp")
         temp.write_text(record, encoding="utf-8")
         os.replace(temp, checked)

@@ -529,6 +529,14 @@ _EMPTY_TREE = {
 }
 
 
+# A user's GIT_LITERAL_PATHSPECS (or NOGLOB, ICASE) would refuse or change the globs.
+_GLOBS_ONLY = {
+    "GIT_LITERAL_PATHSPECS": "0",
+    "GIT_NOGLOB_PATHSPECS": "0",
+    "GIT_ICASE_PATHSPECS": "0",
+}
+
+
 def files_matching(root: Path, commit: str, patterns: list[str]) -> list[str]:
     """`<mode> <object id> <path>` of each file of `commit` (a full id) that one of
     `patterns` matches, as glob pathspecs (`*` stops at a `/`, `**/` crosses folders, a
@@ -536,7 +544,8 @@ def files_matching(root: Path, commit: str, patterns: list[str]) -> list[str]:
     if not patterns:
         return []
     raw = run("--glob-pathspecs", "diff-tree", "-r", "-z", "--no-renames",
-              _EMPTY_TREE[len(commit)], commit, "--", *patterns, cwd=root).stdout  # fmt: skip
+              _EMPTY_TREE[len(commit)], commit, "--", *patterns, cwd=root,
+              env=_GLOBS_ONLY).stdout  # fmt: skip
     # -z: ":000000 <mode> <zeros> <object id> A\0<path>\0", per file.
     items = raw.split("\0")
     found = []

@@ -52,7 +52,11 @@ class Layout:
     cancel_requests = _Path("cancel", orch)  # `orchestree cancel` leaves `<lane>` here
     archive = _Path("archive", orch)
     helper = _Path("access_tracker.py", orch)
-    config_checked = _Path("config.checked", orch)  # the digest of a config found valid
+    # access_tracker.LEDGER_DIR: a folder a sandbox binds read-only as a whole, so a
+    # rename in it (the ledger's, this file's) never detaches the bind mid-run
+    ledger = _Path("ledger", orch)
+    # the digest of a config found valid, and what the light commands need of it
+    config_checked = _Path("config.checked", ledger)
     merge_journal = _Path("merge-journal.json", orch)  # a fast-forward under way (publish.py)
     generated = _Path(GENERATED_DIR)
     plan_file = _Path(PLAN_FILE)

@@ -154,7 +154,9 @@ def bwrap_args(box: dict[str, Any], worktree: Path, admin: Path) -> list[str]:
         args += ["--bind-try", entry, entry]
     args += ["--bind", str(orch), str(orch)]
     for item in sorted(os.listdir(orch)):
-        if item not in HELPER_WRITES:
+        # A writer's temp file (`.<name>.<pid>...tmp`): the helper's next write sweeps
+        # it, which a read-only bind would refuse.
+        if item not in HELPER_WRITES and not (item.startswith(".") and item.endswith(".tmp")):
             # -try: a writer's temp file may be renamed away meanwhile.
             args += ["--ro-bind-try", str(orch / item), str(orch / item)]
     # Files bound one by one are never replaced by a rename while bwrap binds them: the
