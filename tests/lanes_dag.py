@@ -115,6 +115,22 @@ def statuses(repo: Path, home: Path) -> dict[str, str]:
     return {k: v["status"] for k, v in data["lanes"].items()}
 
 
+def unexpected(repo: Path, home: Path, expected: dict[str, str]) -> str:
+    """What to read when statuses differ from `expected`: each differing lane's
+    status, error and the end of its agent's log, and the end of the events."""
+    found = statuses(repo, home)
+    lanes = tracker(repo)["lanes"]
+    lines = [f"statuses {found}"]
+    for lane in sorted(k for k in found if found[k] != expected.get(k)):
+        entry = {k: lanes[lane].get(k) for k in ("status", "error", "attempts", "host", "worker")}
+        log = repo / ".orchestration" / "logs" / f"agent-{lane}.log"
+        tail = log.read_text(errors="replace")[-1500:] if log.exists() else "(no log)"
+        lines += [f"{lane}: {entry}", f"{lane} log: {tail}"]
+    events = repo / ".orchestration" / "events.jsonl"
+    lines.append("events: " + (events.read_text()[-3000:] if events.exists() else "(none)"))
+    return "\n".join(lines)
+
+
 def tracker(repo: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((repo / ".orchestration" / "tracker.json").read_text())
     return data

@@ -30,6 +30,7 @@ from lanes_dag import (
     supervisor_of,
     tracker,
     trees,
+    unexpected,
     wait_for,
 )
 
@@ -62,7 +63,7 @@ def run_dag(root: Path, executor: str) -> tuple[Path, dict[str, str], dict[str, 
     add_lanes(repo, root, dag(counter))
     proc = orchestree(repo, root, "execute")
     assert proc.returncode == 1, proc.stderr  # one lane failed, one blocked
-    assert statuses(repo, root) == EXPECTED
+    assert statuses(repo, root) == EXPECTED, unexpected(repo, root, EXPECTED)
     assert runs(counter) == {lane: 1 for lane in EXPECTED if lane != "after-fail"}
     found = trees(repo, list(EXPECTED))
     merged = orchestree(repo, root, "merge")
