@@ -146,6 +146,20 @@ def wait_for(check: Callable[[], bool], timeout: float = 15.0, what: str = "") -
     raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
 
 
+def recorded_pid(repo: Path, lane_id: str, timeout: float = 10.0) -> int:
+    """The pid of the lane's supervisor once the tracker names it: `execute` writes a
+    started lane's pid with its next tracker write, within 0.1 s (lanebook.py)."""
+
+    def pid() -> int | None:
+        found = tracker(repo)["agents"].get(f"agent-{lane_id}", {}).get("pid")
+        return found if isinstance(found, int) else None
+
+    wait_for(lambda: pid() is not None, timeout, f"the tracker to name {lane_id}'s pid")
+    found = pid()
+    assert found is not None
+    return found
+
+
 def process_alive(pid: int, ticks: int | None = None) -> bool:
     """Is `pid` a live (non-zombie) process — the one that started at `ticks` since boot?"""
     found = procs.identity(pid)

@@ -40,6 +40,7 @@ from orchestree.runlock import run_lock
 from orchestree.worktree_share import STOCK_MAX, Stock, background, key_at, made_for
 
 WAIT_S = 0.5
+LAZY_S = 0.1  # the longest a lane's start or outcome waits to ride with another write
 Reporter = Callable[[str], None]
 
 
@@ -180,7 +181,7 @@ class Execution:
             self._steps()
         finally:
             self.book.deferring = False
-            self.book.flush()
+            self.book.flush(lazy=True)
 
     def _steps(self) -> None:
         budget = self.repo.config.defaults.budget_usd is not None
@@ -202,7 +203,8 @@ class Execution:
             self._take_cancel_requests()
             for lane_id in decision.start:
                 self._start(lane_id)
-            if self.book.flush():
+            waiting = any(lanes[k].status == "pending" for k in scope)
+            if (waiting or not self.running) and self.book.flush():
                 continue  # no lane took them along: decide again on the outcomes written
             if not self.running and not decision.start and not blocks:
                 return
@@ -268,8 +270,12 @@ class Execution:
     def _wait(self) -> None:
         if not self.running:
             return
-        for update in self.executor().poll(WAIT_S):
+        unwritten = self.book.unwritten
+        updates = self.executor().poll(LAZY_S if unwritten else WAIT_S)
+        for update in updates:
             self._apply(update)
+        if unwritten and not updates:  # nothing else to take them along: write them
+            self.book.flush(lazy=True)
         for lane_id, run in list(self.running.items()):
             self._watch_output(lane_id, run)
 
@@ -379,7 +385,7 @@ class Execution:
         early = executor.poll(0.0)
         started = next((u for u in early if u.kind == "started" and u.lane_id == lane_id
                         and u.attempt == attempt), None)  # fmt: skip
-        self.book.submitted(lane_id, handle, started)
+        self.book.submitted(lane_id, handle, started, lazy=executor.kind == "local")
         for update in early:
             if update is not started:
                 self._apply(update)
@@ -429,6 +435,7 @@ class Execution:
         updates = self.executor().reattach(list(handles.values()))
         for update in updates:
             self._apply(update)
+        tracker = self.repo.store.read()  # with the pids the updates recorded
         for lane_id, handle in handles.items():
             if lane_id in self.running:
                 agent = tracker.agents[agent_name(lane_id)]

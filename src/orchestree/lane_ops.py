@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from orchestree import git, procs, restart
 from orchestree.errors import UserError
+from orchestree.executors import launch
 from orchestree.layout import KEPT, agent_name
 from orchestree.models import (
     LANE_STATUSES,
@@ -211,8 +212,13 @@ def cancel_lane(repo: Repo, lane_id: str) -> str:
             ident = procs.Identity.recorded(agent.pid, agent.pid_ticks, agent.boot_id)
             if agent.pid_ticks is None:  # recorded by the released version: no ticks
                 ident = procs.supervisor_identity(agent.pid)
+        elif agent is not None and (agent.handle or "local:").startswith("local:"):
+            # Started a moment ago: the tracker names its pid with its next write.
+            ident = launch.recorded_supervisor(launch.local_files(repo.layout, lane_id,
+                                                                  lane.attempts))  # fmt: skip
         if agent and procs.signal_if_ours(ident, signal.SIGTERM):
-            return f"{lane_id}: stopping its agent (pid {agent.pid}); its worktree is kept"
+            pid = ident.pid if ident is not None else agent.pid
+            return f"{lane_id}: stopping its agent (pid {pid}); its worktree is kept"
         if agent and agent.handle and not agent.handle.startswith("local:"):
             repo.layout.cancel_requests.mkdir(parents=True, exist_ok=True)
             (repo.layout.cancel_requests / lane_id).write_text(agent.handle, encoding="utf-8")

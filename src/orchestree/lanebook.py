@@ -55,18 +55,29 @@ class LaneBook:
         # Safe to lose: the attempt's result file stays, and a resumed run reads it.
         self.deferring = False
         self._deferred: list[Change] = []
+        # While deferring, a local lane's start (its supervisor's pid) rides with the
+        # next write too, and waits at most LAZY_S for one (execution.py's wait). Safe
+        # to lose: the supervisor's identity is in its attempt's files (launch.start),
+        # where a resumed run finds it; a lane's claim is never deferred.
+        self._lazy: list[Change] = []
 
     def _write(self, *changes: Change) -> Tracker:
-        """One tracker transaction: the deferred outcomes first, then `changes`."""
-        batch, self._deferred = [*self._deferred, *changes], []
+        """One tracker transaction: the lazy starts, the deferred outcomes, `changes`."""
+        batch, self._lazy, self._deferred = [*self._lazy, *self._deferred, *changes], [], []
         return self.repo.store.update_many(batch)
 
-    def flush(self) -> bool:
-        """Write the deferred outcomes now; whether there were any."""
-        if not self._deferred:
+    def flush(self, lazy: bool = False) -> bool:
+        """Write the deferred outcomes now (with `lazy`, the lazy starts too); whether
+        there was anything to write."""
+        if not self._deferred and not (lazy and self._lazy):
             return False
         self._write()
         return True
+
+    @property
+    def unwritten(self) -> bool:
+        """Whether deferred outcomes or lazy starts wait for a write."""
+        return bool(self._deferred or self._lazy)
 
     def claim(self, lane_id: str, attempt: int, start: str, port: int) -> Tracker:
         """Mark the lane running (before anything is submitted: a crash after this is
@@ -95,9 +106,13 @@ class LaneBook:
 
         return self._write((change, "lane-start", {"lane": lane_id, "attempt": attempt}))
 
-    def submitted(self, lane_id: str, handle: str, started: LaneUpdate | None = None) -> None:
+    def submitted(
+        self, lane_id: str, handle: str, started: LaneUpdate | None = None, lazy: bool = False
+    ) -> None:
         """Record the attempt's handle; with `started` (the executor said so already, as
-        the local one does at once), its start too, in the same tracker write."""
+        the local one does at once), its start too, in the same tracker write. `lazy`:
+        the handle can be found without the tracker (the local executor's), so while
+        deferring the record rides with the next write."""
 
         def change(t: Tracker) -> None:
             t.agents[agent_name(lane_id)].handle = handle
@@ -105,7 +120,10 @@ class LaneBook:
         changes: list[Change] = [(change, "agent-submit", {"lane": lane_id, "handle": handle})]
         if started is not None:
             changes.append(self._started(started))
-        self._write(*changes)
+        if lazy and self.deferring:
+            self._lazy.extend(changes)
+        else:
+            self._write(*changes)
         if started is not None:
             self._say_started(started)
 

@@ -148,8 +148,9 @@ class ContractError(ValueError):
 @dataclass(frozen=True)
 class AttemptFiles:
     """One attempt's files, side by side: `<stem>spec.json` (what the launcher asks),
-    `<stem>result.json` (what the supervisor answers) and `<stem>agent.json` (the
-    agent's identity, for ending its tree if the supervisor dies)."""
+    `<stem>result.json` (what the supervisor answers), `<stem>agent.json` (the agent's
+    identity, for ending its tree if the supervisor dies) and `<stem>supervisor` (the
+    supervisor's identity, for adopting it before the tracker records it)."""
 
     folder: Path
     stem: str = ""  # "<lane>.<attempt>." in a repository's runs folder
@@ -165,6 +166,10 @@ class AttemptFiles:
     @property
     def agent(self) -> Path:
         return self.folder / f"{self.stem}agent.json"
+
+    @property
+    def supervisor(self) -> Path:
+        return self.folder / f"{self.stem}supervisor"
 
     @classmethod
     def of_spec(cls, spec: Path) -> AttemptFiles | None:

@@ -254,14 +254,30 @@ def start(spec: AttemptSpec, files: AttemptFiles, log_offset: int, spawner: Spaw
     """Write the spec to `files.spec` and start its supervisor. With `die_with_parent`
     it is our child with a pipe as its stdin, never written: it ends the agent when we
     die (a Dask worker); else `spawner` starts it in a session of its own."""
-    for stale in (files.result, files.agent):
+    for stale in (files.result, files.agent, files.supervisor):
         with contextlib.suppress(FileNotFoundError):
             stale.unlink()
     files.spec.write_text(spec.to_json(), encoding="utf-8")
     pid, proc = spawner.start(files.spec, watch_parent=spec.die_with_parent)
     ident = procs.identity(pid)
+    if ident is not None:
+        # Read by a later orchestrator when ours died before the tracker named the
+        # supervisor (lanebook.py writes that record lazily). No fsync: an identity
+        # names a process of this boot only, and a power loss ends the boot.
+        files.supervisor.write_text(ident.as_text(), encoding="utf-8")
     pidfd = procs.open_pidfd(ident) if ident is not None and proc is None else None
     return Launched(spec.attempt, pid, ident, files, log_offset, proc, pidfd)
+
+
+def recorded_supervisor(files: AttemptFiles) -> procs.Identity | None:
+    """The supervisor's identity as `start` left it beside the attempt's spec, while
+    that process runs orchestree's supervisor; else None (gone, never started, its
+    start cut short, or a file someone else wrote: never a process of theirs)."""
+    try:
+        ident = procs.Identity.from_text(files.supervisor.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return None
+    return ident if ident is not None and procs.supervisor_identity(ident.pid) == ident else None
 
 
 def outcome(launched: Launched, grace_s: float, lost: str = "error") -> AttemptResult:

@@ -168,12 +168,19 @@ class LocalExecutor:
                 continue
             lane_id, attempt, pid, ident = parsed
             files = launch.local_files(self.repo.layout, lane_id, attempt)
-            if ident is None:  # recorded by the released version, or not at all
+            unrecorded = ident is None and pid == 0
+            if unrecorded:  # started, perhaps, before the tracker said so: its own file
+                ident = launch.recorded_supervisor(files)
+                pid = ident.pid if ident is not None else 0
+            elif ident is None:  # recorded by the released version
                 ident = procs.supervisor_identity(pid)
             gone = procs.confirm_gone(ident, other_sign=functools.partial(_missing, files.result))
             if not gone:
                 pidfd = procs.open_pidfd(ident) if ident is not None else None
                 self.attempts[lane_id] = Launched(attempt, pid, ident, files, 0, None, pidfd)
+                if unrecorded and ident is not None:  # the tracker records it now
+                    updates.append(LaneUpdate(lane_id, attempt, "started", pid=pid,
+                                              pid_identity=ident))  # fmt: skip
             else:
                 grace = self.repo.config.defaults.kill_grace_s
                 procs.end_orphaned_agent(files.agent, grace)
