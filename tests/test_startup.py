@@ -321,3 +321,16 @@ def test_add_lane_starts_without_pydantic(tmp_path: Path) -> None:
     lanes = TrackerStore(repo / ".orchestration" / "tracker.json").read().lanes  # validated
     assert (len(lanes), lanes["one"].agent, lanes["one"].timeout_s) == (25, "mine", 60.0)
     assert [lanes[f"l{i}"].order for i in (0, 23)] == [1, 24]
+
+
+def test_a_run_without_a_webhook_loads_no_http_client(tmp_path: Path) -> None:
+    """`execute` and `merge` that run a lane, with `[notify]` unset: the HTTP client (and
+    its ssl, email) is imported only to post a webhook."""
+    repo = make_repo(tmp_path / "repo")
+    assert loaded(repo, "init")[0] == 0
+    lanes = json.dumps({"a": {"tasks": ["echo a > a.txt"], "agent": "shell"}})
+    assert loaded(repo, "add-lane", "--from", "-", stdin=lanes)[0] == 0
+    for argv in (["execute"], ["merge"]):
+        code, heavy = loaded(repo, *argv, watch=("http.client", "ssl", "urllib.request"))
+        assert (code, heavy) == (0, set()), argv
+    assert git(repo, "log", "-1", "--format=%s") == "Merge lane-a"

@@ -18,8 +18,6 @@ import shutil
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -89,6 +87,9 @@ def webhook_notifier(config: NotifyConfig) -> Send:
 
 def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> None:
     """POST `body` once; TryAgain on a server error or no answer."""
+    import urllib.error  # here: its import (http, ssl, email) is every run's cost else
+    import urllib.request
+
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as answer:
