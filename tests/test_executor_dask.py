@@ -210,6 +210,31 @@ def test_orchestrator_killed_mid_run_reattaches_and_runs_nothing_again(tmp_path:
     assert git(repo, "show", "lane-c:c.txt") == "a"
 
 
+def test_an_outcome_is_written_while_another_lane_keeps_printing(tmp_path: Path) -> None:
+    """A remote agent's output arrives every tenth of a second and writes no tracker: a
+    lane that ended meanwhile is still recorded within a moment, not when the chatty
+    lane ends (outcomes ride with the next write for at most 0.1 s, lanebook.py)."""
+    counter = tmp_path / "counter"
+    counter.mkdir()
+    chatty = "for i in $(seq 1 200); do echo line $i; sleep 0.05; done"
+    lanes = {
+        "chatty": {"tasks": counted(counter, "chatty", chatty)},
+        "quick": {"tasks": counted(counter, "quick", "echo q > q.txt")},
+    }
+    repo = make_repo(tmp_path / "r", 'kind = "dask"\nworkers = 2')
+    add_lanes(repo, tmp_path, lanes)
+    run = start(repo, tmp_path, "execute")
+    try:
+        wait_for(lambda: runs(counter).get("quick") == 1, 60, "lane quick to run")
+        wait_for(lambda: tracker(repo)["lanes"]["quick"]["status"] == "completed", 5,
+                 "quick's outcome in the tracker")  # fmt: skip
+        assert tracker(repo)["lanes"]["chatty"]["status"] == "running"
+    finally:
+        _, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err
+    assert statuses(repo, tmp_path) == {"chatty": "completed", "quick": "completed"}
+
+
 def test_scheduler_with_default_allowed_failures_is_refused(tmp_path: Path) -> None:
     with dask_cluster(tmp_path / "cluster", workers=0, allowed_failures=None) as address:
         repo = make_repo(tmp_path / "r", f'kind = "dask"\nscheduler = "{address}"')

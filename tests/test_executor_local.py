@@ -7,6 +7,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from lanes_dag import alive, make_repo, read_pid, runs, wait_for
 from orchestree import git
 from orchestree.executors.attempt import LaneSpec, LaneUpdate
@@ -117,3 +119,33 @@ def test_work_a_killed_supervisor_left_is_committed_from_its_spec(tmp_path: Path
     assert said.startswith("orchestree: work left uncommitted by lane cut (attempt 1)")
     assert done.changed == ["left.txt"]
     executor.close()
+
+
+def test_a_supervisor_whose_identity_cannot_be_written_is_ended(tmp_path: Path) -> None:
+    """The runs folder refuses the write (read-only here; a full disk alike): the
+    process just started is ended rather than left running with nothing naming it."""
+    import subprocess
+
+    from orchestree import procs
+    from orchestree.executors import launch
+    from orchestree.executors.attempt import AttemptFiles
+
+    runs_folder = tmp_path / "runs"
+    runs_folder.mkdir()
+    started = subprocess.Popen(["sleep", "60"])
+    try:
+        ident = procs.identity(started.pid)
+        assert ident is not None
+        subprocess.run(["mount", "--bind", str(runs_folder), str(runs_folder)], check=True)
+        try:
+            subprocess.run(["mount", "-o", "remount,bind,ro", str(runs_folder)], check=True)
+            files = AttemptFiles(runs_folder, "a.1.")
+            with pytest.raises(OSError, match="Read-only file system"):
+                launch._record_supervisor(files, ident)
+        finally:
+            subprocess.run(["umount", "-l", str(runs_folder)], check=False)
+        assert started.wait(5) == -signal.SIGTERM
+        assert list(runs_folder.iterdir()) == []
+    finally:
+        started.kill()
+        started.wait()

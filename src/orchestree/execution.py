@@ -270,11 +270,9 @@ class Execution:
     def _wait(self) -> None:
         if not self.running:
             return
-        unwritten = self.book.unwritten
-        updates = self.executor().poll(LAZY_S if unwritten else WAIT_S)
-        for update in updates:
+        for update in self.executor().poll(LAZY_S if self.book.unwritten else WAIT_S):
             self._apply(update)
-        if unwritten and not updates:  # nothing else to take them along: write them
+        if self.book.overdue(LAZY_S):  # no claim took them along in time: write them
             self.book.flush(lazy=True)
         for lane_id, run in list(self.running.items()):
             self._watch_output(lane_id, run)

@@ -10,6 +10,7 @@ attempt arrives as a `LaneUpdate` built from its `AttemptResult` (executors/atte
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,11 +61,19 @@ class LaneBook:
         # to lose: the supervisor's identity is in its attempt's files (launch.start),
         # where a resumed run finds it; a lane's claim is never deferred.
         self._lazy: list[Change] = []
+        self._unwritten_since: float | None = None  # monotonic: the oldest kept back
 
     def _write(self, *changes: Change) -> Tracker:
         """One tracker transaction: the lazy starts, the deferred outcomes, `changes`."""
         batch, self._lazy, self._deferred = [*self._lazy, *self._deferred, *changes], [], []
+        self._unwritten_since = None
         return self.repo.store.update_many(batch)
+
+    def _keep(self, kept: list[Change], *changes: Change) -> None:
+        """Keep `changes` back for the next write (`kept`: the lazy or deferred list)."""
+        if self._unwritten_since is None:
+            self._unwritten_since = time.monotonic()
+        kept.extend(changes)
 
     def flush(self, lazy: bool = False) -> bool:
         """Write the deferred outcomes now (with `lazy`, the lazy starts too); whether
@@ -78,6 +87,11 @@ class LaneBook:
     def unwritten(self) -> bool:
         """Whether deferred outcomes or lazy starts wait for a write."""
         return bool(self._deferred or self._lazy)
+
+    def overdue(self, wait_s: float) -> bool:
+        """Whether what is kept back has waited `wait_s` or more for a write."""
+        since = self._unwritten_since
+        return since is not None and time.monotonic() - since >= wait_s
 
     def claim(self, lane_id: str, attempt: int, start: str, port: int) -> Tracker:
         """Mark the lane running (before anything is submitted: a crash after this is
@@ -121,7 +135,7 @@ class LaneBook:
         if started is not None:
             changes.append(self._started(started))
         if lazy and self.deferring:
-            self._lazy.extend(changes)
+            self._keep(self._lazy, *changes)
         else:
             self._write(*changes)
         if started is not None:
@@ -261,7 +275,7 @@ class LaneBook:
         steps = {"timings": timings} if timings else {}  # a remote lane's seconds per step
         detail = {"lane": lane_id, "status": status, "attempt": attempt, **steps}
         if self.deferring:
-            self._deferred.append((change, "lane-end", detail))
+            self._keep(self._deferred, (change, "lane-end", detail))
         else:
             self._write((change, "lane-end", detail))
         self.summary.statuses[lane_id] = status

@@ -20,6 +20,7 @@ import fnmatch
 import functools
 import json
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -261,12 +262,27 @@ def start(spec: AttemptSpec, files: AttemptFiles, log_offset: int, spawner: Spaw
     pid, proc = spawner.start(files.spec, watch_parent=spec.die_with_parent)
     ident = procs.identity(pid)
     if ident is not None:
-        # Read by a later orchestrator when ours died before the tracker named the
-        # supervisor (lanebook.py writes that record lazily). No fsync: an identity
-        # names a process of this boot only, and a power loss ends the boot.
-        files.supervisor.write_text(ident.as_text(), encoding="utf-8")
+        _record_supervisor(files, ident)
     pidfd = procs.open_pidfd(ident) if ident is not None and proc is None else None
     return Launched(spec.attempt, pid, ident, files, log_offset, proc, pidfd)
+
+
+def _record_supervisor(files: AttemptFiles, ident: procs.Identity) -> None:
+    """Leave the supervisor's identity beside the attempt's spec, for a later
+    orchestrator when ours dies before the tracker names it (lanebook.py writes that
+    record lazily). Whole or not at all (a rename); no fsync: an identity names a
+    process of this boot only, and a power loss ends the boot. A supervisor that cannot
+    be recorded (a full disk) is ended at once, its lane then cancelled: a resumed run
+    would else take it for gone and start a second agent in its worktree."""
+    temp = files.supervisor.with_name(f".{files.supervisor.name}.{os.getpid()}.tmp")
+    try:
+        temp.write_text(ident.as_text(), encoding="utf-8")
+        os.replace(temp, files.supervisor)
+    except OSError:
+        procs.signal_if_ours(ident, signal.SIGTERM)  # it ends its agent's tree
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
 
 
 def recorded_supervisor(files: AttemptFiles) -> procs.Identity | None:
