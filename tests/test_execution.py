@@ -421,29 +421,13 @@ def _unrecorded(repo: Path, agent: str) -> None:
     assert cli(repo, "tracker", "update", json.dumps({"agents": {agent: cleared}})).code == 0
 
 
-def test_a_supervisor_the_tracker_had_not_recorded_yet_is_adopted_from_its_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    repo, counts = _slow_counting_repo(tmp_path, monkeypatch, sleep_s=2.0)
-    add_lanes(repo, {"slow": {"agent": "slow"}})
-    proc = spawn(repo, "execute")
-    wait_for(lambda: count_runs(counts, "slow") == 1, what="lane slow to start")
-    proc.kill()
-    proc.communicate()
-    supervisor = (repo / ".orchestration/runs/slow.1.supervisor").read_text().split(":")
-    assert process_alive(int(supervisor[0]), int(supervisor[1]))
-    _unrecorded(repo, "agent-slow")
-    result = cli(repo, "execute")
-    assert result.code == 0, result.err + result.out
-    assert f"slow: adopted from an earlier run (pid {supervisor[0]})" in result.out
-    lane = tracker(repo)["lanes"]["slow"]
-    assert (lane["status"], lane["attempts"], count_runs(counts, "slow")) == ("completed", 1, 1)
-
-
-def test_cancel_finds_a_supervisor_the_tracker_had_not_recorded_yet(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    repo, counts = _slow_counting_repo(tmp_path, monkeypatch, sleep_s=30.0)
+def _killed_before_the_pid_was_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sleep_s: float
+) -> tuple[Path, Path, tuple[int, int]]:
+    """Lane `slow` started, the orchestrator SIGKILLed and the tracker as `_unrecorded`
+    says; the repository, the agent's counts and the supervisor's (pid, ticks) as its
+    file beside the attempt's spec names them."""
+    repo, counts = _slow_counting_repo(tmp_path, monkeypatch, sleep_s=sleep_s)
     add_lanes(repo, {"slow": {"agent": "slow"}})
     proc = spawn(repo, "execute")
     wait_for(lambda: count_runs(counts, "slow") == 1, what="lane slow to start")
@@ -451,10 +435,29 @@ def test_cancel_finds_a_supervisor_the_tracker_had_not_recorded_yet(
     proc.communicate()
     pid, ticks = (repo / ".orchestration/runs/slow.1.supervisor").read_text().split(":")[:2]
     _unrecorded(repo, "agent-slow")
+    return repo, counts, (int(pid), int(ticks))
+
+
+def test_a_supervisor_the_tracker_had_not_recorded_yet_is_adopted_from_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo, counts, (pid, ticks) = _killed_before_the_pid_was_written(tmp_path, monkeypatch, 2.0)
+    assert process_alive(pid, ticks)
+    result = cli(repo, "execute")
+    assert result.code == 0, result.err + result.out
+    assert f"slow: adopted from an earlier run (pid {pid})" in result.out
+    lane = tracker(repo)["lanes"]["slow"]
+    assert (lane["status"], lane["attempts"], count_runs(counts, "slow")) == ("completed", 1, 1)
+
+
+def test_cancel_finds_a_supervisor_the_tracker_had_not_recorded_yet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo, _, (pid, ticks) = _killed_before_the_pid_was_written(tmp_path, monkeypatch, 30.0)
     result = cli(repo, "cancel", "slow")
     assert result.code == 0, result.err
     assert f"slow: stopping its agent (pid {pid})" in result.out
-    wait_for(lambda: not process_alive(int(pid), int(ticks)), 15, "the supervisor to end")
+    wait_for(lambda: not process_alive(pid, ticks), 15, "the supervisor to end")
 
 
 def test_a_planted_supervisor_file_never_makes_another_process_adopted_or_signalled(
