@@ -156,6 +156,29 @@ def test_clone_borrows_objects_from_the_cache_and_checks_nothing_out(
     assert sh(dest, "rev-parse", "HEAD") == sh(root, "rev-parse", "HEAD")
 
 
+def test_clone_never_copies_the_remotes_objects_folder(
+    root: Path, bare: Path, tmp_path: Path
+) -> None:
+    """Another lane's push in progress leaves a quarantine folder in the remote's
+    objects, whose files move away at any moment. Here one holds an entry that is
+    gone (a dangling link): a clone that walks the folder fails on it, as it fails
+    on a file moved between its stat and its link; one through the protocol does not."""
+    cache = tmp_path / "cache.git"
+    head = sh(root, "rev-parse", "HEAD")
+    remote.refresh_cache(cache, str(bare), [head])
+    pushing = bare / "objects" / "tmp_objdir-incoming-x" / "ab"
+    pushing.mkdir(parents=True)
+    (pushing / "cdef").symlink_to(tmp_path / "moved-away")
+    dest = tmp_path / "w" / "clone"
+    remote.clone(str(bare), cache, dest)
+    assert sh(dest, "rev-parse", "HEAD") == head
+    assert not (dest / ".git" / "objects" / "tmp_objdir-incoming-x").exists()
+    # Every object came from the cache: none was copied or linked from the remote.
+    assert [p for p in (dest / ".git" / "objects").rglob("*") if p.is_file()] == [
+        dest / ".git" / "objects" / "info" / "alternates"
+    ]
+
+
 def test_claim_is_won_by_exactly_one_run(root: Path, bare: Path, tmp_path: Path) -> None:
     clones = [worker_clone(tmp_path, str(bare), f"w{i}") for i in range(4)]
     ref = "refs/orchestree/claims/lane-a/1"

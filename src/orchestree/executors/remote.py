@@ -112,9 +112,16 @@ def refresh_cache(cache: Path, url: str, shas: list[str]) -> None:
 
 
 def clone(url: str, cache: Path, dest: Path) -> None:
+    """Clone `url` into `dest`, borrowing from the per-host `cache`.
+
+    `--no-local`: for a path, git's default copies (hard-links) the remote's objects
+    folder file by file, while other lanes push there; a file that a push moves out
+    of its quarantine (or an auto-gc prunes) between git's stat and its link ends the
+    clone with "failed to copy file". Through the pack protocol the clone reads only
+    objects the remote has published, and takes from the cache all it already holds."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    git.run("clone", "-q", "--no-checkout", "--reference-if-able", str(cache), url, str(dest),
-            cwd=dest.parent)  # fmt: skip
+    git.run("clone", "-q", "--no-local", "--no-checkout", "--reference-if-able", str(cache),
+            url, str(dest), cwd=dest.parent)  # fmt: skip
 
 
 def _note_commit(repo: Path, text: str) -> str:
