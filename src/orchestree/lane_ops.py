@@ -209,14 +209,10 @@ def cancel_lane(repo: Repo, lane_id: str) -> str:
         agent = repo.store.read().agents.get(agent_name(lane_id))
         ident = None
         # A remote lane's pid is a process on its worker, never one of this machine.
-        local = agent is not None and (agent.handle or "local:").startswith("local:")
-        if local and agent is not None and agent.pid:
-            ident = procs.Identity.recorded(agent.pid, agent.pid_ticks, agent.boot_id)
-            if agent.pid_ticks is None:  # recorded by the released version: no ticks
-                ident = procs.supervisor_identity(agent.pid)
-        elif local:  # started a moment ago: the tracker names its pid with its next write
+        if agent is not None and (agent.handle or "local:").startswith("local:"):
+            recorded = procs.Identity.recorded(agent.pid, agent.pid_ticks, agent.boot_id)
             files = launch.local_files(repo.layout, lane_id, lane.attempts)
-            ident = launch.recorded_supervisor(files)
+            ident = launch.supervisor_of(files, agent.pid or 0, recorded)
         if agent and procs.signal_if_ours(ident, signal.SIGTERM):
             pid = ident.pid if ident is not None else agent.pid
             return f"{lane_id}: stopping its agent (pid {pid}); its worktree is kept"

@@ -296,6 +296,19 @@ def recorded_supervisor(files: AttemptFiles) -> procs.Identity | None:
     return ident if ident is not None and procs.supervisor_identity(ident.pid) == ident else None
 
 
+def supervisor_of(
+    files: AttemptFiles, pid: int, ident: procs.Identity | None
+) -> procs.Identity | None:
+    """The identity of the attempt's supervisor from what the tracker recorded: `ident`
+    when it has one; for a bare pid (the released version's record), that pid while it
+    runs the supervisor; for none (started before the tracker said so), `files`'."""
+    if ident is not None:
+        return ident
+    if pid > 0:
+        return procs.supervisor_identity(pid)
+    return recorded_supervisor(files)
+
+
 def outcome(launched: Launched, grace_s: float, lost: str = "error") -> AttemptResult:
     """How the attempt ended, once its supervisor is over. When that supervisor died
     without saying (SIGKILL, OOM), its agent may live on: end its tree first, so a

@@ -168,12 +168,10 @@ class LocalExecutor:
                 continue
             lane_id, attempt, pid, ident = parsed
             files = launch.local_files(self.repo.layout, lane_id, attempt)
-            unrecorded = ident is None and pid == 0
-            if unrecorded:  # started, perhaps, before the tracker said so: its own file
-                ident = launch.recorded_supervisor(files)
+            unrecorded = pid == 0  # started, perhaps, before the tracker said so
+            ident = launch.supervisor_of(files, pid, ident)
+            if unrecorded:
                 pid = ident.pid if ident is not None else 0
-            elif ident is None:  # recorded by the released version
-                ident = procs.supervisor_identity(pid)
             gone = procs.confirm_gone(ident, other_sign=functools.partial(_missing, files.result))
             if not gone:
                 pidfd = procs.open_pidfd(ident) if ident is not None else None
